@@ -1,0 +1,180 @@
+"""Patch bodies into commit message, diffstat and per-file hunks: pure, no I/O.
+
+A hunk is read by its header's line counts, so a stray line after the diff
+(a mail signature, a quoted reply) never becomes part of it. Lines inside a
+hunk that a mailer emptied (a context line that lost its leading space) are
+context. Binary diffs are recorded as such, with no hunks.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
+_GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)")
+_DIFF_BEGIN = re.compile(r"^(diff --git |--- (a/|/dev/null|\S)|Index: )", re.M)
+
+
+class LineKind(enum.StrEnum):
+    CONTEXT = " "
+    ADDED = "+"
+    REMOVED = "-"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiffLine:
+    kind: LineKind
+    text: str
+    old_no: int | None
+    new_no: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hunk:
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    section: str
+    lines: tuple[DiffLine, ...]
+
+    @property
+    def added(self) -> tuple[DiffLine, ...]:
+        return tuple(ln for ln in self.lines if ln.kind is LineKind.ADDED)
+
+    @property
+    def removed(self) -> tuple[DiffLine, ...]:
+        return tuple(ln for ln in self.lines if ln.kind is LineKind.REMOVED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileDiff:
+    old_path: str | None
+    new_path: str | None
+    hunks: tuple[Hunk, ...]
+    binary: bool = False
+
+    @property
+    def path(self) -> str:
+        """The path a reviewer names: the new one, or the old for a deletion."""
+        return self.new_path or self.old_path or ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatchBody:
+    message: str
+    diffstat: str
+    files: tuple[FileDiff, ...]
+
+
+def _strip_prefix(path: str) -> str | None:
+    path = path.split("\t", 1)[0].strip()
+    if path == "/dev/null":
+        return None
+    if path.startswith(("a/", "b/")):
+        return path[2:]
+    return path
+
+
+def split_body(body: str) -> PatchBody:
+    """Split a patch mail body into commit message, diffstat and file diffs."""
+    m = _DIFF_BEGIN.search(body)
+    if m is None:
+        return PatchBody(message=body, diffstat="", files=())
+    head, diff = body[: m.start()], body[m.start():]
+    message, diffstat = head, ""
+    sep = re.search(r"^---[ \t]*$", head, re.M)
+    if sep is not None:
+        message, diffstat = head[: sep.start()], head[sep.end():]
+    return PatchBody(message=message.rstrip("\n") + "\n" if message.strip() else "",
+                     diffstat=diffstat.strip("\n"), files=parse_diff(diff))
+
+
+def parse_diff(text: str) -> tuple[FileDiff, ...]:
+    """Parse unified diffs (git or plain) into `FileDiff`s."""
+    lines = text.split("\n")
+    files: list[FileDiff] = []
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        git = _GIT_HEADER.match(line)
+        if git is None and not (line.startswith("--- ") and i + 1 < n
+                                and lines[i + 1].startswith("+++ ")):
+            i += 1
+            continue
+        old_path = new_path = None
+        binary = False
+        if git is not None:
+            old_path, new_path = _strip_prefix(git.group(1)), _strip_prefix(git.group(2))
+            i += 1
+            # Extended header lines up to the first ---/+++ pair or hunk.
+            while i < n and not lines[i].startswith(("--- ", "@@ ", "diff --git ")):
+                ext = lines[i]
+                if ext.startswith(("Binary files ", "GIT binary patch")):
+                    binary = True
+                elif ext.startswith("new file mode"):
+                    old_path = None
+                elif ext.startswith("deleted file mode"):
+                    new_path = None
+                elif ext.startswith("rename from "):
+                    old_path = ext[len("rename from "):].strip()
+                elif ext.startswith("rename to "):
+                    new_path = ext[len("rename to "):].strip()
+                elif not ext.strip() or ext.startswith("-- "):
+                    break
+                i += 1
+        if i + 1 < n and lines[i].startswith("--- ") and lines[i + 1].startswith("+++ "):
+            old_path = _strip_prefix(lines[i][4:])
+            new_path = _strip_prefix(lines[i + 1][4:])
+            i += 2
+        hunks: list[Hunk] = []
+        while i < n:
+            hm = _HUNK.match(lines[i])
+            if hm is None:
+                break
+            hunk, i = _read_hunk(hm, lines, i + 1)
+            hunks.append(hunk)
+        files.append(FileDiff(old_path=old_path, new_path=new_path,
+                              hunks=tuple(hunks), binary=binary))
+    return tuple(files)
+
+
+def _read_hunk(hm: re.Match[str], lines: list[str], i: int) -> tuple[Hunk, int]:
+    old_start, new_start = int(hm.group(1)), int(hm.group(3))
+    old_len = int(hm.group(2)) if hm.group(2) is not None else 1
+    new_len = int(hm.group(4)) if hm.group(4) is not None else 1
+    old_left, new_left = old_len, new_len
+    old_no, new_no = old_start, new_start
+    out: list[DiffLine] = []
+    n = len(lines)
+    while i < n and (old_left > 0 or new_left > 0):
+        line = lines[i]
+        tag = line[:1]
+        if tag == "\\":  # "\ No newline at end of file"
+            i += 1
+            continue
+        if tag == "+" and new_left > 0:
+            out.append(DiffLine(kind=LineKind.ADDED, text=line[1:], old_no=None, new_no=new_no))
+            new_no += 1
+            new_left -= 1
+        elif tag == "-" and old_left > 0:
+            out.append(DiffLine(kind=LineKind.REMOVED, text=line[1:], old_no=old_no, new_no=None))
+            old_no += 1
+            old_left -= 1
+        elif (tag == " " or line == "") and old_left > 0 and new_left > 0:
+            out.append(DiffLine(kind=LineKind.CONTEXT, text=line[1:], old_no=old_no,
+                                new_no=new_no))
+            old_no += 1
+            new_no += 1
+            old_left -= 1
+            new_left -= 1
+        else:
+            break  # the hunk is shorter than its header says: stop, do not guess
+        i += 1
+    while i < n and lines[i].startswith("\\"):
+        i += 1
+    hunk = Hunk(old_start=old_start, old_len=old_len, new_start=new_start,
+                new_len=new_len, section=hm.group(5).strip(), lines=tuple(out))
+    return hunk, i

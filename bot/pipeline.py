@@ -1,0 +1,58 @@
+"""One thread through the pipeline: assemble -> rules -> drafts.
+
+`bot check` and the poller both call `Checker.check_thread`; storing the
+result is the caller's choice (`bot.store.queries.save_thread`), so the same
+path serves `check` without a database and `check --store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.drafts import Draft, render
+from bot.lore.assemble import MessageError, Thread, assemble
+from bot.parse.series import Series
+from bot.rules import Context, RuleResult, run
+from bot.sources import RawMessage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesResult:
+    series: Series
+    rules: RuleResult
+    drafts: tuple[Draft, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadResult:
+    thread: Thread
+    results: tuple[SeriesResult, ...]
+
+    @property
+    def errors(self) -> tuple[MessageError, ...]:
+        return self.thread.errors
+
+
+class Checker:
+    """Holds what every check needs once (config, register model)."""
+
+    def __init__(self, cfg: Config, context: Context | None = None) -> None:
+        self.cfg = cfg
+        self.context = context if context is not None else Context()
+
+    def check_series(self, series: Series) -> SeriesResult:
+        result = run(series, self.context, self.cfg.rules)
+        drafts = render(series, result.findings, self.cfg.drafts)
+        logger.debug("checked %s v%d: %d patches, %d findings, %d drafts",
+                    series.message_id, series.revision, len(series.patches),
+                    len(result.findings), len(drafts))
+        return SeriesResult(series=series, rules=result, drafts=drafts)
+
+    def check_thread(self, raws: list[RawMessage]) -> ThreadResult:
+        thread = assemble(raws)
+        return ThreadResult(thread=thread,
+                            results=tuple(self.check_series(s) for s in thread.series))

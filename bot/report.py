@@ -1,0 +1,143 @@
+"""Output of `bot check`: text, the JSON contract, and b4's check protocol.
+
+The JSON document is the contract other tools and the benchmarks read; it is
+written incrementally (one series at a time) but is always exactly one
+document:
+
+    {"series": [{"message_id", "subject", "revision", "author",
+                 "patches": [{"index", "total", "message_id", "subject", "files"}],
+                 "missing": [...], "findings": [...], "pre_existing": [...],
+                 "drafts": [...]}],
+     "errors": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from bot.pipeline import SeriesResult, ThreadResult
+from bot.rules.core import Finding, Severity
+
+TOOL = "kvm-sysreg"
+
+
+def series_dict(res: SeriesResult) -> dict[str, Any]:
+    s = res.series
+    return {
+        "message_id": s.message_id,
+        "subject": s.subject,
+        "revision": s.revision,
+        "author": s.author,
+        "patches": [{"index": p.index, "total": p.total, "message_id": p.message_id,
+                     "subject": p.subject, "files": list(p.paths)} for p in s.patches],
+        "missing": list(s.missing),
+        "findings": [_finding(f) for f in res.rules.findings],
+        "pre_existing": [_finding(f) for f in res.rules.pre_existing],
+        "drafts": [d.as_dict() for d in res.drafts],
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    out = f.as_dict()
+    out["status"] = str(f.status)
+    return out
+
+
+class Reporter:
+    """Collects thread results and writes them in one format."""
+
+    def __init__(self, fmt: str, out: TextIO) -> None:
+        self.fmt = fmt
+        self.out = out
+        self.errors: list[str] = []
+        self.worst: Severity | None = None
+        self._first = True
+        self._b4: list[Finding] = []
+        self._b4_series: list[SeriesResult] = []
+        if fmt == "json":
+            out.write('{"series": [')
+
+    def _note(self, findings: tuple[Finding, ...]) -> None:
+        for f in findings:
+            if f.status == "open" and (self.worst is None or f.severity.rank > self.worst.rank):
+                self.worst = f.severity
+
+    def add(self, result: ThreadResult) -> None:
+        for err in result.errors:
+            self.errors.append("%s: %s" % (err.message_id or err.origin, err.reason))
+        for res in result.results:
+            self.errors.extend(res.rules.errors)
+            self._note(res.rules.findings)
+            if self.fmt == "json":
+                self.out.write(("\n" if self._first else ",\n")
+                               + json.dumps(series_dict(res), ensure_ascii=False))
+                self._first = False
+            elif self.fmt == "text":
+                self._text(res)
+            else:
+                self._b4_series.append(res)
+
+    def _text(self, res: SeriesResult) -> None:
+        s = res.series
+        w = self.out.write
+        w("%s v%d: %s\n  by %s <%s>\n" % (s.message_id, s.revision, s.subject, s.author,
+                                         s.author_email))
+        for p in s.patches:
+            w("  [%d/%d] %s\n" % (p.index, p.total, p.subject))
+        if s.missing:
+            w("  missing: %s\n" % ", ".join(str(i) for i in s.missing))
+        for f in res.rules.findings:
+            where = "%s:%s" % (f.file, f.line) if f.file else "commit message"
+            w("  %s %s [%s] patch %d %s: %s\n" % (f.severity, f.rule, f.category, f.patch,
+                                                 where, f.message))
+            if f.status != "open":
+                w("    (%s)\n" % f.status)
+        if res.rules.pre_existing:
+            w("  %d pre-existing finding(s) in code the series does not change\n"
+              % len(res.rules.pre_existing))
+        for d in res.drafts:
+            w("  draft reply to %s: %s\n" % (d.in_reply_to, d.subject))
+        w("\n")
+
+    def finish(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n], \"errors\": %s}\n" % json.dumps(self.errors, ensure_ascii=False))
+        elif self.fmt == "text":
+            for err in self.errors:
+                self.out.write("error: %s\n" % err)
+        else:
+            json.dump(self._b4_results(), self.out, ensure_ascii=False, indent=1)
+            self.out.write("\n")
+        self.out.flush()
+
+    def _b4_results(self) -> list[dict[str, Any]]:
+        """b4 review's external check protocol: a list of {tool, status, ...}."""
+        results = []
+        for res in self._b4_series:
+            open_f = [f for f in res.rules.findings if f.status == "open"]
+            ranks = [f.severity.rank for f in open_f]
+            worst = max(ranks, default=-1)
+            status = ("fail" if worst >= Severity.ERROR.rank
+                      else "warn" if worst >= Severity.QUESTION.rank else "pass")
+            counts: dict[str, int] = {}
+            for f in open_f:
+                counts[str(f.severity)] = counts.get(str(f.severity), 0) + 1
+            summary = (", ".join("%d %s" % (n, sev) for sev, n in counts.items())
+                       if counts else "no HCR_EL2/MDCR_EL2 findings")
+            details = []
+            for f in open_f:
+                where = "%s:%s" % (f.file, f.line) if f.file else "commit message"
+                reg = "%s%s" % (f.register or "", ("." + "/".join(f.fields)) if f.fields else "")
+                details.append("%s: %s [%s %s] %s" % (where, f.severity, f.category, reg.strip(),
+                                                      f.message))
+            entry: dict[str, Any] = {"tool": TOOL, "status": status, "summary": summary}
+            if details:
+                entry["details"] = "\n".join(details)
+            results.append(entry)
+        return results
+
+    def exit_code(self, fail_on: str) -> int:
+        if fail_on == "never" or self.fmt == "b4" or self.worst is None:
+            return 0
+        return 1 if self.worst.rank >= Severity(fail_on).rank else 0

@@ -1,0 +1,259 @@
+"""Local inputs of `bot check`: mbox (plain or gzip), maildir, `git
+format-patch` files or directories of them, and one message on stdin.
+
+Inputs are read twice, both times streaming: the first pass reads only
+threading headers, validates the whole input (unreadable paths, truncated
+mbox or gzip, gzip past `input.max_inflated_bytes`) and groups messages into
+threads; the second pass hands out each thread as soon as its last message
+has been read. So a bad input is refused before anything is processed or
+stored, and memory holds the open threads, not the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import os
+import re
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from bot.config import InputConfig
+from bot.errors import BadInput
+from bot.parse.threads import ThreadIndex, threading_ids
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_HDR = re.compile(rb"^(message-id|in-reply-to|references)[ \t]*:(.*)$", re.I | re.M)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+_MBOXRD = re.compile(rb"^>(>*From )")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    origin: str
+    data: bytes
+    error: str | None = None
+
+
+class _OverCap(Exception):
+    pass
+
+
+class _CappedGzip:
+    """Inflates a gzip stream, refusing to produce more than `cap` bytes."""
+
+    def __init__(self, fh: BinaryIO, cap: int) -> None:
+        self._gz = gzip.GzipFile(fileobj=fh, mode="rb")
+        self._cap = cap
+        self._seen = 0
+
+    def readline(self, limit: int) -> bytes:
+        line = self._gz.readline(limit)
+        self._seen += len(line)
+        if self._seen > self._cap:
+            raise _OverCap()
+        return line
+
+    def close(self) -> None:
+        self._gz.close()
+
+
+def _header_block(data: bytes) -> bytes:
+    end = data.find(b"\n\n")
+    end_crlf = data.find(b"\r\n\r\n")
+    if end < 0 or (0 <= end_crlf < end):
+        end = end_crlf
+    return data if end < 0 else data[:end]
+
+
+def _thread_headers(data: bytes) -> tuple[str | None, list[str]]:
+    block = _FOLD.sub(b" ", _header_block(data))
+    found = {"message-id": "", "in-reply-to": "", "references": ""}
+    for m in _HDR.finditer(block):
+        name = m.group(1).decode("ascii").lower()
+        if not found[name]:
+            found[name] = m.group(2).decode("utf-8", "replace")
+    if not found["message-id"].strip():
+        return None, []
+    mid, refs = threading_ids(found["message-id"], found["in-reply-to"], found["references"])
+    return mid or None, refs
+
+
+class _Source:
+    """One path (or stdin) as a re-readable sequence of raw messages."""
+
+    def __init__(self, spec: str, cfg: InputConfig, stdin: BinaryIO | None) -> None:
+        self.spec = spec
+        self.cfg = cfg
+        self._stdin_data: bytes | None = None
+        if spec == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            data = stream.read(cfg.max_message_bytes * 4 + 1)
+            if len(data) > cfg.max_message_bytes * 4:
+                raise BadInput("-: standard input is larger than input.max_message_bytes allows")
+            self._stdin_data = data
+            self.files: list[Path] = []
+            self.maildir = False
+            return
+        path = Path(spec)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise BadInput("%s: no such file or directory" % spec) from None
+        except OSError as exc:
+            raise BadInput("%s: cannot read: %s" % (spec, exc.strerror)) from None
+        self.maildir = path.is_dir() and ((path / "cur").is_dir() or (path / "new").is_dir())
+        if self.maildir:
+            self.files = sorted(p for sub in ("new", "cur") if (path / sub).is_dir()
+                                for p in (path / sub).iterdir() if p.is_file())
+        elif path.is_dir():
+            self.files = sorted(p for p in path.iterdir()
+                                if p.is_file() and not p.name.startswith("."))
+            if not self.files:
+                raise BadInput("%s: directory holds no messages or patches" % spec)
+        elif st.st_size == 0:
+            raise BadInput("%s: empty file" % spec)
+        else:
+            self.files = [path]
+        # A directory of format-patch files is one series: patches without
+        # threading headers are tied together so they are assembled as one.
+        self.group_id = ("format-patch.%s@bot.invalid"
+                         % hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+                         if path.is_dir() and not self.maildir else None)
+
+    def messages(self) -> Iterator[RawMessage]:
+        if self._stdin_data is not None:
+            yield from self._split(self._stdin_data_stream(), "-")
+            return
+        for path in self.files:
+            name = str(path)
+            try:
+                fh = open(path, "rb")
+            except OSError as exc:
+                raise BadInput("%s: cannot read: %s" % (name, exc.strerror)) from None
+            with fh:
+                magic = fh.read(2)
+                fh.seek(0)
+                reader: object = fh
+                if magic == b"\x1f\x8b":
+                    reader = _CappedGzip(fh, self.cfg.max_inflated_bytes)
+                try:
+                    yield from self._split(reader, name)
+                except _OverCap:
+                    raise BadInput("%s: inflates past input.max_inflated_bytes (%d bytes)"
+                                   % (name, self.cfg.max_inflated_bytes)) from None
+                except EOFError:
+                    raise BadInput("%s: truncated gzip data" % name) from None
+                except (gzip.BadGzipFile, zlib.error) as exc:
+                    raise BadInput("%s: corrupt gzip data: %s" % (name, exc)) from None
+                except OSError as exc:
+                    raise BadInput("%s: cannot read: %s" % (name, exc.strerror or exc)) from None
+
+    def _stdin_data_stream(self) -> io.BytesIO:
+        return io.BytesIO(self._stdin_data or b"")
+
+    def _split(self, reader: object, name: str) -> Iterator[RawMessage]:
+        readline = reader.readline  # type: ignore[attr-defined]
+        first = readline(_CHUNK)
+        if not first:
+            raise BadInput("%s: empty input" % name)
+        is_mbox = first.startswith(b"From ")
+        limit = self.cfg.max_message_bytes
+        parts: list[bytes] = []
+        size = 0
+        count = 0
+        line = first
+        at_line_start = True
+        prev_blank = True
+        has_sep = False
+        last = b""
+        while line:
+            starts = at_line_start
+            at_line_start = line.endswith(b"\n")
+            if is_mbox and starts and prev_blank and line.startswith(b"From "):
+                if count or parts:
+                    yield self._finish(parts, size, name, count)
+                    count += 1
+                parts, size, has_sep = [], 0, False
+                while not at_line_start:  # an absurdly long From line: skip its rest
+                    line = readline(_CHUNK)
+                    if not line:
+                        break
+                    at_line_start = line.endswith(b"\n")
+            else:
+                if is_mbox and starts and line.startswith(b">"):
+                    line = _MBOXRD.sub(rb"\1", line)
+                size += len(line)
+                if size <= limit:
+                    parts.append(line)
+            prev_blank = starts and line.strip() == b""
+            has_sep = has_sep or prev_blank
+            last = line
+            line = readline(_CHUNK)
+        if is_mbox and last and not last.endswith(b"\n"):
+            raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
+        if is_mbox and parts and not has_sep:
+            raise BadInput("%s: truncated mbox: the last message has no body" % name)
+        if parts or not is_mbox:
+            yield self._finish(parts, size, name, count)
+
+    def _finish(self, parts: list[bytes], size: int, name: str, count: int) -> RawMessage:
+        origin = "%s#%d" % (name, count + 1) if count or name.endswith((".mbox", ".gz")) \
+            else name
+        if size > self.cfg.max_message_bytes:
+            return RawMessage(origin=origin, data=b"".join(parts[:64]),
+                              error="message of %d bytes exceeds input.max_message_bytes" % size)
+        data = b"".join(parts)
+        mid, refs = _thread_headers(data)
+        if mid is None and data.strip():
+            # git format-patch writes no Message-ID: derive a stable one.
+            fake = "%s@format-patch.bot.invalid" % hashlib.sha1(data).hexdigest()[:24]
+            data = b"Message-ID: <%s>\n" % fake.encode() + data
+            mid = fake
+        if self.group_id and not refs:
+            data = b"References: <%s>\n" % self.group_id.encode() + data
+        return RawMessage(origin=origin, data=data)
+
+
+class InputSet:
+    """All SOURCE arguments of one `bot check`, read as threads."""
+
+    def __init__(self, specs: list[str], cfg: InputConfig,
+                 stdin: BinaryIO | None = None) -> None:
+        if not specs:
+            raise BadInput("no input given")
+        self.sources = [_Source(spec, cfg, stdin) for spec in specs]
+        self.index = ThreadIndex()
+        for source in self.sources:
+            for raw in source.messages():
+                mid, refs = _thread_headers(raw.data) if raw.error is None else (None, [])
+                self.index.add(mid, refs)
+        self.index.finish()
+        logger.debug("input: %d messages in %d threads", len(self.index),
+                     self.index.thread_count)
+
+    @property
+    def message_count(self) -> int:
+        return len(self.index)
+
+    def threads(self) -> Iterator[list[RawMessage]]:
+        """Each thread's messages, in input order, as soon as it is complete."""
+        open_threads: dict[int, list[RawMessage]] = {}
+        pos = 0
+        for source in self.sources:
+            for raw in source.messages():
+                thread = self.index.thread_of(pos)
+                open_threads.setdefault(thread, []).append(raw)
+                for done in self.index.closing_at(pos):
+                    yield open_threads.pop(done)
+                pos += 1
+        if pos != len(self.index):
+            raise BadInput("input changed while it was being read")
+

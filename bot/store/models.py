@@ -1,0 +1,206 @@
+"""Database tables as SQLAlchemy 2.0 typed models.
+
+The Alembic migrations under `migrations/` are the only source of the
+schema; these models must agree with them (a test runs autogenerate and
+expects no difference). Queries live in `bot.store.queries` as plain
+functions taking a `Session`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.rules.core import Category, Severity
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class DraftState(enum.StrEnum):
+    """pending -> approved -> sent; any unsent draft can be discarded."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    SENT = "sent"
+    DISCARDED = "discarded"
+
+
+class FindingStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED_IN_SERIES = "resolved-in-series"
+    PRE_EXISTING = "pre-existing"
+    DISMISSED = "dismissed"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, length=32,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+TZDateTime = DateTime(timezone=True)
+
+
+class Message(Base):
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    list_id: Mapped[str | None] = mapped_column(String(255))
+    date: Mapped[dt.datetime | None] = mapped_column(TZDateTime, index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_addr: Mapped[str] = mapped_column(String(512), default="")
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    lineage: Mapped[str] = mapped_column(String(128), index=True)
+    change_id: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(512))
+    revision: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    missing: Mapped[list[int]] = mapped_column(JSON, default=list)
+    thread_id: Mapped[str] = mapped_column(String(998), default="")
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"))
+    cover_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
+    date: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    patches: Mapped[list[Patch]] = relationship(back_populates="series",
+                                                order_by="Patch.index")
+    findings: Mapped[list[Finding]] = relationship(back_populates="series")
+    drafts: Mapped[list[Draft]] = relationship(back_populates="series")
+
+
+class Patch(Base):
+    __tablename__ = "patch"
+    __table_args__ = (UniqueConstraint("series_id", "index", name="uq_patch_series_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    series: Mapped[Series] = relationship(back_populates="patches")
+    message: Mapped[Message] = relationship()
+    trailers: Mapped[list[Trailer]] = relationship(back_populates="patch")
+
+
+class Trailer(Base):
+    __tablename__ = "trailer"
+    __table_args__ = (UniqueConstraint("patch_id", "message_id", "name", "value",
+                                       name="uq_trailer_patch_message_name_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patch_id: Mapped[int] = mapped_column(ForeignKey("patch.id", ondelete="CASCADE"),
+                                          index=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(998))
+    author: Mapped[str] = mapped_column(String(512), default="")
+
+    patch: Mapped[Patch] = relationship(back_populates="trailers")
+
+
+class Finding(Base):
+    __tablename__ = "finding"
+    __table_args__ = (UniqueConstraint("series_id", "fingerprint",
+                                       name="uq_finding_series_fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"),
+                                           index=True)
+    patch_index: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(64), index=True)
+    category: Mapped[Category] = mapped_column(_enum(Category, "finding_category"))
+    severity: Mapped[Severity] = mapped_column(_enum(Severity, "finding_severity"))
+    file: Mapped[str | None] = mapped_column(String(1024))
+    line: Mapped[int | None] = mapped_column(Integer)
+    register: Mapped[str | None] = mapped_column(String(32))
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[FindingStatus] = mapped_column(_enum(FindingStatus, "finding_status"),
+                                                  default=FindingStatus.OPEN)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="findings")
+
+
+class Draft(Base):
+    __tablename__ = "draft"
+    __table_args__ = (UniqueConstraint("series_id", "in_reply_to",
+                                       name="uq_draft_series_in_reply_to"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"),
+                                           index=True)
+    patch_index: Mapped[int] = mapped_column(Integer)
+    in_reply_to: Mapped[str] = mapped_column(String(998))
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[DraftState] = mapped_column(_enum(DraftState, "draft_state"),
+                                              default=DraftState.PENDING)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+
+    series: Mapped[Series] = relationship(back_populates="drafts")
+
+
+class PollCursor(Base):
+    __tablename__ = "poll_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(2048), unique=True)
+    position: Mapped[dt.datetime] = mapped_column(TZDateTime)
+    cycles: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    origin: Mapped[str] = mapped_column(String(2048), default="")
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+Index("ix_series_lineage_revision", Series.lineage, Series.revision)

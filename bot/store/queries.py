@@ -1,0 +1,197 @@
+"""Storing and reading pipeline results: plain functions taking a `Session`.
+
+Storing is idempotent: messages by Message-ID, series by the Message-ID of
+their cover letter (or first patch), patches by (series, index), findings by
+(series, fingerprint), drafts by (series, message replied to), quarantined
+mail by the digest of its bytes. Storing the same input twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, fields
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from bot.lore.assemble import MessageError
+from bot.parse.mail import Mail
+from bot.parse.series import Series as SeriesData
+from bot.pipeline import SeriesResult, ThreadResult
+from bot.rules.core import Finding as FindingData
+from bot.store.models import (Draft, Finding, FindingStatus, Message, Patch, Quarantine,
+                              Series, Trailer, utcnow)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StoreStats:
+    messages: int = 0
+    series: int = 0
+    patches: int = 0
+    trailers: int = 0
+    findings: int = 0
+    drafts: int = 0
+    quarantined: int = 0
+
+    def __iadd__(self, other: StoreStats) -> StoreStats:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
+                   key: list[str]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING; returns the number of new rows."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).on_conflict_do_nothing(index_elements=key)
+    result = session.execute(stmt, rows)
+    return max(result.rowcount, 0) if result.rowcount is not None else 0
+
+
+def _message_row(mail: Mail) -> dict[str, Any]:
+    return {"message_id": mail.message_id, "list_id": mail.list_id, "date": mail.date,
+            "subject": mail.subject, "from_addr": mail.author[:512],
+            "in_reply_to": mail.in_reply_to, "headers": dict(mail.headers),
+            "raw": mail.raw, "created_at": utcnow()}
+
+
+def save_messages(session: Session, mails: Iterable[Mail]) -> int:
+    rows = [_message_row(m) for m in mails]
+    return _insert_ignore(session, Message.__table__, rows, ["message_id"])
+
+
+def message_ids(session: Session, msgids: Iterable[str]) -> dict[str, int]:
+    wanted = list(dict.fromkeys(msgids))
+    out: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        for mid, pk in session.execute(select(Message.message_id, Message.id)
+                                       .where(Message.message_id.in_(chunk))):
+            out[mid] = pk
+    return out
+
+
+def quarantine(session: Session, err: MessageError) -> int:
+    digest = hashlib.sha256(err.raw).hexdigest()
+    return _insert_ignore(session, Quarantine.__table__, [{
+        "digest": digest, "message_id": err.message_id, "origin": err.origin[:2048],
+        "reason": err.reason, "raw": err.raw, "created_at": utcnow()}], ["digest"])
+
+
+def previous_revision(session: Session, data: SeriesData) -> Series | None:
+    return session.scalars(
+        select(Series).where(Series.lineage == data.lineage, Series.revision < data.revision,
+                             Series.message_id != data.message_id)
+        .order_by(Series.revision.desc(), Series.id.desc()).limit(1)).first()
+
+
+def _later_revisions(session: Session, row: Series) -> list[Series]:
+    return list(session.scalars(
+        select(Series).where(Series.lineage == row.lineage, Series.revision > row.revision)))
+
+
+def _status(f: FindingData) -> FindingStatus:
+    return FindingStatus(str(f.status))
+
+
+def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> StoreStats:
+    stats = StoreStats()
+    data = res.series
+    row = session.scalars(select(Series).where(Series.message_id == data.message_id)).first()
+    if row is None:
+        prev = previous_revision(session, data)
+        row = Series(message_id=data.message_id, lineage=data.lineage,
+                     change_id=data.change_id, subject=data.subject, author=data.author,
+                     revision=data.revision, total=data.total, missing=list(data.missing),
+                     thread_id=data.thread_id, previous_id=prev.id if prev else None,
+                     cover_id=ids.get(data.cover.message_id) if data.cover else None,
+                     date=(data.cover or data.patches[0].mail).date)
+        session.add(row)
+        session.flush()
+        stats.series += 1
+        # Revisions stored before this one but numbered after it: link the
+        # nearest to it.
+        for later in _later_revisions(session, row):
+            prev = session.get(Series, later.previous_id) if later.previous_id else None
+            if prev is None or prev.revision < row.revision:
+                later.previous_id = row.id
+    elif list(row.missing) != list(data.missing) or row.total != data.total:
+        row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
+    have = {p.index: p for p in session.scalars(select(Patch).where(Patch.series_id == row.id))}
+    for p in data.patches:
+        prow = have.get(p.index)
+        if prow is None:
+            prow = Patch(series_id=row.id, message_id=ids[p.message_id], index=p.index,
+                         total=p.total, subject=p.subject, files=list(p.paths))
+            session.add(prow)
+            session.flush()
+            have[p.index] = prow
+            stats.patches += 1
+        if p.trailers:
+            stats.trailers += _insert_ignore(session, Trailer.__table__, [
+                {"patch_id": prow.id, "message_id": t.message_id, "name": t.name,
+                 "value": t.value[:998], "author": t.author[:512]} for t in p.trailers],
+                ["patch_id", "message_id", "name", "value"])
+    stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing)
+    stats.drafts += _insert_ignore(session, Draft.__table__, [
+        {"series_id": row.id, "patch_index": d.patch, "in_reply_to": d.in_reply_to,
+         "references": list(d.references), "to_addrs": list(d.to), "cc_addrs": list(d.cc),
+         "subject": d.subject, "body": d.body, "state": "pending",
+         "created_at": utcnow(), "updated_at": utcnow()} for d in res.drafts],
+        ["series_id", "in_reply_to"])
+    return stats
+
+
+def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...]) -> int:
+    existing = {f.fingerprint: f for f in session.scalars(
+        select(Finding).where(Finding.series_id == row.id))}
+    added = 0
+    for f in found:
+        old = existing.get(f.fingerprint)
+        if old is not None:
+            # A later patch of the series may have arrived and resolved it;
+            # a maintainer's dismissal stands.
+            if old.status is not FindingStatus.DISMISSED and old.status != _status(f):
+                old.status = _status(f)
+            continue
+        session.add(Finding(series_id=row.id, patch_index=f.patch, rule=f.rule,
+                            category=f.category, severity=f.severity, file=f.file,
+                            line=f.line, register=f.register, fields=list(f.fields),
+                            message=f.message, evidence="\n".join(f.evidence),
+                            fingerprint=f.fingerprint, status=_status(f)))
+        added += 1
+    return added
+
+
+def save_thread(session: Session, result: ThreadResult) -> StoreStats:
+    """Store one thread's messages, series, findings, drafts and failures."""
+    stats = StoreStats()
+    stats.messages += save_messages(session, result.thread.messages)
+    for err in result.errors:
+        stats.quarantined += quarantine(session, err)
+    if result.results:
+        wanted = [m.message_id for r in result.results for m in r.series.messages]
+        ids = message_ids(session, wanted)
+        for res in result.results:
+            stats += save_series(session, res, ids)
+    return stats
+
+
+def list_series(session: Session, limit: int = 100) -> list[Series]:
+    return list(session.scalars(select(Series).order_by(Series.id.desc()).limit(limit)))
