@@ -46,7 +46,7 @@ def _setup_logging(level: str, verbose: int) -> None:
     logging.basicConfig(level=getattr(logging, name.upper(), logging.INFO),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
-        for noisy in ("b4", "liblore", "urllib3", "alembic.runtime.migration"):
+        for noisy in ("b4", "liblore", "urllib3", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotError as exc:
         for cls, code in _EXIT_FOR:
             if isinstance(exc, cls):
-                print("bot: error: %s" % exc, file=sys.stderr)
+                print("bot: error: %s" % " ".join(str(exc).split()), file=sys.stderr)
                 return code
         raise  # pragma: no cover - every BotError subclass is mapped above
     except KeyboardInterrupt:
@@ -136,5 +136,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback only with -v
         logger.debug("internal error", exc_info=True)
         print("bot: internal error: %s: %s (run with -v for details)"
-              % (type(exc).__name__, exc), file=sys.stderr)
+              % (type(exc).__name__, " ".join(str(exc).split())), file=sys.stderr)
         return EXIT_INTERNAL

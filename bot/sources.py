@@ -93,6 +93,7 @@ class _Source:
         self.spec = spec
         self.cfg = cfg
         self._stdin_data: bytes | None = None
+        self.group_id: str | None = None
         if spec == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
             data = stream.read(cfg.max_message_bytes * 4 + 1)

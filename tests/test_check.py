@@ -1,0 +1,146 @@
+"""`bot check` end to end through the command line: the JSON contract, formats,
+exit codes, and idempotent storing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+
+from bot.store import models
+
+DATA = Path(__file__).parent / "data"
+THREADS = DATA / "threads"
+
+
+def bot(tmp_path, *args, db_url=None, stdin=None):
+    env = {"BOT_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin",
+           "BOT_CONFIG": str(DATA / "config" / "test.toml")}
+    if db_url:
+        env["BOT_DATABASE_URL"] = db_url
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True,
+                          env=env, input=stdin, cwd=tmp_path,
+                          text=not isinstance(stdin, bytes))
+
+
+def test_json_contract(tmp_path):
+    proc = bot(tmp_path, "check", "--format", "json", str(THREADS / "series-complete-v2.mbox"),
+               str(THREADS / "missing-patches-autosel.mbox"), str(THREADS / "replies-only.mbox"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"series", "errors"}
+    assert doc["errors"] == []
+    assert len(doc["series"]) == 2
+    s = doc["series"][0]
+    assert set(s) >= {"message_id", "subject", "revision", "author", "patches", "missing",
+                      "findings", "pre_existing", "drafts"}
+    assert s["message_id"] == "20200529150656.7339-1-james.morse@arm.com"
+    assert s["revision"] == 2
+    assert s["author"] == "James Morse <james.morse@arm.com>"
+    assert [p["index"] for p in s["patches"]] == [1, 2, 3]
+    p1 = s["patches"][0]
+    assert set(p1) == {"index", "total", "message_id", "subject", "files"}
+    assert p1["total"] == 3
+    assert p1["files"] == ["arch/arm64/kvm/sys_regs.c"]
+    assert s["missing"] == []
+    for f in s["findings"]:
+        assert set(f) >= {"rule", "category", "severity", "patch", "file", "line", "register",
+                          "fields", "message", "evidence"}
+        assert f["severity"] in ("error", "warning", "question", "info")
+    for d in s["drafts"]:
+        assert set(d) == {"in_reply_to", "to", "cc", "subject", "body"}
+    assert doc["series"][1]["missing"] == [1, 2, 3, 4, 6, 7, 8]
+
+
+def test_same_messages_in_two_inputs_are_checked_once(tmp_path):
+    proc = bot(tmp_path, "check", "--format", "json", str(THREADS / "series-complete-v2.mbox"),
+               str(THREADS / "series-missing-patch-2.mbox"))
+    (series,) = json.loads(proc.stdout)["series"]
+    assert [p["index"] for p in series["patches"]] == [1, 2, 3]
+
+
+def test_text_format_lists_series_and_missing(tmp_path):
+    proc = bot(tmp_path, "check", str(THREADS / "series-missing-patch-2.mbox"))
+    assert proc.returncode == 0
+    assert "KVM: arm64: aarch32 ACTLR accesses" in proc.stdout
+    assert "missing: 2" in proc.stdout
+
+
+def test_b4_format_reads_one_message_from_stdin(tmp_path):
+    mbox = (THREADS / "missing-patches-autosel.mbox").read_bytes()
+    proc = bot(tmp_path, "check", "--format", "b4", "-", stdin=mbox)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert isinstance(results, list) and len(results) == 1
+    assert results[0]["tool"] == "kvm-sysreg"
+    assert results[0]["status"] in ("pass", "warn", "fail")
+    assert isinstance(results[0]["summary"], str)
+    assert not (tmp_path / "state").exists()  # no database, nothing written
+
+
+def test_b4_format_cover_letter_alone_reports_nothing(tmp_path):
+    text = (THREADS / "series-complete-v2.mbox").read_text()
+    cover = text.split("\nFrom mboxrd@z")[0] + "\n"
+    proc = bot(tmp_path, "check", "--format", "b4", "-", stdin=cover)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == []
+
+
+def test_format_patch_directory(tmp_path):
+    """A directory of `git format-patch` output (no Message-IDs) is one series."""
+    text = (THREADS / "series-complete-v2.mbox").read_text()
+    msgs = ["From mboxrd@z" + m for m in text.split("From mboxrd@z")[1:]]
+    outdir = tmp_path / "patches"
+    outdir.mkdir()
+    for n, msg in enumerate(msgs[:4]):
+        lines = [ln for ln in msg.splitlines(keepends=True)
+                 if not ln.lower().startswith(("message-id:", "in-reply-to:", "references:"))]
+        (outdir / ("%04d-x.patch" % n)).write_text("".join(lines))
+    proc = bot(tmp_path, "check", "--format", "json", str(outdir))
+    assert proc.returncode == 0, proc.stderr
+    (series,) = json.loads(proc.stdout)["series"]
+    assert [p["index"] for p in series["patches"]] == [1, 2, 3]
+    assert series["missing"] == []
+
+
+def _counts(db_url):
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        out = {t.__tablename__: conn.execute(select(func.count()).select_from(t)).scalar_one()
+               for t in (models.Message, models.Series, models.Patch, models.Trailer,
+                         models.Finding, models.Draft, models.Quarantine)}
+    engine.dispose()
+    return out
+
+
+def test_store_is_idempotent_and_links_revisions(migrated, tmp_path):
+    url = migrated.database_url
+    files = [str(p) for p in sorted(THREADS.glob("*.mbox"))]
+    proc = bot(tmp_path, "check", "--store", *files, db_url=url)
+    assert proc.returncode == 0, proc.stderr
+    first = _counts(url)
+    assert first["message"] == 2 + 1 + 8 + 5 == 16  # the missing-patch thread is a subset
+    assert first["series"] == 1 + 1 + 2
+    assert first["patch"] == 3 + 1 + 1 + 1
+    assert first["trailer"] == 2
+    proc = bot(tmp_path, "check", "--store", *files, db_url=url)
+    assert proc.returncode == 0
+    assert _counts(url) == first
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(models.Series.revision, models.Series.previous_id,
+                                   models.Series.id, models.Series.message_id)
+                            .order_by(models.Series.id)).all()
+    engine.dispose()
+    by_mid = {r.message_id: r for r in rows}
+    v1 = by_mid["20191016165953.o6ogh4fdmsjmd2sw@linutronix.de"]
+    v2 = by_mid["20191128195805.c2pryug4ohmcoqwd@linutronix.de"]
+    assert v2.previous_id == v1.id and v1.previous_id is None
+
+
+def test_fail_on_never_and_exit_codes(tmp_path):
+    proc = bot(tmp_path, "check", "--fail-on", "never", str(THREADS / "replies-only.mbox"))
+    assert proc.returncode == 0
+    proc = bot(tmp_path, "check", "--fail-on", "sometimes", str(THREADS / "replies-only.mbox"))
+    assert proc.returncode == 2
