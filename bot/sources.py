@@ -33,6 +33,8 @@ _CHUNK = 1 << 20
 _HDR = re.compile(rb"^(message-id|in-reply-to|references)[ \t]*:(.*)$", re.I | re.M)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 _MBOXRD = re.compile(rb"^>(>*From )")
+# The From_ line `git format-patch` writes: the commit id and a fixed date.
+_FORMAT_PATCH = re.compile(rb"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +176,17 @@ class _Source:
         at_line_start = True
         prev_blank = True
         has_sep = False
+        patch_file = False
         last = b""
         while line:
             starts = at_line_start
             at_line_start = line.endswith(b"\n")
             if is_mbox and starts and prev_blank and line.startswith(b"From "):
                 if count or parts:
-                    yield self._finish(parts, size, name, count)
+                    yield self._finish(parts, size, name, count, patch_file)
                     count += 1
                 parts, size, has_sep = [], 0, False
+                patch_file = _FORMAT_PATCH.match(line) is not None
                 while not at_line_start:  # an absurdly long From line: skip its rest
                     line = readline(_CHUNK)
                     if not line:
@@ -203,9 +207,10 @@ class _Source:
         if is_mbox and parts and not has_sep:
             raise BadInput("%s: truncated mbox: the last message has no body" % name)
         if parts or not is_mbox:
-            yield self._finish(parts, size, name, count)
+            yield self._finish(parts, size, name, count, patch_file)
 
-    def _finish(self, parts: list[bytes], size: int, name: str, count: int) -> RawMessage:
+    def _finish(self, parts: list[bytes], size: int, name: str, count: int,
+                patch_file: bool) -> RawMessage:
         origin = "%s#%d" % (name, count + 1) if count or name.endswith((".mbox", ".gz")) \
             else name
         if size > self.cfg.max_message_bytes:
@@ -213,7 +218,7 @@ class _Source:
                               error="message of %d bytes exceeds input.max_message_bytes" % size)
         data = b"".join(parts)
         mid, refs = _thread_headers(data)
-        if mid is None and data.strip():
+        if mid is None and data.strip() and (patch_file or self.group_id):
             # git format-patch writes no Message-ID: derive a stable one.
             fake = "%s@format-patch.bot.invalid" % hashlib.sha1(data).hexdigest()[:24]
             data = b"Message-ID: <%s>\n" % fake.encode() + data

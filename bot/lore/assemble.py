@@ -125,8 +125,7 @@ def _convert(lser: b4.LoreSeries, by_id: dict[str, Mail], thread_id: str) -> Ser
         mail = by_id.get(lmsg.msgid)
         if mail is None:
             continue
-        patches.append(Patch(index=index, total=total, mail=mail,
-                             subject=lmsg.lsubject.full_subject,
+        patches.append(Patch(index=index, total=total, mail=mail, subject=mail.subject,
                              trailers=_trailers(lmsg, by_id)))
     if not patches:
         return None

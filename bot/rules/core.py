@@ -109,6 +109,8 @@ class Context:
     regmodel: Any = None
     tree: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Per-series analysis shared by the rules (bot.rules.analysis.view).
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Registry:

@@ -52,6 +52,14 @@ class StoreStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Text as every database accepts it: PostgreSQL refuses NUL characters."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit else value
+
+
 def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
                    key: list[str]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns the number of new rows."""
@@ -65,9 +73,10 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
 
 
 def _message_row(mail: Mail) -> dict[str, Any]:
-    return {"message_id": mail.message_id, "list_id": mail.list_id, "date": mail.date,
-            "subject": mail.subject, "from_addr": mail.author[:512],
-            "in_reply_to": mail.in_reply_to, "headers": dict(mail.headers),
+    return {"message_id": _text(mail.message_id), "list_id": _text(mail.list_id, 255),
+            "date": mail.date, "subject": _text(mail.subject),
+            "from_addr": _text(mail.author, 512), "in_reply_to": _text(mail.in_reply_to, 998),
+            "headers": {k: _text(v) for k, v in mail.headers},
             "raw": mail.raw, "created_at": utcnow()}
 
 
@@ -90,8 +99,8 @@ def message_ids(session: Session, msgids: Iterable[str]) -> dict[str, int]:
 def quarantine(session: Session, err: MessageError) -> int:
     digest = hashlib.sha256(err.raw).hexdigest()
     return _insert_ignore(session, Quarantine.__table__, [{
-        "digest": digest, "message_id": err.message_id, "origin": err.origin[:2048],
-        "reason": err.reason, "raw": err.raw, "created_at": utcnow()}], ["digest"])
+        "digest": digest, "message_id": _text(err.message_id, 998),
+        "origin": _text(err.origin, 2048), "reason": _text(err.reason), "raw": err.raw, "created_at": utcnow()}], ["digest"])
 
 
 def previous_revision(session: Session, data: SeriesData) -> Series | None:
@@ -117,7 +126,8 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
     if row is None:
         prev = previous_revision(session, data)
         row = Series(message_id=data.message_id, lineage=data.lineage,
-                     change_id=data.change_id, subject=data.subject, author=data.author,
+                     change_id=_text(data.change_id, 255), subject=_text(data.subject),
+                     author=_text(data.author, 512),
                      revision=data.revision, total=data.total, missing=list(data.missing),
                      thread_id=data.thread_id, previous_id=prev.id if prev else None,
                      cover_id=ids.get(data.cover.message_id) if data.cover else None,
@@ -138,21 +148,24 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
         prow = have.get(p.index)
         if prow is None:
             prow = Patch(series_id=row.id, message_id=ids[p.message_id], index=p.index,
-                         total=p.total, subject=p.subject, files=list(p.paths))
+                         total=p.total, subject=_text(p.subject),
+                         files=[_text(f) for f in p.paths])
             session.add(prow)
             session.flush()
             have[p.index] = prow
             stats.patches += 1
         if p.trailers:
             stats.trailers += _insert_ignore(session, Trailer.__table__, [
-                {"patch_id": prow.id, "message_id": t.message_id, "name": t.name,
-                 "value": t.value[:998], "author": t.author[:512]} for t in p.trailers],
+                {"patch_id": prow.id, "message_id": t.message_id, "name": _text(t.name, 64),
+                 "value": _text(t.value, 998), "author": _text(t.author, 512)}
+                for t in p.trailers],
                 ["patch_id", "message_id", "name", "value"])
     stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing)
     stats.drafts += _insert_ignore(session, Draft.__table__, [
         {"series_id": row.id, "patch_index": d.patch, "in_reply_to": d.in_reply_to,
-         "references": list(d.references), "to_addrs": list(d.to), "cc_addrs": list(d.cc),
-         "subject": d.subject, "body": d.body, "state": "pending",
+         "references": list(d.references), "to_addrs": [_text(a) for a in d.to],
+         "cc_addrs": [_text(a) for a in d.cc], "subject": _text(d.subject),
+         "body": _text(d.body), "state": "pending",
          "created_at": utcnow(), "updated_at": utcnow()} for d in res.drafts],
         ["series_id", "in_reply_to"])
     return stats
@@ -171,9 +184,9 @@ def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...]
                 old.status = _status(f)
             continue
         session.add(Finding(series_id=row.id, patch_index=f.patch, rule=f.rule,
-                            category=f.category, severity=f.severity, file=f.file,
+                            category=f.category, severity=f.severity, file=_text(f.file),
                             line=f.line, register=f.register, fields=list(f.fields),
-                            message=f.message, evidence="\n".join(f.evidence),
+                            message=_text(f.message), evidence=_text("\n".join(f.evidence)),
                             fingerprint=f.fingerprint, status=_status(f)))
         added += 1
     return added
