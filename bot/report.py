@@ -81,8 +81,7 @@ class Reporter:
     def _text(self, res: SeriesResult) -> None:
         s = res.series
         w = self.out.write
-        w("%s v%d: %s\n  by %s <%s>\n" % (s.message_id, s.revision, s.subject, s.author,
-                                         s.author_email))
+        w("%s v%d: %s\n  by %s\n" % (s.message_id, s.revision, s.subject, s.author))
         for p in s.patches:
             w("  [%d/%d] %s\n" % (p.index, p.total, p.subject))
         if s.missing:

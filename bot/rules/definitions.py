@@ -1,0 +1,282 @@
+"""Rule families 1 and 2: field definitions and reserved bits.
+
+Both compare what a patch writes down (a `#define`, a `tools/sysreg` line,
+a constant written to the register) with the register model, so both may
+say `error`: a mismatch with the model is provable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from bot.parse.csource import defines, strip_comment
+from bot.parse.series import Series
+from bot.rules import model as M
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
+from bot.rules.core import Category, Context, Finding, Severity, rule
+
+_FIELD_DEF = re.compile(r"^(?:HCR|MDCR)_[A-Z0-9_]+$")
+_NOT_FIELD = re.compile(r"_(FLAGS|RES0|RES1|MASK_ALL|VIRT_EXCP_MASK)$|_GUEST_|_HOST_")
+_SYSREG_LINE = re.compile(r"^\s*(Field|Res0|Res1|Enum|UnsignedEnum|SignedEnum|Unkn|Raz)\s+"
+                          r"(\d+)(?::(\d+))?\s*(\w+)?")
+_SYSREG_BLOCK = re.compile(r"^\s*Sysreg\s+(\w+)")
+_MOV_Q = re.compile(r"^\s*(?:mov_q|ldr|mov)\s+(x\d+)\s*,\s*=?\s*#?(.+?)\s*$")
+
+
+def _define_runs(fv: FileView) -> list[tuple[Line, list[Line]]]:
+    """Added `#define`s with the lines of their continuation."""
+    out: list[tuple[Line, list[Line]]] = []
+    lines = [ln for ln in fv.lines if ln.new_side]
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if "define" in ln.text and ln.text.lstrip().startswith("#"):
+            run = [ln]
+            while run[-1].text.rstrip().endswith("\\") and i + 1 < len(lines):
+                i += 1
+                run.append(lines[i])
+            if any(r.added for r in run):
+                out.append((ln, run))
+        i += 1
+    return out
+
+
+def _fields_at(info: object, mask: int) -> list[object]:
+    return [f for f in getattr(info, "fields", ()) or ()
+            if getattr(f, "mask", 0) & mask]
+
+
+@rule(id="field-definition", category=Category.FIELD_DEFINITION, severity=Severity.ERROR,
+      summary="a field macro or tools/sysreg line disagrees with the register model",
+      files=("arch/arm64/include/asm/*.h", "arch/arm64/tools/sysreg"))
+def field_definition(series: Series, ctx: Context) -> Iterator[Finding]:
+    """Every HCR_*/MDCR_EL2_* macro and every tools/sysreg Field line is a
+    claim about the architecture: a bit position, a width, a name. KVM
+    trusts those macros everywhere it builds a trap configuration, so a
+    macro one bit off silently traps (or stops trapping) the wrong thing.
+    The Arm ARM is the reference; the model carries it."""
+    sv = view(series, ctx)
+    emit = Emit(rule="field-definition", category=Category.FIELD_DEFINITION, sv=sv)
+    mdl = ctx.regmodel
+    for pv in sv.relevant():
+        for fv in pv.files:
+            if fv.path.endswith("tools/sysreg"):
+                _sysreg_lines(emit, sv, pv, fv, mdl)
+            elif fv.path.endswith(".h") and mdl is not None:
+                _macro_lines(emit, pv, fv, mdl)
+    return emit.out
+
+
+def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+    for first, run in _define_runs(fv):
+        for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
+            if not _FIELD_DEF.match(d.name) or _NOT_FIELD.search(d.name) or d.params:
+                continue
+            if M.flag_set_fields(mdl, d.name) is not None:
+                continue
+            value = M.value_of(mdl, d.expr)
+            if value is None:
+                continue
+            reg = M.register_of_macro(d.name)
+            ref = M.lookup(mdl, d.name, reg)
+            line = first
+            if ref is not None and ref.mask is not None:
+                width_mask = (1 << (ref.msb - ref.lsb + 1)) - 1  # type: ignore[operator]
+                if d.name.endswith("_SHIFT"):
+                    bad = value != ref.lsb
+                    want = "%d" % ref.lsb  # type: ignore[str-format]
+                elif d.name.endswith("_MASK"):
+                    bad = value not in (ref.mask, width_mask)
+                    want = "%#x" % ref.mask
+                elif d.name.endswith("_WIDTH"):
+                    bad = value != ref.msb - ref.lsb + 1  # type: ignore[operator]
+                    want = "%d" % (ref.msb - ref.lsb + 1)  # type: ignore[operator]
+                else:
+                    bad = bool(value & ~ref.mask) or value == 0
+                    want = "%#x (%s)" % (ref.mask, M.bits_text(ref.mask))
+                if bad:
+                    emit(Severity.ERROR, pv, fv, line, register=ref.register, fields=(ref.name,),
+                         message="%s is %s[%s] in the architecture, so %s should be %s, not "
+                         "%#x." % (d.name, ref.register, _span(ref.msb, ref.lsb), d.name, want,
+                                   value), evidence=(d.text,))
+                continue
+            if d.name.endswith(("_SHIFT", "_WIDTH")) or value == 0 or reg is None:
+                continue
+            info = M.register_info(mdl, reg)
+            if info is None:
+                continue
+            others = _fields_at(info, value)
+            if others:
+                names = ", ".join(getattr(f, "name", "?") for f in others)
+                emit(Severity.WARNING, pv, fv, line, register=reg,
+                     fields=tuple(getattr(f, "name", "?") for f in others),
+                     message="%s covers %s of %s, which the architecture calls %s: is the name "
+                     "or the position wrong?" % (d.name, M.bits_text(value), reg, names),
+                     evidence=(d.text,))
+            else:
+                emit(Severity.WARNING, pv, fv, line, register=reg,
+                     message="%s covers %s of %s, where the model has no field: is this bit "
+                     "defined by the architecture?" % (d.name, M.bits_text(value), reg),
+                     evidence=(d.text,))
+
+
+def _span(msb: int | None, lsb: int | None) -> str:
+    return str(msb) if msb == lsb else "%s:%s" % (msb, lsb)
+
+
+def _sysreg_lines(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object) -> None:
+    block: str | None = None
+    hunk = -1
+    for ln in fv.lines:
+        if ln.hunk != hunk:
+            hunk = ln.hunk
+            block = None
+            if fv.lines:
+                m = _SYSREG_BLOCK.match(_section(pv, fv, hunk))
+                block = m.group(1) if m else None
+        if not ln.new_side:
+            continue
+        m = _SYSREG_BLOCK.match(ln.text)
+        if m:
+            block = m.group(1)
+            continue
+        if ln.text.strip().startswith(("EndSysreg", "EndSysregFields")):
+            block = None
+            continue
+        if block not in M.WATCHED or not ln.added or mdl is None:
+            continue
+        lm = _SYSREG_LINE.match(ln.text)
+        if lm is None:
+            continue
+        kind, msb = lm.group(1), int(lm.group(2))
+        lsb = int(lm.group(3)) if lm.group(3) is not None else msb
+        name = lm.group(4) or ""
+        info = M.register_info(mdl, block)
+        if info is None:
+            continue
+        span_mask = ((1 << (msb - lsb + 1)) - 1) << lsb
+        if kind in ("Field", "Enum", "UnsignedEnum", "SignedEnum"):
+            same = [f for f in info.fields if f.name == name]
+            if same and (same[0].msb, same[0].lsb) != (msb, lsb):
+                emit(Severity.ERROR, pv, fv, ln, register=block, fields=(name,),
+                     message="%s.%s is bits %s in the architecture, not %s." % (
+                         block, name, _span(same[0].msb, same[0].lsb), _span(msb, lsb)))
+            elif not same:
+                clash = _fields_at(info, span_mask)
+                if clash:
+                    emit(Severity.WARNING, pv, fv, ln, register=block,
+                         fields=tuple(f.name for f in clash),
+                         message="bits %s of %s hold %s in the architecture, not %s." % (
+                             _span(msb, lsb), block, ", ".join(f.name for f in clash), name))
+        elif kind == "Res0":
+            clash = _fields_at(info, span_mask)
+            if clash:
+                emit(Severity.WARNING, pv, fv, ln, register=block,
+                     fields=tuple(f.name for f in clash),
+                     message="%s marks bits %s of %s reserved, but they hold %s: the generated "
+                     "%s_RES0 mask changes with no C change." % (
+                         kind, _span(msb, lsb), block, ", ".join(f.name for f in clash), block))
+
+
+def _section(pv: PatchView, fv: FileView, hunk: int) -> str:
+    for fd in pv.patch.files:
+        if fd.path == fv.path and hunk < len(fd.hunks):
+            return fd.hunks[hunk].section
+    return ""
+
+
+@rule(id="reserved-bit", category=Category.RESERVED_BIT, severity=Severity.ERROR,
+      summary="a constant written to HCR_EL2/MDCR_EL2 sets RES0 bits, or a RES0 mask drifts",
+      files=("arch/arm64/**",))
+def reserved_bit(series: Series, ctx: Context) -> Iterator[Finding]:
+    """Software must write RES0 bits as zero: a future architecture revision
+    gives them a meaning, and the value written today turns a feature on
+    tomorrow. A hand-written RES0 mask that disagrees with the register
+    table is drift: code sanitising a value with it clears real fields (the
+    old MDCR_EL2_RES0 called E2TB and PMSSE reserved)."""
+    sv = view(series, ctx)
+    emit = Emit(rule="reserved-bit", category=Category.RESERVED_BIT, sv=sv)
+    mdl = ctx.regmodel
+    if mdl is None:
+        return emit.out
+    for pv in sv.relevant():
+        for fv in pv.files:
+            _constant_writes(emit, pv, fv, mdl)
+            if fv.path.endswith(".h"):
+                _res0_masks(emit, pv, fv, mdl)
+    return emit.out
+
+
+def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+    loads: dict[str, str] = {}
+    for ln in fv.lines:
+        if not ln.new_side:
+            continue
+        if fv.asm:
+            m = _MOV_Q.match(ln.code)
+            if m:
+                loads[m.group(1)] = m.group(2)
+        for acc in ln.facts.accesses:
+            if acc.register not in M.WATCHED or not ln.added:
+                continue
+            expr = acc.value if not acc.asm else loads.get(acc.value.lower(), "")
+            if acc.kind == "clear-set":
+                expr = acc.set
+            if not expr or expr in ("xzr", "0"):
+                continue
+            _check_value(emit, pv, fv, ln, mdl, acc.register, expr)
+    for first, run in _define_runs(fv):
+        for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
+            if d.name.endswith("_FLAGS") and d.name.startswith(("HCR_", "MDCR_")):
+                _check_value(emit, pv, fv, first, mdl, M.register_of_macro(d.name) or "",
+                             d.expr, name=d.name)
+
+
+def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object, reg: str,
+                 expr: str, name: str = "") -> None:
+    value = M.value_of(mdl, strip_comment(expr))
+    if value is None:
+        return
+    bad = M.res0_violations(mdl, reg, value)
+    if not bad:
+        return
+    what = name or "the value written to %s" % reg
+    emit(Severity.ERROR, pv, fv, ln, register=reg,
+         message="%s sets %s of %s, which the architecture reserves (RES0): software must "
+         "write them as zero." % (what, M.bits_text(bad), reg))
+
+
+def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+    for first, run in _define_runs(fv):
+        for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
+            if d.name not in ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0"):
+                continue
+            reg = M.register_of_macro(d.name) or ""
+            value = _plain_value(d.expr)
+            info = M.register_info(mdl, reg)
+            if value is None or info is None:
+                continue
+            table = int(getattr(info, "res0_mask", 0) or 0)
+            real = value & ~table
+            if real:
+                names = [f.name for f in _fields_at(info, real)]
+                emit(Severity.WARNING, pv, fv, first, register=reg, fields=names,
+                     message="%s calls %s reserved, but the register table defines %s there: "
+                     "the mask has drifted from the architecture." % (
+                         d.name, M.bits_text(real), ", ".join(names) or "fields"),
+                     evidence=(d.text,))
+
+
+def _plain_value(expr: str) -> int | None:
+    """RES0 masks are written with GENMASK/BIT/UL only; evaluate those."""
+    from bot.rules.model import value_of
+
+    class _NoModel:
+        def flag_set(self, name: str) -> None:
+            return None
+
+        def lookup(self, name: str, register: str | None = None) -> None:
+            return None
+
+    return value_of(_NoModel(), expr)
