@@ -1,0 +1,211 @@
+"""Rule families 8 and 15: polarity of what is set, and host-flag placement.
+
+Most HCR_EL2 bits trap when set; a few (API, APK, ATA, FIEN, EnSCXT, ...)
+allow when set. Reading `|=` as "more traps" is right for the first kind
+and exactly wrong for the second. Host flag sets are the two values the
+host runs with (VHE and nVHE); a bit in one and not the other needs a
+reason the architecture gives.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from bot.parse.series import Series
+from bot.rules import model as M
+from bot.rules.analysis import Emit, FileView, Line, PatchView, view
+from bot.rules.core import Category, Context, Finding, Severity, rule
+
+_DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)")
+_STOP = re.compile(r"(?i)\b(stop|disable|don'?t|do not|no longer|avoid|turn off|drop|remove|"
+                   r"without)\w*\s+(\w+\s+){0,3}trap")
+_START = re.compile(r"(?i)\b(enable|start|add|force|turn on|set up|configure)\w*\s+(\w+\s+){0,3}"
+                    r"trap|\btrap(s|ping)?\s+(the\s+)?(guest|accesses|all|any)")
+_GUEST_MERGE = re.compile(r"(vcpu_read_sys_reg|__vcpu_sys_reg|vcpu_sys_reg)\s*\(\s*vcpu\s*,\s*"
+                          r"HCR_EL2\s*\)|\b(vhcr|guest_hcr|nested_hcr|hcr_el2_guest)\w*")
+_HOST_SETS = ("HCR_HOST_NVHE_FLAGS", "HCR_HOST_VHE_FLAGS")
+_EXPLAINED = re.compile(r"(?i)\bE2H\b|\bTGE\b|no effect|RES0 when|ignored when|only (for|on|in) "
+                        r"(n?vhe|non-vhe)|not (needed|relevant|applicable) (for|on|with|under)")
+
+
+def _define_text(fv: FileView, name: str, side: str) -> tuple[str, Line | None]:
+    """The whole `#define name ...` on one side of the file's hunks."""
+    keep = (lambda ln: ln.new_side) if side == "new" else (lambda ln: ln.old_side)
+    lines = [ln for ln in fv.lines if keep(ln)]
+    for i, ln in enumerate(lines):
+        m = _DEFINE.match(ln.text)
+        if m and m.group(1) == name:
+            parts, j = [ln.text], i
+            while parts[-1].rstrip().endswith("\\") and j + 1 < len(lines):
+                j += 1
+                parts.append(lines[j].text)
+            first_changed = next((x for x in lines[i:j + 1] if x.kind != " "), ln)
+            return " ".join(p.rstrip("\\") for p in parts), first_changed
+    return "", None
+
+
+def _changed_defines(fv: FileView) -> set[str]:
+    names: set[str] = set()
+    current = None
+    for ln in fv.lines:
+        m = _DEFINE.match(ln.text)
+        if m:
+            current = m.group(1)
+        if current and ln.kind != " ":
+            names.add(current)
+        if not ln.text.rstrip().endswith("\\"):
+            current = None
+    return names
+
+
+def _set_fields(mdl: object, expr: str) -> dict[str, M.FieldRef]:
+    body = expr.split(None, 2)[-1] if expr else ""
+    return {f.name: f for f in M.fields_in(mdl, body)}
+
+
+@rule(id="polarity", category=Category.POLARITY, severity=Severity.WARNING,
+      summary="a bit set or cleared against its polarity or the stated intent")
+def polarity(series: Series, ctx: Context) -> Iterator[Finding]:
+    """Set versus clear must match what the comment and the commit message
+    say, and what the bit means: most HCR_EL2 bits trap when set, the
+    "allow" bits (API, APK, ATA, FIEN, EnSCXT, AMVOFFEN, TWEDEn) remove a
+    trap when set. OR-merging a guest hypervisor's HCR_EL2 to "add its
+    traps" also ORs its allow bits. Dropping a bit from HCR_GUEST_FLAGS
+    changes every guest."""
+    sv = view(series, ctx)
+    emit = Emit(rule="polarity", category=Category.POLARITY, sv=sv)
+    mdl = ctx.regmodel
+    for pv in sv.relevant():
+        for fv in pv.files:
+            if fv.path.endswith("kvm_arm.h") and "HCR_GUEST_FLAGS" in _changed_defines(fv):
+                _guest_flags(emit, pv, fv, mdl)
+            for ln in fv.changed:
+                if ln.added:
+                    _intent(emit, pv, fv, ln, mdl)
+                    _merge(emit, pv, fv, ln)
+    return emit.out
+
+
+def _guest_flags(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+    old, _ = _define_text(fv, "HCR_GUEST_FLAGS", "old")
+    new, where = _define_text(fv, "HCR_GUEST_FLAGS", "new")
+    if not old or not new or where is None:
+        return
+    before, after = _set_fields(mdl, old), _set_fields(mdl, new)
+    for name in sorted(set(before) - set(after)):
+        pol = before[name].polarity or M.polarity(mdl, "HCR_EL2", name)
+        if pol == "allow":
+            continue
+        emit(Severity.QUESTION, pv, fv, where, register="HCR_EL2", fields=(name,),
+             message="dropping %s from HCR_GUEST_FLAGS changes what every guest runs with: "
+             "what makes that safe for all of them?" % name)
+    for name in sorted(set(after) - set(before)):
+        pol = after[name].polarity or M.polarity(mdl, "HCR_EL2", name)
+        if pol == "allow":
+            emit(Severity.QUESTION, pv, fv, where, register="HCR_EL2", fields=(name,),
+                 message="%s is an allow bit: adding it to HCR_GUEST_FLAGS grants every guest "
+                 "the access it controls, whether or not it was configured for it." % name)
+
+
+def _ops(ln: Line) -> list[tuple[str, str]]:
+    """(set|clear, expression) for each change of an HCR/MDCR value on the line."""
+    out: list[tuple[str, str]] = []
+    for a in ln.facts.assigns:
+        if a.op == "|=":
+            out.append(("set", a.value))
+        elif a.op == "&=~":
+            out.append(("clear", a.value))
+    for acc in ln.facts.accesses:
+        if acc.kind == "clear-set" and acc.register in M.WATCHED:
+            out.append(("clear", acc.clear))
+            out.append(("set", acc.set))
+    return out
+
+
+def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> None:
+    ops = _ops(ln)
+    if not ops:
+        return
+    comment = " ".join(x.text for x in fv.lines if x.new_side and x.function == ln.function
+                       and 0 < (ln.new_no or 0) - (x.new_no or 0) <= 3 and
+                       ("/*" in x.text or "*" in x.text.lstrip()[:1] or "//" in x.text))
+    for action, expr in ops:
+        for f in M.fields_in(mdl, expr):
+            pol = f.polarity or M.polarity(mdl, f.register, f.name)
+            if pol not in ("trap", "allow"):
+                continue
+            said = _said(pv.message, comment, f.name)
+            if said is None:
+                continue
+            traps_more = (action == "set") == (pol == "trap")
+            if said == "stop" and traps_more or said == "start" and not traps_more:
+                emit(Severity.WARNING, pv, fv, ln, register=f.register, fields=(f.name,),
+                     message="%s.%s is %s bit: %s it %s trapping, but the %s says the "
+                     "opposite." % (f.register, f.name,
+                                    "an allow" if pol == "allow" else "a trap",
+                                    "setting" if action == "set" else "clearing",
+                                    "adds" if traps_more else "removes",
+                                    "comment" if _said("", comment, f.name) else
+                                    "commit message"))
+
+
+def _said(message: str, comment: str, name: str) -> str | None:
+    for text in (comment, message):
+        for sentence in re.split(r"(?<=[.!?])\s+|\n\s*\n", text):
+            if not re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(name), sentence):
+                continue
+            if _STOP.search(sentence):
+                return "stop"
+            if _START.search(sentence):
+                return "start"
+    return None
+
+
+def _merge(emit: Emit, pv: PatchView, fv: FileView, ln: Line) -> None:
+    for a in ln.facts.assigns:
+        if a.op != "|=" or a.register != "HCR_EL2":
+            continue
+        if _GUEST_MERGE.search(a.value) and "&" not in a.value:
+            emit(Severity.QUESTION, pv, fv, ln, register="HCR_EL2",
+                 message="OR-merging the guest hypervisor's HCR_EL2 also ORs its allow bits "
+                 "(API, APK, ATA, ...), which removes traps instead of adding them: should "
+                 "the value be masked first?")
+
+
+@rule(id="host-flags", category=Category.HOST_FLAGS, severity=Severity.QUESTION,
+      summary="a bit added to one host flag set (VHE or nVHE) but not the other")
+def host_flags(series: Series, ctx: Context) -> Iterator[Finding]:
+    """The VHE and nVHE hosts are the same kernel configured two ways; a bit
+    in one host set and not the other is a statement about the architecture
+    (for example: the bit has no effect when E2H and TGE are both set). The
+    patch should say which, so the next reader does not "fix" it."""
+    sv = view(series, ctx)
+    emit = Emit(rule="host-flags", category=Category.HOST_FLAGS, sv=sv)
+    mdl = ctx.regmodel
+    for pv in sv.relevant():
+        for fv in pv.files:
+            if not fv.path.endswith("kvm_arm.h"):
+                continue
+            changed = _changed_defines(fv) & set(_HOST_SETS)
+            for name in sorted(changed):
+                old, _ = _define_text(fv, name, "old")
+                new, where = _define_text(fv, name, "new")
+                if not new or where is None:
+                    continue
+                added = set(_set_fields(mdl, new)) - set(_set_fields(mdl, old))
+                other = _HOST_SETS[1 - _HOST_SETS.index(name)]
+                other_new, _ = _define_text(fv, other, "new")
+                if other_new:
+                    other_fields = set(_set_fields(mdl, other_new))
+                else:
+                    other_fields = {f.name for f in (M.flag_set_fields(mdl, other) or [])}
+                    if not other_fields and mdl is None:
+                        continue
+                for fld in sorted(added - other_fields):
+                    if _EXPLAINED.search(pv.message) and fld in pv.message:
+                        continue
+                    emit(Severity.QUESTION, pv, fv, where, register="HCR_EL2", fields=(fld,),
+                         message="%s is added to %s but not to %s: what makes it right for one "
+                         "host and not the other?" % (fld, name, other))
+    return emit.out

@@ -1,0 +1,190 @@
+"""Rule families 6 and 7: regime changes and the TLB-switch helpers.
+
+A write to HCR_EL2 that flips TGE or E2H changes which translation regime
+EL0/EL2 accesses use; it takes effect only after a context synchronisation
+event, and with TGE clear an interrupt would be taken with the guest's
+regime live. The TLB switch helpers exist to do exactly that dance, so
+whatever the switch-to-guest side changes the switch-to-host side undoes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from bot.parse.csource import line_facts
+from bot.parse.series import Series
+from bot.rules import model as M
+from bot.rules.analysis import Emit, FileView, FunctionText, Line, PatchView, SeriesView, view
+from bot.rules.core import Category, Context, Finding, Severity, rule
+
+_REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
+_CLEAR_TGE = re.compile(r"~\s*\(?\s*HCR_(?:EL2_)?TGE|&=\s*~\s*HCR_(?:EL2_)?TGE")
+_IRQ_OFF = ("local_irq_save", "local_irq_disable", "local_daif_mask")
+_SYNC = re.compile(r"\b(isb|eret)\b")
+_PAIRS = {"local_irq_save": "local_irq_restore", "local_irq_disable": "local_irq_enable",
+          "local_irq_restore": "local_irq_save", "local_irq_enable": "local_irq_disable"}
+
+
+def _regime_write(ln: Line, fn_lines: list[Line]) -> tuple[str, ...]:
+    """TGE/E2H when this added line writes HCR_EL2 with a value that names them."""
+    out: list[str] = []
+    for acc in ln.facts.writes("HCR_EL2"):
+        text = " ".join((acc.value, acc.clear, acc.set))
+        names = _REGIME.findall(text)
+        if not names and acc.value and re.fullmatch(r"[a-z_]\w*", acc.value):
+            var = acc.value
+            for x in fn_lines:
+                if (x.new_no or 0) <= (ln.new_no or 0) and re.search(
+                        r"\b%s\b\s*(\||&|)=" % re.escape(var), x.code):
+                    names += _REGIME.findall(x.code)
+        out += names
+    return tuple(dict.fromkeys(out))
+
+
+def _after(fn: FunctionText, no: int) -> list[str]:
+    return [t for n, t in fn.lines if n > no]
+
+
+def _before(fn: FunctionText, no: int) -> list[str]:
+    return [t for n, t in fn.lines if n < no]
+
+
+@rule(id="barrier", category=Category.BARRIER, severity=Severity.WARNING,
+      summary="a TGE/E2H change without isb(), or TGE cleared with interrupts unmasked")
+def barrier(series: Series, ctx: Context) -> Iterator[Finding]:
+    """Changing HCR_EL2.TGE or E2H changes the translation regime, and the
+    change is only guaranteed to be seen after a context synchronisation
+    event: code that relies on it needs an isb() first (an ERET also does).
+    While TGE is clear the host's own EL0 regime is not in force, so an
+    interrupt taken then runs host code with the guest's configuration:
+    TGE is cleared only with interrupts masked."""
+    sv = view(series, ctx)
+    emit = Emit(rule="barrier", category=Category.BARRIER, sv=sv)
+    for pv in sv.relevant():
+        for fv in pv.files:
+            if not fv.hyp and not fv.path.endswith(("tlb.c", "switch.c", "switch.h")):
+                continue
+            for ln in fv.changed:
+                if not ln.added or not ln.facts.accesses:
+                    continue
+                role = M.role(ctx.regmodel, ln.function, fv.path)
+                if role in ("entry", "exit", "early-exit"):
+                    continue  # ERET or the return to the host synchronises
+                fn_lines = fv.in_function(ln.function)
+                names = _regime_write(ln, fn_lines)
+                if not names:
+                    continue
+                fn = sv.function(pv, fv, ln.function or "")
+                later = _after(fn, ln.new_no or 0)
+                if not any(_SYNC.search(t) for t in later):
+                    decided = fn.complete
+                    emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln,
+                         register="HCR_EL2", fields=names,
+                         message="this write changes HCR_EL2.%s but no isb() follows it in %s()"
+                         "%s: the new regime is not guaranteed to be in effect for what comes "
+                         "next." % ("/".join(names), ln.function,
+                                    "" if decided else " as far as the patch shows"))
+                if "TGE" in names and (_CLEAR_TGE.search(ln.code) or any(
+                        _CLEAR_TGE.search(x.code) for x in fn_lines
+                        if (x.new_no or 0) <= (ln.new_no or 0))) and not fv.nvhe:
+                    earlier = _before(fn, ln.new_no or 0)
+                    if any(op in t for t in earlier for op in _IRQ_OFF):
+                        continue
+                    decided = fn.complete
+                    emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln,
+                         register="HCR_EL2", fields=("TGE",),
+                         message="HCR_EL2.TGE is cleared in %s() without interrupts masked%s: "
+                         "an interrupt taken now runs the host with the guest's regime." % (
+                             ln.function, "" if decided else " as far as the patch shows"))
+    return emit.out
+
+
+def _side_facts(fn: FunctionText) -> tuple[set[str], set[str]]:
+    regs: set[str] = set()
+    irq: set[str] = set()
+    for _, text in fn.lines:
+        facts = line_facts(text)
+        regs.update(a.register for a in facts.accesses if a.kind != "read")
+        irq.update(facts.irq)
+    return regs, irq
+
+
+@rule(id="tlb-symmetry", category=Category.TLB_SYMMETRY, severity=Severity.WARNING,
+      summary="the switch-to-host TLB helper does not undo what switch-to-guest changed")
+def tlb_symmetry(series: Series, ctx: Context) -> Iterator[Finding]:
+    """__tlb_switch_to_guest (enter_vmid_context) changes TGE, the interrupt
+    mask and, for the speculative-AT erratum, TCR/SCTLR so that TLB
+    maintenance hits the guest's regime; __tlb_switch_to_host must undo each
+    of these and nothing else, or the host keeps running with part of the
+    guest's configuration."""
+    sv = view(series, ctx)
+    emit = Emit(rule="tlb-symmetry", category=Category.TLB_SYMMETRY, sv=sv)
+    mdl = ctx.regmodel
+    for pv in sv.relevant():
+        for fv in pv.files:
+            names: dict[str, str] = {}
+            for fname in fv.functions():
+                role = M.role(mdl, fname, fv.path)
+                if role in ("tlb-to-guest", "tlb-to-host"):
+                    names[fname] = role
+            if not names:
+                continue
+            for ln in fv.changed:
+                role = names.get(ln.function or "")
+                if role is None:
+                    continue
+                other_role = "tlb-to-host" if role == "tlb-to-guest" else "tlb-to-guest"
+                other = _counterpart(sv, pv, fv, ln.function or "")
+                changed_regs = {a.register for a in ln.facts.accesses if a.kind != "read"}
+                changed_irq = set(ln.facts.irq)
+                if not changed_regs and not changed_irq:
+                    continue
+                if other is None or not other.lines:
+                    emit(Severity.QUESTION, pv, fv, ln, register=_first(changed_regs),
+                         message="%s() changes here; the patch does not show its %s "
+                         "counterpart: does it still undo exactly this?" % (
+                             ln.function, other_role.replace("tlb-", "")))
+                    continue
+                o_regs, o_irq = _side_facts(other)
+                want_irq = {_PAIRS[i] for i in changed_irq if i in _PAIRS}
+                if ln.added:
+                    missing = sorted(changed_regs - o_regs)
+                    missing_irq = sorted(want_irq - o_irq)
+                else:
+                    missing = sorted(changed_regs & o_regs)
+                    missing_irq = sorted(want_irq & o_irq)
+                if not missing and not missing_irq:
+                    continue
+                what = ", ".join(missing + [i + "()" for i in missing_irq])
+                sev = Severity.WARNING if other.complete else Severity.QUESTION
+                if ln.added:
+                    msg = ("%s() now changes %s, but %s() does not restore it." % (
+                        ln.function, what, other.name))
+                else:
+                    msg = ("%s() no longer changes %s, but %s() still restores it." % (
+                        ln.function, what, other.name))
+                emit(sev, pv, fv, ln, register=_first(set(missing)), message=msg)
+    return emit.out
+
+
+def _first(regs: set[str]) -> str | None:
+    for reg in M.WATCHED:
+        if reg in regs:
+            return reg
+    return sorted(regs)[0] if regs else None
+
+
+_SWAP = (("to_guest", "to_host"), ("enter_vmid", "exit_vmid"))
+
+
+def _counterpart(sv: SeriesView, pv: PatchView, fv: FileView, name: str) -> FunctionText | None:
+    other = None
+    for a, b in _SWAP:
+        if a in name:
+            other = name.replace(a, b)
+        elif b in name:
+            other = name.replace(b, a)
+    if other is None:
+        return None
+    return sv.function(pv, fv, other)
