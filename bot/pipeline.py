@@ -7,8 +7,10 @@ path serves `check` without a database and `check --store`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from bot.config import Config
 from bot.drafts import Draft, render
@@ -37,15 +39,30 @@ class ThreadResult:
         return self.thread.errors
 
 
+def load_regmodel(cfg: Config) -> Any:
+    """The register model, loaded once per Checker (None if it cannot be)."""
+    try:
+        from bot.regmodel import load_model
+    except ImportError:
+        logger.warning("register model unavailable: rules run without it")
+        return None
+    return load_model(cfg.regmodel.kernel_tree or None)
+
+
 class Checker:
     """Holds what every check needs once (config, register model)."""
 
     def __init__(self, cfg: Config, context: Context | None = None) -> None:
         self.cfg = cfg
-        self.context = context if context is not None else Context()
+        self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
 
     def check_series(self, series: Series) -> SeriesResult:
-        result = run(series, self.context, self.cfg.rules)
+        context = self.context
+        if self.cfg.rules.kernel_tree:
+            from bot.kernel_tree import snapshot
+            context = dataclasses.replace(context, tree=snapshot(self.cfg.rules.kernel_tree,
+                                                                 series))
+        result = run(series, context, self.cfg.rules)
         drafts = render(series, result.findings, self.cfg.drafts)
         logger.debug("checked %s v%d: %d patches, %d findings, %d drafts",
                     series.message_id, series.revision, len(series.patches),

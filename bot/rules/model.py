@@ -268,8 +268,8 @@ def role(model: Any, function: str | None, path: str = "") -> str | None:
         return None
     if model is not None:
         try:
-            fr = model.role(function, path) if path else model.role(function)
-        except (KeyError, ValueError, TypeError):
+            fr = (model.role(function, path) if path else None) or model.role(function)
+        except (KeyError, ValueError, TypeError, AttributeError):
             fr = None
         if fr is not None:
             return str(_attr(fr, "role", "") or "") or None
