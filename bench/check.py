@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Throughput and peak memory of `bot check` over a real archive.
+
+    bench/check.py [MBOX]   (default: ../shared/corpus/kvmarm-2019-2020.mbox.gz)
+
+Runs `bot check --format json` over the first half of the archive and over
+all of it, each in a fresh process, and prints messages per second and peak
+resident memory. Streaming means the peak does not grow with the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
+
+
+def split_half(src: Path, dst: Path) -> int:
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rb") as fh:
+        data = fh.read()
+    marks = []
+    pos = data.find(b"From ")
+    while pos != -1:
+        if pos == 0 or data[pos - 2:pos] == b"\n\n":
+            marks.append(pos)
+        pos = data.find(b"\nFrom ", pos + 1)
+        pos = pos + 1 if pos != -1 else -1
+    half = marks[len(marks) // 2]
+    dst.write_bytes(data[:half])
+    return len(marks) // 2
+
+
+# Runs one `bot check` and reports its own peak RSS (getrusage of children
+# covers only the process it waited for, so each run gets its own wrapper).
+_WRAPPER = """
+import resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], stdout=open(sys.argv[0] + '.out', 'wb'),
+                      stderr=subprocess.PIPE)
+sys.stderr.buffer.write(proc.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(proc.returncode)
+"""
+
+
+def run(path: Path, messages: int) -> None:
+    env = dict(os.environ, BOT_STATE_DIR=tempfile.mkdtemp(prefix="bench-check-"))
+    out = path.with_suffix(".json")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER.replace("sys.argv[0] + '.out'",
+                                                                 repr(str(out))),
+                           sys.executable, "-m", "bot", "check", "--format", "json",
+                           "--fail-on", "never", str(path)], capture_output=True, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit("bot check failed: %s" % proc.stderr.decode(errors="replace"))
+    peak_kib = int(proc.stdout.split()[-1])
+    doc = json.loads(out.read_bytes())
+    print("%-10s %6d messages %5d series %7.1f s %7.0f msg/s  peak RSS %6.1f MiB"
+          % (path.name, messages, len(doc["series"]), elapsed, messages / elapsed,
+             peak_kib / 1024))
+
+
+def main() -> None:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+    with tempfile.TemporaryDirectory() as tmp:
+        half = Path(tmp) / "half.mbox"
+        n_half = split_half(src, half)
+        full = Path(tmp) / "full.mbox"
+        opener = gzip.open if src.suffix == ".gz" else open
+        with opener(src, "rb") as fh:
+            full.write_bytes(fh.read())
+        n_full = full.read_bytes().count(b"\nFrom mboxrd@z") + 1
+        run(half, n_half)
+        run(full, n_full)
+
+
+if __name__ == "__main__":
+    main()
