@@ -44,6 +44,15 @@ class RawMessage:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamInput:
+    """An input already in hand, such as a thread fetched from lore: a name
+    for messages and errors, and a seekable binary file (mbox, plain or gzip)."""
+
+    name: str
+    file: BinaryIO
+
+
 class _OverCap(Exception):
     pass
 
@@ -91,18 +100,25 @@ def _thread_headers(data: bytes) -> tuple[str | None, list[str]]:
 class _Source:
     """One path (or stdin) as a re-readable sequence of raw messages."""
 
-    def __init__(self, spec: str, cfg: InputConfig, stdin: BinaryIO | None) -> None:
-        self.spec = spec
+    def __init__(self, spec: str | StreamInput, cfg: InputConfig,
+                 stdin: BinaryIO | None) -> None:
         self.cfg = cfg
         self._stdin_data: bytes | None = None
+        self._stream: BinaryIO | None = None
         self.group_id: str | None = None
+        if isinstance(spec, StreamInput):
+            self.spec, self._stream = spec.name, spec.file
+            self.files: list[Path] = []
+            self.maildir = False
+            return
+        self.spec = spec
         if spec == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
             data = stream.read(cfg.max_message_bytes * 4 + 1)
             if len(data) > cfg.max_message_bytes * 4:
                 raise BadInput("-: standard input is larger than input.max_message_bytes allows")
             self._stdin_data = data
-            self.files: list[Path] = []
+            self.files = []
             self.maildir = False
             return
         path = Path(spec)
@@ -135,6 +151,10 @@ class _Source:
         if self._stdin_data is not None:
             yield from self._split(self._stdin_data_stream(), "-")
             return
+        if self._stream is not None:
+            self._stream.seek(0)
+            yield from self._read(self._stream, self.spec)
+            return
         for path in self.files:
             name = str(path)
             try:
@@ -142,22 +162,25 @@ class _Source:
             except OSError as exc:
                 raise BadInput("%s: cannot read: %s" % (name, exc.strerror)) from None
             with fh:
-                magic = fh.read(2)
-                fh.seek(0)
-                reader: object = fh
-                if magic == b"\x1f\x8b":
-                    reader = _CappedGzip(fh, self.cfg.max_inflated_bytes)
-                try:
-                    yield from self._split(reader, name)
-                except _OverCap:
-                    raise BadInput("%s: inflates past input.max_inflated_bytes (%d bytes)"
-                                   % (name, self.cfg.max_inflated_bytes)) from None
-                except EOFError:
-                    raise BadInput("%s: truncated gzip data" % name) from None
-                except (gzip.BadGzipFile, zlib.error) as exc:
-                    raise BadInput("%s: corrupt gzip data: %s" % (name, exc)) from None
-                except OSError as exc:
-                    raise BadInput("%s: cannot read: %s" % (name, exc.strerror or exc)) from None
+                yield from self._read(fh, name)
+
+    def _read(self, fh: BinaryIO, name: str) -> Iterator[RawMessage]:
+        magic = fh.read(2)
+        fh.seek(0)
+        reader: object = fh
+        if magic == b"\x1f\x8b":
+            reader = _CappedGzip(fh, self.cfg.max_inflated_bytes)
+        try:
+            yield from self._split(reader, name)
+        except _OverCap:
+            raise BadInput("%s: inflates past input.max_inflated_bytes (%d bytes)"
+                           % (name, self.cfg.max_inflated_bytes)) from None
+        except EOFError:
+            raise BadInput("%s: truncated gzip data" % name) from None
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise BadInput("%s: corrupt gzip data: %s" % (name, exc)) from None
+        except OSError as exc:
+            raise BadInput("%s: cannot read: %s" % (name, exc.strerror or exc)) from None
 
     def _stdin_data_stream(self) -> io.BytesIO:
         return io.BytesIO(self._stdin_data or b"")
@@ -228,10 +251,20 @@ class _Source:
         return RawMessage(origin=origin, data=data)
 
 
+def read_stream(source: StreamInput, cfg: InputConfig) -> Iterator[RawMessage]:
+    """The messages of one in-hand input, in order (one pass, no grouping)."""
+    return _Source(source, cfg, None).messages()
+
+
+def thread_headers(data: bytes) -> tuple[str | None, list[str]]:
+    """A raw message's Message-ID (None without one) and the IDs it refers to."""
+    return _thread_headers(data)
+
+
 class InputSet:
     """All SOURCE arguments of one `bot check`, read as threads."""
 
-    def __init__(self, specs: list[str], cfg: InputConfig,
+    def __init__(self, specs: list[str | StreamInput], cfg: InputConfig,
                  stdin: BinaryIO | None = None) -> None:
         if not specs:
             raise BadInput("no input given")
