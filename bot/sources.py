@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _HDR = re.compile(rb"^(message-id|in-reply-to|references)[ \t]*:(.*)$", re.I | re.M)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
-_MBOXRD = re.compile(rb"^>(>*From )")
+_MBOXRD = re.compile(rb"^>(>*From )", re.M)
+# Messages in an mbox are separated by a blank line followed by a From_ line.
+_SEP = b"\n\nFrom "
 # The From_ line `git format-patch` writes: the commit id and a fixed date.
 _FORMAT_PATCH = re.compile(rb"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001")
 
@@ -65,12 +67,12 @@ class _CappedGzip:
         self._cap = cap
         self._seen = 0
 
-    def readline(self, limit: int) -> bytes:
-        line = self._gz.readline(limit)
-        self._seen += len(line)
+    def read(self, size: int) -> bytes:
+        data = self._gz.read(size)
+        self._seen += len(data)
         if self._seen > self._cap:
             raise _OverCap()
-        return line
+        return data
 
     def close(self) -> None:
         self._gz.close()
@@ -186,60 +188,83 @@ class _Source:
         return io.BytesIO(self._stdin_data or b"")
 
     def _split(self, reader: object, name: str) -> Iterator[RawMessage]:
-        readline = reader.readline  # type: ignore[attr-defined]
-        first = readline(_CHUNK)
-        if not first:
+        """Cut a stream into messages, a block at a time.
+
+        An mbox (first line "From ") is cut where a blank line is followed by
+        a "From " line; anything else is one message. Only the first
+        `input.max_message_bytes` of a message are kept.
+        """
+        read = reader.read  # type: ignore[attr-defined]
+        pending = read(_CHUNK)
+        if not pending:
             raise BadInput("%s: empty input" % name)
-        is_mbox = first.startswith(b"From ")
         limit = self.cfg.max_message_bytes
-        parts: list[bytes] = []
-        size = 0
-        count = 0
-        line = first
-        at_line_start = True
-        prev_blank = True
-        has_sep = False
-        patch_file = False
-        last = b""
-        while line:
-            starts = at_line_start
-            at_line_start = line.endswith(b"\n")
-            if is_mbox and starts and prev_blank and line.startswith(b"From "):
-                if count or parts:
-                    yield self._finish(parts, size, name, count, patch_file)
-                    count += 1
-                parts, size, has_sep = [], 0, False
-                patch_file = _FORMAT_PATCH.match(line) is not None
-                while not at_line_start:  # an absurdly long From line: skip its rest
-                    line = readline(_CHUNK)
-                    if not line:
-                        break
-                    at_line_start = line.endswith(b"\n")
-            else:
-                if is_mbox and starts and line.startswith(b">"):
-                    line = _MBOXRD.sub(rb"\1", line)
-                size += len(line)
+        if not pending.startswith(b"From "):
+            parts, size = [pending], len(pending)
+            while chunk := read(_CHUNK):
+                size += len(chunk)
                 if size <= limit:
-                    parts.append(line)
-            prev_blank = starts and line.strip() == b""
-            has_sep = has_sep or prev_blank
-            last = line
-            line = readline(_CHUNK)
-        if is_mbox and last and not last.endswith(b"\n"):
-            raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
-        if is_mbox and parts and not has_sep:
-            raise BadInput("%s: truncated mbox: the last message has no body" % name)
-        if parts or not is_mbox:
-            yield self._finish(parts, size, name, count, patch_file)
+                    parts.append(chunk)
+            yield self._finish(parts, size, name, 0, False)
+            return
+        keep = len(_SEP) - 1
+        count = 0
+        last = pending
+        while True:
+            # At the start of a From_ line: skip it, remembering its start.
+            head = b""
+            nl = pending.find(b"\n")
+            while nl < 0:
+                head = (head + pending)[:128]
+                pending = read(_CHUNK)
+                if not pending:
+                    raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
+                last = pending
+                nl = pending.find(b"\n")
+            patch_file = _FORMAT_PATCH.match(head + pending[:nl]) is not None
+            pending = pending[nl + 1:]
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                j = pending.find(_SEP)
+                if j >= 0:
+                    piece, pending = pending[:j + 1], pending[j + 2:]
+                else:
+                    more = read(_CHUNK)
+                    if more:
+                        last = more
+                        piece, pending = pending[:-keep], pending[-keep:] + more
+                    else:
+                        piece, pending = pending, b""
+                size += len(piece)
+                if size <= limit:
+                    parts.append(piece)
+                if j >= 0 or not pending:
+                    break
+            if not pending:  # the last message
+                if not last.endswith(b"\n"):
+                    raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
+                data = b"".join(parts)
+                if size <= limit and b"\n\n" not in data and b"\r\n\r\n" not in data \
+                        and not data.startswith((b"\n", b"\r\n")):
+                    raise BadInput("%s: truncated mbox: the last message has no body" % name)
+                if data.endswith(b"\n\n"):  # the blank line that ends every mbox message
+                    parts = [data[:-1]]
+            yield self._finish(parts, size, name, count, patch_file, mboxrd=True)
+            count += 1
+            if not pending:
+                return
 
     def _finish(self, parts: list[bytes], size: int, name: str, count: int,
-                patch_file: bool) -> RawMessage:
+                patch_file: bool, mboxrd: bool = False) -> RawMessage:
         origin = "%s#%d" % (name, count + 1) if count or name.endswith((".mbox", ".gz")) \
             else name
         if size > self.cfg.max_message_bytes:
-            return RawMessage(origin=origin, data=b"".join(parts[:64]),
+            return RawMessage(origin=origin, data=b"".join(parts[:1])[:1 << 16],
                               error="message of %d bytes exceeds input.max_message_bytes" % size)
         data = b"".join(parts)
+        if mboxrd and b"From " in data:
+            data = _MBOXRD.sub(rb"\1", data)
         mid, refs = _thread_headers(data)
         if mid is None and data.strip() and (patch_file or self.group_id):
             # git format-patch writes no Message-ID: derive a stable one.
