@@ -29,8 +29,7 @@ from bot.rules.core import Category, Context, Finding, Severity, Status
 
 # Code that can save, restore or define these registers lives here; QEMU's
 # target/arm and kvm-unit-tests' lib/arm64 name HCR_EL2 too, but are not KVM.
-KERNEL_PREFIXES = ("arch/arm64/", "virt/kvm/arm/", "include/kvm/", "arch/arm/kvm/",
-                   "arch/arm/include/asm/kvm")
+KERNEL_PREFIXES = ("arch/arm64/", "virt/kvm/arm/", "include/kvm/")
 _RELEVANT = re.compile(r"(?i)hcr|mdcr")
 _REG_TOKEN = re.compile(r"(?<![A-Za-z0-9_])(?:HCR|MDCR)_[A-Z0-9_]+|(?i:(?<![a-z0-9_])(?:sys_)?"
                         r"(?:hcr|mdcr)_el2(?![a-z0-9_]))")
@@ -88,6 +87,10 @@ class FileView:
         p = self.path
         return ("/kvm/hyp/" in p or p.endswith(("head.S", "hyp-stub.S", "el2_setup.h"))
                 or "virt/kvm/arm/hyp/" in p)
+
+    @property
+    def deleted(self) -> bool:
+        return self.new_path is None
 
     @property
     def vhe(self) -> bool:
@@ -302,14 +305,14 @@ class Emit:
 
     def __call__(self, severity: Severity, pv: PatchView, fv: FileView | None,
                  line: Line | int | None, *, register: str | None, fields: Iterable[str] = (),
-                 message: str, evidence: Iterable[str] = (), status: Status | None = None
-                 ) -> None:
+                 message: str, evidence: Iterable[str] = (), status: Status | None = None,
+                 existed: bool = False) -> None:
+        """`existed`: the rule saw the same problem on a line the patch removed."""
         no = line.anchor if isinstance(line, Line) else line
         if status is None:
-            status = Status.OPEN
-            if isinstance(line, Line) and fv is not None:
-                if line.kind is LineKind.CONTEXT or (line.added and normalize(line.text)
-                                                     in pv.moved):
+            status = Status.PRE_EXISTING if existed else Status.OPEN
+            if isinstance(line, Line) and fv is not None and not existed:
+                if line.kind is LineKind.CONTEXT or normalize(line.text) in pv.moved:
                     status = Status.PRE_EXISTING
                 elif line.added and self.sv.resolved_later(pv, fv.path, line.text):
                     status = Status.RESOLVED_IN_SERIES

@@ -97,7 +97,7 @@ def lookup(model: Any, name: str, register: str | None = None) -> FieldRef | Non
             return FieldRef(register=freg, name=str(fld.name), msb=fld.msb, lsb=fld.lsb,
                             polarity=pol)
         return None
-    if reg is None:
+    if reg is None or re.search(r"_(FLAGS|RES0|RES1)$|_HOST_|_GUEST_", name):
         return None
     return FieldRef(register=reg, name=_field_name_guess(name), msb=None, lsb=None, polarity="")
 

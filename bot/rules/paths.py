@@ -23,7 +23,7 @@ _VHE_GUARD = re.compile(r"\b(has_vhe|is_kernel_in_hyp_mode|is_hyp_mode_available
 _PREEMPT_OFF = re.compile(r"\b(preempt_disable|get_cpu|local_irq_disable|local_irq_save|"
                           r"migrate_disable|guard\s*\(\s*preempt|scoped_guard\s*\(\s*preempt|"
                           r"lockdep_assert_preemption_disabled)\b")
-_HOST_COPY = re.compile(r"(?i)mdcr|hcr|host_data|kvm_host_data|host_debug_state|init_params")
+_HOST_COPY = re.compile(r"(?i)mdcr|hcr")
 _GENMASK = re.compile(r"GENMASK(?:_ULL)?\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 _SAVE_RESTORE_ROLES = ("entry", "exit", "vcpu-load", "vcpu-put", "panic", "early-exit")
 _OUTSIDE_WINDOW = ("vcpu-load", "vcpu-put", "init", "tlb-to-guest", "tlb-to-host", "vcpu-init")
@@ -96,7 +96,7 @@ def init_order(series: Series, ctx: Context) -> Iterator[Finding]:
         added_targets = {a.target for _, _, a in added}
         for fv in pv.files:
             for ln in fv.changed:
-                if not ln.removed:
+                if not ln.removed or fv.deleted:
                     continue
                 role = M.role(mdl, ln.function, fv.path)
                 if role != "vcpu-init":
@@ -212,12 +212,15 @@ def register_width(series: Series, ctx: Context) -> Iterator[Finding]:
         for fv in pv.files:
             if not fv.path.startswith(("arch/arm64/", "virt/kvm/arm/", "include/kvm/")):
                 continue
+            before = {(d.name, d.type) for f in pv.files for x in f.changed if x.removed
+                      for d in x.facts.decls}
             for ln in fv.changed:
                 if not ln.added:
                     continue
                 for d in ln.facts.decls:
                     if d.width >= 64:
                         continue
+                    existed = (d.name, d.type) in before
                     gm = _GENMASK.search(ln.code)
                     if d.from_value:
                         if gm is None:
@@ -229,12 +232,12 @@ def register_width(series: Series, ctx: Context) -> Iterator[Finding]:
                              message="GENMASK(%s, %s) keeps %d bits of the %s value, but %s is "
                              "a %s: the top %d bit(s) are lost." % (
                                  gm.group(1), gm.group(2), bits, d.register, d.name, d.type,
-                                 bits - d.width))
+                                 bits - d.width), existed=existed)
                         continue
                     what = "returns" if d.function else "holds"
                     emit(Severity.WARNING, pv, fv, ln, register=d.register,
                          message="%s %s %s in a %s, but %s is a 64-bit register: use u64." % (
-                             d.name, what, d.register, d.type, d.register))
+                             d.name, what, d.register, d.type, d.register), existed=existed)
     return emit.out
 
 

@@ -15,13 +15,17 @@ from typing import Iterator
 from bot.parse.csource import line_facts
 from bot.parse.series import Series
 from bot.rules import model as M
-from bot.rules.analysis import Emit, FileView, FunctionText, Line, PatchView, SeriesView, view
+from bot.rules.analysis import (Emit, FileView, FunctionText, Line, PatchView, SeriesView,
+                                normalize, view)
 from bot.rules.core import Category, Context, Finding, Severity, rule
 
 _REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
 _CLEAR_TGE = re.compile(r"~\s*\(?\s*HCR_(?:EL2_)?TGE|&=\s*~\s*HCR_(?:EL2_)?TGE")
 _IRQ_OFF = ("local_irq_save", "local_irq_disable", "local_daif_mask")
 _SYNC = re.compile(r"\b(isb|eret)\b")
+# What the switch helpers change and must undo (REVIEW-GUIDE 5.7); VTTBR is
+# loaded through helpers on both sides and is not compared.
+_SWITCHED = ("HCR_EL2", "MDCR_EL2", "TCR_EL1", "SCTLR_EL1", "TCR", "SCTLR")
 _PAIRS = {"local_irq_save": "local_irq_restore", "local_irq_disable": "local_irq_enable",
           "local_irq_restore": "local_irq_save", "local_irq_enable": "local_irq_disable"}
 
@@ -105,7 +109,8 @@ def _side_facts(fn: FunctionText) -> tuple[set[str], set[str]]:
     irq: set[str] = set()
     for _, text in fn.lines:
         facts = line_facts(text)
-        regs.update(a.register for a in facts.accesses if a.kind != "read")
+        regs.update(a.register for a in facts.accesses
+                    if a.kind != "read" and a.register in _SWITCHED)
         irq.update(facts.irq)
     return regs, irq
 
@@ -128,15 +133,16 @@ def tlb_symmetry(series: Series, ctx: Context) -> Iterator[Finding]:
                 role = M.role(mdl, fname, fv.path)
                 if role in ("tlb-to-guest", "tlb-to-host"):
                     names[fname] = role
-            if not names:
+            if not names or fv.deleted:
                 continue
             for ln in fv.changed:
                 role = names.get(ln.function or "")
-                if role is None:
+                if role is None or normalize(ln.text) in pv.moved:
                     continue
                 other_role = "tlb-to-host" if role == "tlb-to-guest" else "tlb-to-guest"
                 other = _counterpart(sv, pv, fv, ln.function or "")
-                changed_regs = {a.register for a in ln.facts.accesses if a.kind != "read"}
+                changed_regs = {a.register for a in ln.facts.accesses
+                                if a.kind != "read" and a.register in _SWITCHED}
                 changed_irq = set(ln.facts.irq)
                 if not changed_regs and not changed_irq:
                     continue

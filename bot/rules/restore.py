@@ -55,7 +55,7 @@ def host_restore(series: Series, ctx: Context) -> Iterator[Finding]:
                         if ln.added for reg in M.WATCHED if _writes_reg(ln, reg)}
         added_regs = {reg for reg, _ in added_writes}
         for fv in pv.files:
-            if not fv.hyp:
+            if not fv.hyp or fv.deleted:
                 continue
             for ln in fv.changed:
                 if not ln.removed or _roles(ctx, fv, ln.function) not in _EXIT_ROLES:
@@ -193,7 +193,7 @@ def pmu_ownership(series: Series, ctx: Context) -> Iterator[Finding]:
         for fv in pv.files:
             for ln in fv.changed:
                 role = _roles(ctx, fv, ln.function)
-                if ln.removed and role in _EXIT_ROLES:
+                if ln.removed and role in _EXIT_ROLES and not fv.deleted:
                     for m in _OWNERSHIP.finditer(ln.code):
                         if m.group(0) in added_text:
                             continue

@@ -36,7 +36,7 @@ _TYPES = (r"u8|u16|u32|u64|s32|s64|__u32|__u64|uint8_t|uint16_t|uint32_t|uint64_
           r"unsigned\s+long\s+long|unsigned\s+long|unsigned\s+int|unsigned|long\s+long|"
           r"long|int|short|unsigned\s+short|char")
 _DECL = re.compile(r"(?:^|[\s(,;{])(?:const\s+|static\s+|volatile\s+|register\s+)*"
-                   r"(?P<type>" + _TYPES + r")\s+\**\s*(?P<name>[A-Za-z_]\w*)\s*"
+                   r"(?P<type>" + _TYPES + r")\s+(?:__[a-z]\w*\s+|\*\s*)*(?P<name>[A-Za-z_]\w*)\s*"
                    r"(?P<after>[;=,)\[(])")
 _REG_WORD = re.compile(r"(?i)(?<![a-z0-9_])(?:sys_)?(hcr_el2|mdcr_el2)(?![a-z0-9_])")
 _VALUE_NAME = re.compile(r"(?i)(?<![a-z])(hcr|mdcr)")
@@ -210,11 +210,26 @@ def _assigns(text: str) -> list[Assign]:
     return out
 
 
+_NOT_VALUE = {"insn", "idx", "index", "shift", "offset", "nr", "bit", "bits", "count", "num",
+              "cpu", "id", "off", "pos", "gen", "mov", "str", "name", "fmt", "ptr"}
+
+
+def _value_name(name: str, function: bool) -> bool:
+    """The name says it holds (or returns) a register value: mdcr_el2,
+    host_hcr, __kvm_get_mdcr_el2 -- not __gen_mov_hcr_insn or hcr_shift."""
+    parts = [p for p in name.lower().split("_") if p]
+    if "hcr" not in parts and "mdcr" not in parts:
+        return False
+    if function:
+        return parts[-1] in ("hcr", "mdcr") or parts[-2:] in (["hcr", "el2"], ["mdcr", "el2"])
+    return not _NOT_VALUE & set(parts)
+
+
 def _decls(text: str) -> list[Decl]:
     out: list[Decl] = []
     for m in _DECL.finditer(text):
         name = m.group("name")
-        reg = register_kind(name)
+        reg = register_kind(name) if _value_name(name, m.group("after") == "(") else None
         from_value = False
         if reg is None and m.group("after") == "=":
             reg = register_kind(text[m.end():].split(";", 1)[0])
