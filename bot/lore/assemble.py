@@ -50,6 +50,17 @@ def parse_subject(subject: str) -> Subject:
                    patch=ls.patch, prefixes=tuple(ls.prefixes))
 
 
+def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: object) -> None:
+    lmbox.add_message(msg)
+    lmsg = lmbox.msgid_map.get(b4.LoreMessage.get_clean_msgid(msg))
+    if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
+        # b4 matches follow-up trailers to patches across revisions by patch
+        # id, which it gets from one `git patch-id` process per patch. Within
+        # one mailbox any stable content hash serves; b4's own patchwork hash
+        # costs no process.
+        lmsg._git_patch_id = b4.LoreMessage.get_patchwork_hash(lmsg.body)
+
+
 def assemble(raws: list[RawMessage]) -> Thread:
     """Turn one thread's raw messages into mails and series."""
     mails: list[Mail] = []
@@ -78,7 +89,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
         by_id[mail.message_id] = mail
         mails.append(mail)
         try:
-            lmbox.add_message(msg)
+            _add_to_mailbox(lmbox, msg)
         except Exception as exc:  # b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
