@@ -1,5 +1,10 @@
 """`bot check`: local inputs through the pipeline, reported, optionally stored.
 
+A SOURCE that is not a local path may be a Message-ID (fetched from
+`lore.url`) or a lore message URL (fetched from the archive it names): the
+whole thread is fetched first, through the poller's client, and checked like
+a local mbox.
+
 The whole input is validated (first pass of `bot.sources.InputSet`) before
 any thread is checked or stored, so a bad input stores nothing. With
 `--store`, each thread is stored in its own transaction.
@@ -7,14 +12,17 @@ any thread is checked or stored, so a bad input stores nothing. With
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from typing import TextIO
+import os
+from typing import IO, TextIO
 
 from bot.config import Config
+from bot.lore.client import LoreClient, split_message_url
 from bot.pipeline import Checker
 from bot.report import Reporter
-from bot.sources import InputSet
+from bot.sources import InputSet, StreamInput
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +32,43 @@ def run_check(cfg: Config, sources: list[str], *, fmt: str, fail_on: str, store:
     if kernel_tree:
         cfg = dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules,
                                                                  kernel_tree=kernel_tree))
-    inputs = InputSet(sources, cfg.input)
+    with contextlib.ExitStack() as fetched:
+        inputs = InputSet(_fetch_remote(cfg, sources, fetched), cfg.input)
+        return _run(cfg, inputs, fmt=fmt, fail_on=fail_on, store=store, out=out)
+
+
+def _remote(cfg: Config, spec: str) -> tuple[str, str] | None:
+    """(archive, Message-ID) when `spec` names mail on lore, else None."""
+    if spec == "-" or os.path.exists(spec):
+        return None
+    if spec.startswith(("http://", "https://")):
+        return split_message_url(spec)
+    mid = spec.strip()
+    if (mid.startswith("<") and mid.endswith(">")) or (
+            "@" in mid and "/" not in mid and not any(c.isspace() for c in mid)):
+        return cfg.lore.url, mid.strip("<>")
+    return None
+
+
+def _fetch_remote(cfg: Config, sources: list[str],
+                  fetched: contextlib.ExitStack) -> list[str | StreamInput]:
+    specs: list[str | StreamInput] = []
+    clients: dict[str, LoreClient] = {}
+    for spec in sources:
+        remote = _remote(cfg, spec)
+        if remote is None:
+            specs.append(spec)
+            continue
+        base, msgid = remote
+        if base not in clients:
+            clients[base] = fetched.enter_context(LoreClient(cfg.lore, base_url=base))
+        mbox: IO[bytes] = fetched.enter_context(clients[base].thread(msgid))
+        specs.append(StreamInput("%s/%s/t.mbox.gz" % (base, msgid), mbox))  # type: ignore[arg-type]
+    return specs
+
+
+def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
+         out: TextIO) -> int:
     database = None
     if store:
         from bot.store.db import Database

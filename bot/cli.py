@@ -56,6 +56,16 @@ def _cmd_check(args: argparse.Namespace, cfg: botconfig.Config) -> int:
                      store=args.store, kernel_tree=args.kernel_tree, out=sys.stdout)
 
 
+def _cmd_poll(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.poller import run_poll
+    return run_poll(cfg, out=sys.stdout)
+
+
+def _cmd_daemon(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.daemon import run_daemon
+    return run_daemon(cfg)
+
+
 def _cmd_db(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.store import db
     engine = db.make_engine(cfg)
@@ -102,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--kernel-tree", metavar="PATH",
                        help="kernel git tree to apply the series to (overrides rules.kernel_tree)")
     check.set_defaults(func=_cmd_check)
+
+    poll = sub.add_parser("poll", help="one poll cycle: new series and replies from lore "
+                          "through the checks into the database")
+    poll.set_defaults(func=_cmd_poll)
+
+    daemon = sub.add_parser("daemon", help="poll every daemon.interval seconds until "
+                            "SIGTERM or SIGINT")
+    daemon.set_defaults(func=_cmd_daemon)
 
     dbp = sub.add_parser("db", help="database schema")
     dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION")

@@ -68,6 +68,7 @@ class LoreConfig:
     overlap: int = 3600
     longscan_every: int = 24
     longscan_lookback: int = 3
+    followups: bool = True
     min_interval: float = 1.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0

@@ -1,0 +1,288 @@
+"""One poll cycle: new mail on lore, through the pipeline, into the database.
+
+A cycle makes one search over a window of Received times, then fetches the
+whole thread of each new patch (and of each new reply answering a stored
+series), so b4 assembles series, later revisions and replies exactly as
+`bot check` does; each thread goes through `Checker.check_thread` and
+`save_thread`, the same path as `bot check --store`.
+
+The window starts `lore.overlap` seconds before the stored cursor (on an
+empty database, `lore.initial_lookback` days ago; every
+`lore.longscan_every`-th cycle, `lore.longscan_lookback` days ago) and is
+open-ended. With `lore.followups`, the same search also matches replies
+carrying Reviewed-by, Acked-by or Tested-by, since those touch no file; a
+reply is kept only when it answers a stored message or another new hit.
+
+Crash safety: each thread is stored in its own transaction, and the cursor
+(the time the search was sent) is written in the transaction of the last
+thread of the cycle. A cycle cut short (lore unavailable, SIGKILL, stop)
+leaves every stored thread whole and the cursor where it was, so the next
+cycle searches the same window again and skips what is stored: nothing is
+lost or stored twice. A thread the pipeline cannot process is quarantined
+with the reason and the cycle goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import IO, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.config import Config, LoreConfig
+from bot.errors import BadInput, NotFound
+from bot.lore.assemble import MessageError
+from bot.lore.client import LoreClient, Stopped
+from bot.parse.threads import ThreadIndex
+from bot.pipeline import Checker, ThreadResult
+from bot.sources import StreamInput, read_stream, thread_headers
+from bot.store.db import Database
+from bot.store.models import PollCursor, utcnow
+from bot.store.queries import StoreStats, message_ids, quarantine, save_thread
+
+logger = logging.getLogger(__name__)
+
+# A reply giving one of these is what a maintainer waits for.
+FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
+_DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+_CURSOR_NAME_MAX = 2048
+
+
+def search_query(lore: LoreConfig, start: dt.datetime) -> str:
+    """The cycle's one search: the configured query (and, with followups,
+    trailer-giving replies), restricted to the lists and the window."""
+    query = "(%s)" % lore.query
+    if lore.followups:
+        trailers = " OR ".join('nq:"%s"' % t for t in FOLLOWUP_TRAILERS)
+        query = "(%s OR (s:re AND (%s)))" % (query, trailers)
+    if lore.lists:
+        query += " AND (%s)" % " OR ".join("l:%s" % name for name in lore.lists)
+    return "%s AND rt:%d.." % (query, int(start.timestamp()))
+
+
+def cursor_name(lore: LoreConfig, base_url: str) -> str:
+    """What a cursor is the position of: the archive and what is searched."""
+    name = "%s\n%s\n%s" % (base_url, lore.query, ",".join(lore.lists))
+    if len(name) > _CURSOR_NAME_MAX:
+        name = "%s\nsha256:%s" % (base_url, hashlib.sha256(name.encode()).hexdigest())
+    return name
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def read_cursor(session: Session, name: str) -> PollCursor | None:
+    return session.scalars(select(PollCursor).where(PollCursor.name == name)).first()
+
+
+def advance_cursor(session: Session, name: str, position: dt.datetime) -> None:
+    row = read_cursor(session, name)
+    if row is None:
+        session.add(PollCursor(name=name, position=position, cycles=1, updated_at=utcnow()))
+    else:
+        row.position, row.cycles, row.updated_at = position, row.cycles + 1, utcnow()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Hit:
+    message_id: str
+    refs: tuple[str, ...]
+    patch: bool
+
+
+@dataclass(slots=True, kw_only=True)
+class CycleReport:
+    start: dt.datetime
+    position: dt.datetime
+    longscan: bool
+    hits: int = 0
+    new_hits: int = 0
+    threads: int = 0
+    skipped: int = 0
+    requests: int = 0
+    stats: StoreStats = field(default_factory=StoreStats)
+
+    def summary(self) -> str:
+        stored = ", ".join("%d %s" % (n, k) for k, n in self.stats.as_dict().items())
+        return ("window from %s%s: %d hits, %d new; %d threads fetched, %d skipped; "
+                "%d requests; stored %s" % (
+                    self.start.strftime("%Y-%m-%d %H:%M:%SZ"),
+                    " (long look-back)" if self.longscan else "", self.hits,
+                    self.new_hits, self.threads, self.skipped, self.requests, stored))
+
+
+@dataclass(slots=True)
+class _Work:
+    """One fetched thread, checked, waiting to be stored."""
+
+    thread_id: str
+    result: ThreadResult | None = None
+    failed: list[MessageError] = field(default_factory=list)
+
+
+class Poller:
+    """Runs poll cycles against one archive with one database."""
+
+    def __init__(self, cfg: Config, database: Database, client: LoreClient,
+                 checker: Checker | None = None, stop: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.database = database
+        self.client = client
+        self.checker = checker if checker is not None else Checker(cfg)
+        self.stop = stop
+        self.name = cursor_name(cfg.lore, client.base)
+
+    def cycle(self) -> CycleReport:
+        lore = self.cfg.lore
+        requests_before = self.client.requests_sent
+        with self.database.transaction() as session:
+            row = read_cursor(session, self.name)
+            position = _aware(row.position) if row is not None else None
+            cycles = row.cycles if row is not None else 0
+        now = utcnow()
+        if position is None:
+            start = now - dt.timedelta(days=lore.initial_lookback)
+        else:
+            start = min(position, now) - dt.timedelta(seconds=lore.overlap)
+        longscan = bool(position is not None and lore.longscan_every
+                        and (cycles + 1) % lore.longscan_every == 0)
+        if longscan:
+            start = min(start, now - dt.timedelta(days=lore.longscan_lookback))
+        report = CycleReport(start=start, position=now, longscan=longscan)
+        query = search_query(lore, start)
+        logger.debug("search: %s", query)
+        found = self.client.search(query)
+        hits = self._read_hits(found) if found is not None else []
+        report.hits = len(hits)
+        groups = self._wanted_groups(hits, report)
+        pending: _Work | None = None
+        covered: set[str] = set()
+        for group in groups:
+            if all(h.message_id in covered for h in group):
+                continue
+            if self.stop is not None and self.stop.is_set():
+                raise Stopped()
+            work = self._fetch_and_check(group[0].message_id, covered, report)
+            if work is None:
+                report.skipped += 1
+                continue
+            report.threads += 1
+            if pending is not None:
+                with self.database.transaction() as session:
+                    report.stats += self._store(session, pending)
+            pending = work
+        with self.database.transaction() as session:
+            if pending is not None:
+                report.stats += self._store(session, pending)
+            advance_cursor(session, self.name, now)
+        report.requests = self.client.requests_sent - requests_before
+        return report
+
+    def _read_hits(self, found: IO[bytes]) -> list[_Hit]:
+        hits: list[_Hit] = []
+        seen: set[str] = set()
+        with found:
+            source = StreamInput("%s search" % self.client.base, found)  # type: ignore[arg-type]
+            try:
+                for raw in read_stream(source, self.cfg.input):
+                    # An oversized message keeps its first lines: enough for this.
+                    mid, refs = thread_headers(raw.data)
+                    if mid is None or mid in seen:
+                        continue
+                    seen.add(mid)
+                    # An oversized message still gets its thread fetched, so
+                    # that it is quarantined with the reason.
+                    patch = raw.error is not None or _DIFF.search(raw.data) is not None
+                    hits.append(_Hit(message_id=mid, refs=tuple(refs), patch=patch))
+            except BadInput as exc:
+                raise BadInput("%s: unreadable search answer: %s"
+                               % (self.client.base, exc)) from None
+        return hits
+
+    def _wanted_groups(self, hits: list[_Hit], report: CycleReport) -> list[list[_Hit]]:
+        """New hits, grouped by thread, keeping the groups worth fetching."""
+        with self.database.transaction() as session:
+            stored = set(message_ids(session, [h.message_id for h in hits]))
+            new = [h for h in hits if h.message_id not in stored]
+            replies = [h for h in new if not h.patch]
+            answered = set(message_ids(session, [r for h in replies for r in h.refs]))
+        report.new_hits = len(new)
+        index = ThreadIndex()
+        for hit in new:
+            index.add(hit.message_id, list(hit.refs))
+        index.finish()
+        groups: dict[int, list[_Hit]] = {}
+        for pos, hit in enumerate(new):
+            groups.setdefault(index.thread_of(pos), []).append(hit)
+        wanted = []
+        for group in groups.values():
+            if (not self.cfg.lore.followups or any(h.patch for h in group)
+                    or any(r in answered for h in group for r in h.refs)):
+                wanted.append(group)
+            else:
+                logger.debug("skipping %s: a reply to nothing stored", group[0].message_id)
+        return wanted
+
+    def _fetch_and_check(self, msgid: str, covered: set[str],
+                         report: CycleReport) -> _Work | None:
+        try:
+            found = self.client.thread(msgid)
+        except NotFound:
+            logger.warning("thread %s: no longer in the archive, skipped", msgid)
+            return None
+        except BadInput as exc:  # refused: larger than lore.max_response_bytes
+            logger.warning("thread %s: %s; skipped", msgid, exc)
+            return None
+        name = "%s/%s/t.mbox.gz" % (self.client.base, msgid)
+        with found:
+            try:
+                raws = list(read_stream(StreamInput(name, found), self.cfg.input))  # type: ignore[arg-type]
+            except BadInput as exc:
+                logger.warning("thread %s: unreadable: %s; skipped", msgid, exc)
+                return None
+        for raw in raws:
+            mid, _ = thread_headers(raw.data)
+            if mid is not None:
+                covered.add(mid)
+        covered.add(msgid)
+        work = _Work(thread_id=msgid)
+        try:
+            work.result = self.checker.check_thread(raws)
+        except Exception as exc:  # one bad thread must not stop the cycle
+            logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
+                             msgid, len(raws))
+            reason = "thread %s: pipeline failed: %s: %s" % (msgid, type(exc).__name__, exc)
+            work.failed = [MessageError(origin=raw.origin, message_id=thread_headers(raw.data)[0],
+                                        reason=reason, raw=raw.data) for raw in raws]
+        return work
+
+    def _store(self, session: Session, work: _Work) -> StoreStats:
+        stats = StoreStats()
+        if work.result is not None:
+            stats += save_thread(session, work.result)
+        for err in work.failed:
+            stats.quarantined += quarantine(session, err)
+        logger.info("thread %s: stored %s", work.thread_id,
+                    ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
+                    or "nothing new")
+        return stats
+
+
+def run_poll(cfg: Config, out: TextIO) -> int:
+    """`bot poll`: one cycle, a one-line summary on `out`."""
+    database = Database(cfg)
+    try:
+        with LoreClient(cfg.lore) as client:
+            report = Poller(cfg, database, client).cycle()
+    finally:
+        database.close()
+    print("poll: %s" % report.summary(), file=out)
+    return 0
