@@ -1,0 +1,449 @@
+"""Loading the register model: the shipped data files, or a kernel tree.
+
+The shipped model is hcr_mdcr.sysreg (layout, tools/sysreg format) plus
+kvm.toml (everything else); it is parsed once per process and cached. A
+kernel tree replaces the layout: a register its arch/arm64/tools/sysreg
+describes is taken from there, otherwise from the hand-written macros of its
+arch/arm64/include/asm/kvm_arm.h; kvm.toml still supplies polarity, aliases,
+features and the save/restore map, and the tree's own flag sets are added
+under the tree's version.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import tomllib
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from bot.errors import BadInput, ConfigError
+from bot.regmodel.defines import Macro, evaluate_defines
+from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
+from bot.regmodel.model import (Field, FlagSet, FunctionRole, Polarity, Register,
+                                RegisterModel, Role, ValueExpr, mask_to_ranges, parse_era,
+                                ranges_to_mask)
+from bot.regmodel.sysreg import parse_sysreg
+
+logger = logging.getLogger(__name__)
+
+SYSREG_FILE = "hcr_mdcr.sysreg"
+KVM_FILE = "kvm.toml"
+SYSREG_PATH = "arch/arm64/tools/sysreg"
+KVM_ARM_H = "arch/arm64/include/asm/kvm_arm.h"
+
+_LAYOUTS = ("pre-5.9", "post-5.9", "any")
+_MODES = ("vhe", "nvhe", "both")
+
+
+# -- kvm.toml ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldInfo:
+    name: str
+    polarity: Polarity
+    feature: str | None
+    aliases: tuple[str, ...]
+    note: str
+    kernel_note: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterInfo:
+    name: str
+    description: str
+    prefixes: tuple[str, ...]
+    res0_macros: tuple[str, ...]
+    fields: Mapping[str, FieldInfo]
+
+    def info_for(self, name: str) -> FieldInfo | None:
+        up = name.upper()
+        for info in self.fields.values():
+            if info.name.upper() == up or up in (a.upper() for a in info.aliases):
+                return info
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvmData:
+    sources: Mapping[str, str]
+    registers: Mapping[str, RegisterInfo]
+    flag_sets: tuple[dict[str, Any], ...]
+    functions: tuple[FunctionRole, ...]
+    values: tuple[ValueExpr, ...]
+
+
+class _Toml:
+    """Typed access to one table of kvm.toml; errors name the dotted key."""
+
+    def __init__(self, data: Any, where: str, source: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError("%s: %s: expected a table" % (source, where))
+        self.data, self.where, self.source = data, where, source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError("%s: %s.%s: %s" % (self.source, self.where, key, problem))
+
+    def only(self, *keys: str) -> None:
+        for key in self.data:
+            if key not in keys:
+                raise self.fail(key, "unknown key")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        if key not in self.data:
+            if default is None:
+                raise self.fail(key, "missing")
+            return default
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise self.fail(key, "expected a string")
+        return value
+
+    def texts(self, key: str, required: bool = False) -> tuple[str, ...]:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "missing")
+            return ()
+        value = self.data[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "expected an array of strings")
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise self.fail(key, "must be one of %s, not %r" % (", ".join(choices), value))
+        return value
+
+    def sources(self, key: str, known: Mapping[str, str], required: bool = True) -> str:
+        value = self.text(key, None if required else "")
+        for sid in value.split():
+            if sid not in known:
+                raise self.fail(key, "unknown source id %r (add it to [sources])" % sid)
+        return value
+
+    def era(self, key: str, required: bool) -> str:
+        value = self.text(key, None if required else "")
+        if value:
+            try:
+                parse_era(value)
+            except ValueError as exc:
+                raise self.fail(key, str(exc)) from None
+        return value
+
+
+def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
+    """Parse and check kvm.toml; a problem raises ConfigError naming the key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("%s: not valid TOML: %s" % (source, exc)) from None
+    top = _Toml(raw, "(top)", source)
+    top.only("schema", "sources", "registers", "flag_sets", "functions", "values")
+    if raw.get("schema") != 1:
+        raise top.fail("schema", "must be 1")
+    src = _Toml(raw.get("sources", {}), "sources", source)
+    sources = {key: src.text(key) for key in src.data}
+    regs_t = _Toml(raw.get("registers", {}), "registers", source)
+    registers: dict[str, RegisterInfo] = {}
+    for name in regs_t.data:
+        rt = _Toml(regs_t.data[name], "registers.%s" % name, source)
+        rt.only("description", "prefixes", "res0_macros", "fields")
+        ft = _Toml(rt.data.get("fields", {}), "registers.%s.fields" % name, source)
+        fields: dict[str, FieldInfo] = {}
+        for fname in ft.data:
+            one = _Toml(ft.data[fname], "registers.%s.fields.%s" % (name, fname), source)
+            one.only("polarity", "feature", "aliases", "note", "kvm_arm_h", "source")
+            fields[fname] = FieldInfo(
+                name=fname, polarity=Polarity(one.choice("polarity", tuple(Polarity))),
+                feature=one.text("feature", "") or None, aliases=one.texts("aliases"),
+                note=one.text("note", ""), kernel_note=one.text("kvm_arm_h", ""),
+                source=one.sources("source", sources))
+        registers[name] = RegisterInfo(
+            name=name, description=rt.text("description", ""),
+            prefixes=tuple(sorted(rt.texts("prefixes") or (name + "_",), key=len,
+                                  reverse=True)),
+            res0_macros=rt.texts("res0_macros"), fields=fields)
+    flag_sets: list[dict[str, Any]] = []
+    for i, item in enumerate(_list(raw, "flag_sets", source)):
+        t = _Toml(item, "flag_sets[%d]" % i, source)
+        t.only("name", "register", "era", "fields", "source", "note")
+        reg = t.text("register")
+        if reg not in registers:
+            raise t.fail("register", "%s is not under [registers]" % reg)
+        flag_sets.append({"name": t.text("name"), "register": reg, "era": t.era("era", True),
+                          "fields": t.texts("fields", True),
+                          "source": t.sources("source", sources), "note": t.text("note", ""),
+                          "where": t.where})
+    functions: list[FunctionRole] = []
+    for i, item in enumerate(_list(raw, "functions", source)):
+        t = _Toml(item, "functions[%d]" % i, source)
+        t.only("name", "role", "layout", "mode", "files", "registers", "era", "source", "note")
+        for reg in t.texts("registers"):
+            if reg not in registers:
+                raise t.fail("registers", "%s is not under [registers]" % reg)
+        functions.append(FunctionRole(
+            name=t.text("name"), role=Role(t.choice("role", tuple(Role))),
+            layout=t.choice("layout", _LAYOUTS), files=t.texts("files", True),
+            mode=t.choice("mode", _MODES), registers=t.texts("registers"),
+            era=t.era("era", False), source=t.sources("source", sources),
+            note=t.text("note", "")))
+    values: list[ValueExpr] = []
+    for i, item in enumerate(_list(raw, "values", source)):
+        t = _Toml(item, "values[%d]" % i, source)
+        t.only("register", "side", "expr", "mode", "era", "source", "note")
+        reg = t.text("register")
+        if reg not in registers:
+            raise t.fail("register", "%s is not under [registers]" % reg)
+        values.append(ValueExpr(
+            register=reg, side=t.choice("side", ("guest", "host")),
+            expr=" ".join(t.text("expr").split()), mode=t.choice("mode", _MODES, "both"),
+            era=t.era("era", False), source=t.sources("source", sources),
+            note=t.text("note", "")))
+    return KvmData(sources=sources, registers=registers, flag_sets=tuple(flag_sets),
+                   functions=tuple(functions), values=tuple(values))
+
+
+def _list(raw: dict[str, Any], key: str, source: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError("%s: %s: expected an array of tables ([[%s]])" % (source, key, key))
+    return value
+
+
+# -- building the model ------------------------------------------------------
+
+def _enrich(raw: Register, info: RegisterInfo, *, strict: bool, source: str) -> Register:
+    """Layout from `raw`, everything else from kvm.toml."""
+    fields: list[Field] = []
+    matched: set[str] = set()
+    for f in raw.fields:
+        fi = info.info_for(f.name)
+        if fi is None:
+            if strict:
+                raise ConfigError("%s: registers.%s.fields: no entry for %s (%s)"
+                                  % (source, raw.name, f.name, f.source))
+            fields.append(replace(f, register=raw.name,
+                                  note="not described in kvm.toml: a field this model "
+                                       "does not know"))
+            continue
+        if fi.name in matched:
+            raise ConfigError("%s: registers.%s.fields.%s: names two fields of the layout"
+                              % (source, raw.name, fi.name))
+        matched.add(fi.name)
+        aliases = fi.aliases + ((f.name,) if f.name != fi.name and f.name.upper() not in
+                                (a.upper() for a in fi.aliases) else ())
+        fields.append(replace(
+            f, register=raw.name, name=fi.name, aliases=aliases, polarity=fi.polarity,
+            feature=fi.feature, note=fi.note, kernel_note=fi.kernel_note,
+            source="%s; %s" % (f.source, fi.source) if fi.source else f.source))
+    if strict:
+        for name in info.fields:
+            if name not in matched:
+                raise ConfigError("%s: registers.%s.fields.%s: %s has no such field"
+                                  % (source, raw.name, name, SYSREG_FILE))
+    return replace(raw, fields=tuple(fields), description=info.description,
+                   prefixes=info.prefixes, res0_macros=info.res0_macros)
+
+
+def _field_value(reg: Register, name: str) -> int | None:
+    f = reg.field(name)
+    if f is not None:
+        return f.mask if f.width == 1 else None
+    for f in reg.fields:
+        for n in (f.name, *f.aliases):
+            if name.upper().startswith(n.upper() + "_"):
+                val = f.value(name[len(n) + 1:])
+                if val is not None:
+                    return val << f.lsb
+    return None
+
+
+def _flag_sets(data: KvmData, registers: Mapping[str, Register]) -> list[FlagSet]:
+    out: list[FlagSet] = []
+    for item in data.flag_sets:
+        reg = registers[item["register"]]
+        value = 0
+        for name in item["fields"]:
+            bits = _field_value(reg, name)
+            if bits is None:
+                raise ConfigError("%s: %s.fields: %s is not a one-bit field or FIELD_VALUE of %s"
+                                  % (KVM_FILE, item["where"], name, reg.name))
+            value |= bits
+        out.append(FlagSet(name=item["name"], register=reg.name, era=item["era"],
+                           fields=tuple(item["fields"]), value=value,
+                           source=item["source"], note=item["note"]))
+    return out
+
+
+def _read_package(name: str) -> str:
+    return resources.files("bot.regmodel").joinpath(name).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_parts() -> tuple[dict[str, Register], KvmData]:
+    """The shipped layout (enriched) and kvm.toml, parsed once per process."""
+    data = read_kvm_data(_read_package(KVM_FILE))
+    try:
+        layout = parse_sysreg(_read_package(SYSREG_FILE), SYSREG_FILE)
+    except BadInput as exc:   # our own data file: a packaging bug, reported as config
+        raise ConfigError(str(exc)) from None
+    registers = {}
+    for name, info in data.registers.items():
+        if name not in layout:
+            raise ConfigError("%s: registers.%s: not in %s" % (KVM_FILE, name, SYSREG_FILE))
+        registers[name] = _enrich(layout[name], info, strict=True, source=KVM_FILE)
+    return registers, data
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_model() -> RegisterModel:
+    registers, data = shipped_parts()
+    return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
+                         functions=data.functions, values=data.values, sources=data.sources,
+                         origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE))
+
+
+def load_model(kernel_tree: str | None = None) -> RegisterModel:
+    """The shipped model (cached), or one whose layout comes from a kernel tree."""
+    if not kernel_tree:
+        return _shipped_model()
+    return _tree_model(read_tree(kernel_tree))
+
+
+# -- kernel trees --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelTree:
+    root: Path
+    version: tuple[int, ...] | None
+    sysreg: Mapping[str, Register] | None   # None: the tree has no tools/sysreg
+    macros: Mapping[str, Macro]             # kvm_arm.h, evaluated
+
+    def where(self, relpath: str, line: int | None = None) -> str:
+        return relpath if line is None else "%s:%d" % (relpath, line)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise BadInput("%s: cannot read: %s" % (path, exc.strerror)) from None
+
+
+def _tree_version(root: Path) -> tuple[int, ...] | None:
+    makefile = root / "Makefile"
+    if not makefile.is_file():
+        return None
+    found: dict[str, int] = {}
+    for line in _read(makefile).splitlines()[:12]:
+        m = re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL)\s*=\s*(\d+)", line)
+        if m:
+            found[m.group(1)] = int(m.group(2))
+    if "VERSION" not in found or "PATCHLEVEL" not in found:
+        return None
+    return tuple(found[k] for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL") if k in found)
+
+
+def read_tree(path: str | Path) -> KernelTree:
+    """tools/sysreg (when the tree has it) and kvm_arm.h of a kernel tree."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BadInput("%s: not a directory" % path)
+    kvm_arm = root / KVM_ARM_H
+    if not kvm_arm.is_file():
+        raise BadInput("%s: not a kernel tree: no %s" % (path, KVM_ARM_H))
+    sysreg_file = root / SYSREG_PATH
+    sysreg = parse_sysreg(_read(sysreg_file), SYSREG_PATH) if sysreg_file.is_file() else None
+    known = generated_macros(sysreg.values()) if sysreg else {}
+    macros = evaluate_defines(_read(kvm_arm), known)
+    return KernelTree(root=root, version=_tree_version(root), sysreg=sysreg, macros=macros)
+
+
+def layout_from_macros(layout: MacroLayout, reference: Register) -> Register:
+    """A register built from kvm_arm.h macros, named after `reference`'s fields."""
+    fields: list[Field] = []
+    covered = 0
+    for mf in layout.fields:
+        if mf.value_name is not None:
+            continue
+        width = mf.field.width if mf.field is not None else 1
+        msb = mf.msb if mf.msb is not None else mf.lsb + width - 1
+        name = mf.field.name if mf.field is not None else mf.name
+        fields.append(Field(register=reference.name, name=name, msb=msb, lsb=mf.lsb,
+                            aliases=(), polarity=Polarity.NEUTRAL, feature=None,
+                            values=mf.field.values if mf.field is not None else (),
+                            source="%s:%d" % (KVM_ARM_H, mf.line)))
+        covered |= ((1 << (msb - mf.lsb + 1)) - 1) << mf.lsb
+    res0 = 0
+    for m in layout.res0:
+        res0 |= m.value or 0
+    res1 = 0
+    for m in layout.res1:
+        res1 |= m.value or 0
+    if res0 & covered:
+        logger.debug("%s: RES0 masks overlap defined fields at %#x", reference.name,
+                     res0 & covered)
+    fields.sort(key=lambda f: -f.msb)
+    return Register(name=reference.name, encoding=reference.encoding, width=reference.width,
+                    fields=tuple(fields), res0=mask_to_ranges(res0 & ~covered),
+                    res1=mask_to_ranges(res1 & ~covered), source=KVM_ARM_H)
+
+
+def _decode_names(reg: Register, value: int) -> tuple[str, ...]:
+    names = []
+    for f in reg.fields:
+        part = (value & f.mask) >> f.lsb
+        if not part:
+            continue
+        if f.width == 1:
+            names.append(f.name)
+            continue
+        vname = next((n for n, v in f.values if v == part), None)
+        names.append("%s_%s" % (f.name, vname) if vname else "%s=%#x" % (f.name, part))
+    leftover = value & ~ranges_to_mask((f.msb, f.lsb) for f in reg.fields)
+    if leftover:
+        names.append("bits=%#x" % leftover)
+    return tuple(names)
+
+
+def tree_registers(tree: KernelTree) -> dict[str, tuple[Register, str]]:
+    """Each modelled register's layout in `tree`, and where it came from."""
+    shipped, _ = shipped_parts()
+    out: dict[str, tuple[Register, str]] = {}
+    for name, reference in shipped.items():
+        if tree.sysreg is not None and name in tree.sysreg:
+            out[name] = (tree.sysreg[name], SYSREG_PATH)
+            continue
+        layout = macro_layout(tree.macros, reference)
+        if layout.fields:
+            out[name] = (layout_from_macros(layout, reference), KVM_ARM_H)
+        else:
+            logger.warning("%s: neither %s nor %s describes %s; using the shipped layout",
+                           tree.root, SYSREG_PATH, KVM_ARM_H, name)
+            out[name] = (reference, "shipped")
+    return out
+
+
+def _tree_model(tree: KernelTree) -> RegisterModel:
+    shipped, data = shipped_parts()
+    registers = {name: _enrich(reg, data.registers[name], strict=False, source=KVM_FILE)
+                 for name, (reg, _) in tree_registers(tree).items()}
+    flag_sets = _flag_sets(data, shipped)
+    era = "v%d.%d" % tree.version[:2] if tree.version else ""
+    for name in sorted({item["name"] for item in data.flag_sets}):
+        macro = tree.macros.get(name)
+        reg_name = next(item["register"] for item in data.flag_sets if item["name"] == name)
+        if macro is None or macro.value is None or not era:
+            continue
+        flag_sets.append(FlagSet(name=name, register=reg_name, era=era,
+                                 fields=_decode_names(registers[reg_name], macro.value),
+                                 value=macro.value, source="%s:%d" % (KVM_ARM_H, macro.line),
+                                 note="evaluated from the kernel tree %s" % tree.root))
+    return RegisterModel(registers=registers, flag_sets=flag_sets, functions=data.functions,
+                         values=data.values, sources=data.sources,
+                         origin="kernel tree %s" % tree.root, kernel_version=tree.version)
