@@ -103,6 +103,8 @@ def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
                 continue
             if d.name.endswith(("_SHIFT", "_WIDTH")) or value == 0 or reg is None:
                 continue
+            if _stem_field(mdl, d.name, reg):
+                continue  # a value of a known field (HCR_TWEDEL_MAX), not a definition
             info = M.register_info(mdl, reg)
             if info is None:
                 continue
@@ -119,6 +121,14 @@ def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
                      message="%s covers %s of %s, where the model has no field: is this bit "
                      "defined by the architecture?" % (d.name, M.bits_text(value), reg),
                      evidence=(d.text,))
+
+
+def _stem_field(mdl: object, name: str, reg: str) -> bool:
+    parts = name.split("_")
+    for cut in range(len(parts) - 1, 1, -1):
+        if M.lookup(mdl, "_".join(parts[:cut]), reg) is not None:
+            return True
+    return False
 
 
 def _span(msb: int | None, lsb: int | None) -> str:
