@@ -33,6 +33,7 @@ KERNEL_PREFIXES = ("arch/arm64/", "virt/kvm/arm/", "include/kvm/")
 _RELEVANT = re.compile(r"(?i)hcr|mdcr")
 _REG_TOKEN = re.compile(r"(?<![A-Za-z0-9_])(?:HCR|MDCR)_[A-Z0-9_]+|(?i:(?<![a-z0-9_])(?:sys_)?"
                         r"(?:hcr|mdcr)_el2(?![a-z0-9_]))")
+_TLB_TOUCH = re.compile(r"local_irq|sysreg|isb\(")
 _NFC = re.compile(r"(?i)no functional change|\bNFC\b|no change in behaviou?r|"
                   r"should be no functional|without functional change|functionally equivalent")
 
@@ -162,7 +163,9 @@ class FunctionText:
 def _relevant(patch: Patch) -> bool:
     body = patch.mail.body
     if not _RELEVANT.search(body):
-        return False
+        # The TLB switch helpers matter even when a patch names no register.
+        if "tlb.c" not in body or not _TLB_TOUCH.search(body):
+            return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
 
 
@@ -178,16 +181,44 @@ def _file_view(fd: FileDiff) -> FileView:
         fn_new = {id(ln): f for ln, f in zip(new_side, new_funcs)}
         fn_old = {id(ln): f for ln, f in zip(old_side, old_funcs)}
         next_new = _next_new_numbers(hunk)
+        joined = _statements(hunk, asm)
         for k, ln in enumerate(hunk.lines):
             function = fn_new.get(id(ln)) if ln.kind is not LineKind.REMOVED else fn_old.get(id(ln))
             if function is None and ln.kind is LineKind.CONTEXT:
                 function = fn_old.get(id(ln))
             code = strip_comment(ln.text) if not asm else ln.text.split("//", 1)[0]
-            facts = line_facts(code, asm_file=asm) if code.strip() else EMPTY
+            stmt = joined.get(k, code)
+            facts = line_facts(stmt, asm_file=asm) if stmt.strip() else EMPTY
             lines.append(Line(kind=ln.kind, text=ln.text, code=code, new_no=ln.new_no,
                               old_no=ln.old_no, anchor=ln.new_no or next_new[k],
                               function=function, facts=facts, hunk=hi))
     return FileView(path=path, old_path=fd.old_path, new_path=fd.new_path, lines=tuple(lines))
+
+
+def _statements(hunk: Hunk, asm: bool) -> dict[int, str]:
+    """C calls split over lines, joined onto their first line (same diff side)."""
+    out: dict[int, str] = {}
+    if asm:
+        return out
+    lines = hunk.lines
+    for k, ln in enumerate(lines):
+        code = strip_comment(ln.text)
+        depth = code.count("(") - code.count(")")
+        if depth <= 0:
+            continue
+        parts = [code]
+        side_new = ln.kind is not LineKind.REMOVED
+        j = k + 1
+        while depth > 0 and j < len(lines) and len(parts) < 6:
+            nxt = lines[j]
+            j += 1
+            if (nxt.kind is not LineKind.REMOVED) != side_new and nxt.kind is not LineKind.CONTEXT:
+                continue
+            c = strip_comment(nxt.text)
+            parts.append(c.strip())
+            depth += c.count("(") - c.count(")")
+        out[k] = " ".join(parts)
+    return out
 
 
 def _next_new_numbers(hunk: Hunk) -> list[int]:

@@ -13,8 +13,8 @@ from typing import Iterator
 
 from bot.parse.series import Series
 from bot.rules import model as M
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
-from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, normalize, view
+from bot.rules.core import Category, Context, Finding, Severity, Status, rule
 
 _OTHER_SIDE = re.compile(r"(?i)\bn?vhe\b|non-vhe|both (paths|modes)|hVHE|protected mode")
 _VHE_GUARD = re.compile(r"\b(has_vhe|is_kernel_in_hyp_mode|is_hyp_mode_available|"
@@ -26,7 +26,10 @@ _PREEMPT_OFF = re.compile(r"\b(preempt_disable|get_cpu|local_irq_disable|local_i
 _HOST_COPY = re.compile(r"(?i)mdcr|hcr")
 _GENMASK = re.compile(r"GENMASK(?:_ULL)?\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 _SAVE_RESTORE_ROLES = ("entry", "exit", "vcpu-load", "vcpu-put", "panic", "early-exit")
-_OUTSIDE_WINDOW = ("vcpu-load", "vcpu-put", "init", "tlb-to-guest", "tlb-to-host", "vcpu-init")
+_OUTSIDE_WINDOW = ("vcpu-load", "vcpu-put", "tlb-to-guest", "tlb-to-host", "vcpu-init")
+
+
+_SWITCH_ROLES = ("entry", "exit", "panic", "early-exit")
 
 
 def _touches(ln: Line) -> bool:
@@ -46,8 +49,10 @@ def vhe_nvhe(series: Series, ctx: Context) -> Iterator[Finding]:
     sides = {"vhe": set(), "nvhe": set()}  # type: dict[str, set[int]]
     for pv in sv.relevant():
         for fv in pv.files:
-            if (fv.vhe or fv.nvhe) and any(_touches(ln) and ln.text.strip() not in pv.moved
-                                           for ln in fv.changed):
+            if (fv.vhe or fv.nvhe) and any(
+                    _touches(ln) and normalize(ln.text) not in pv.moved
+                    and M.role(ctx.regmodel, ln.function, fv.path) in _SWITCH_ROLES
+                    for ln in fv.changed):
                 sides["vhe" if fv.vhe else "nvhe"].add(pv.index)
     for pv in sv.relevant():
         if _OTHER_SIDE.search(pv.message) and re.search(r"(?i)n(on-)?vhe", pv.message):
@@ -58,7 +63,8 @@ def vhe_nvhe(series: Series, ctx: Context) -> Iterator[Finding]:
             mine, other = ("vhe", "nvhe") if fv.vhe else ("nvhe", "vhe")
             if pv.index not in sides[mine] or sides[other]:
                 continue
-            ln = next((x for x in fv.changed if _touches(x)), None)
+            ln = next((x for x in fv.changed if _touches(x) and M.role(
+                ctx.regmodel, x.function, fv.path) in _SWITCH_ROLES), None)
             if ln is None:
                 continue
             emit(Severity.QUESTION, pv, fv, ln, register=_register(ln),
@@ -114,6 +120,7 @@ def init_order(series: Series, ctx: Context) -> Iterator[Finding]:
                         if a2.target == a.target and M.role(mdl, ln2.function, fv2.path) in (
                                 "vcpu-load", "entry", "vcpu-put"):
                             emit(Severity.QUESTION, pv, fv2, ln2, register=a.register,
+                                 status=Status.OPEN,
                                  message="%s is now computed in %s() instead of %s(): is that "
                                  "before the first load that writes it to %s?" % (
                                      a.target, ln2.function, ln.function, a.register))
@@ -182,12 +189,12 @@ def preemption(series: Series, ctx: Context) -> Iterator[Finding]:
             if fv.hyp or not fv.path.endswith(".c"):
                 continue
             for ln in fv.changed:
-                if not ln.added or not any(p.startswith("__this_cpu") or p == "this_cpu_ptr"
+                if not ln.added or not any(p in ("__this_cpu_read", "this_cpu_ptr")
                                            for p in ln.facts.percpu):
                     continue
                 if not _HOST_COPY.search(ln.code):
                     continue
-                if M.role(mdl, ln.function, fv.path) in ("vcpu-load", "vcpu-put"):
+                if M.role(mdl, ln.function, fv.path) in ("vcpu-load", "vcpu-put", "init"):
                     continue
                 fn = sv.function(pv, fv, ln.function or "")
                 if any(_PREEMPT_OFF.search(t) for n, t in fn.lines if n <= (ln.new_no or 0)):
@@ -241,6 +248,13 @@ def register_width(series: Series, ctx: Context) -> Iterator[Finding]:
     return emit.out
 
 
+def _feeds_vcpu(fv: FileView, ln: Line) -> bool:
+    """The value read on this line goes into vcpu state (this or the next line)."""
+    nxt = [x for x in fv.lines if x.new_side and x.function == ln.function
+           and 0 <= (x.new_no or 0) - (ln.new_no or 0) <= 1]
+    return any("vcpu" in x.code for x in nxt)
+
+
 @rule(id="shadow-vs-live", category=Category.SHADOW_VS_LIVE, severity=Severity.WARNING,
       summary="the live HCR_EL2/MDCR_EL2 read where it does not hold the guest's value")
 def shadow_vs_live(series: Series, ctx: Context) -> Iterator[Finding]:
@@ -262,15 +276,14 @@ def shadow_vs_live(series: Series, ctx: Context) -> Iterator[Finding]:
                 if not reads:
                     continue
                 role = M.role(mdl, ln.function, fv.path)
-                inside = role in ("entry", "exit", "early-exit", "panic")
-                if inside or "vcpu" not in ln.code:
+                if role in ("entry", "exit", "early-exit", "panic"):
                     continue
-                if role in _OUTSIDE_WINDOW or (fv.hyp and role is None and False):
+                if role in _OUTSIDE_WINDOW and _feeds_vcpu(fv, ln):
                     emit(Severity.WARNING, pv, fv, ln, register=reads[0],
                          message="%s() runs outside the guest's activate/deactivate window, so "
                          "the live %s holds the host's value here: use vcpu->arch.%s." % (
                              ln.function, reads[0], reads[0].lower()))
-                elif not fv.hyp and _guarded(sv, pv, fv, ln)[0]:
+                elif not fv.hyp and "vcpu" in ln.code and _guarded(sv, pv, fv, ln)[0]:
                     emit(Severity.QUESTION, pv, fv, ln, register=reads[0],
                          message="this reads the live %s from host code: is the guest's value "
                          "loaded at this point, or is vcpu->arch.%s meant?" % (

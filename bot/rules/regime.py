@@ -135,43 +135,70 @@ def tlb_symmetry(series: Series, ctx: Context) -> Iterator[Finding]:
                     names[fname] = role
             if not names or fv.deleted:
                 continue
-            for ln in fv.changed:
-                role = names.get(ln.function or "")
-                if role is None or normalize(ln.text) in pv.moved:
-                    continue
-                other_role = "tlb-to-host" if role == "tlb-to-guest" else "tlb-to-guest"
-                other = _counterpart(sv, pv, fv, ln.function or "")
-                changed_regs = {a.register for a in ln.facts.accesses
-                                if a.kind != "read" and a.register in _SWITCHED}
-                changed_irq = set(ln.facts.irq)
-                if not changed_regs and not changed_irq:
-                    continue
-                if other is None or not other.lines:
-                    emit(Severity.QUESTION, pv, fv, ln, register=_first(changed_regs),
-                         message="%s() changes here; the patch does not show its %s "
-                         "counterpart: does it still undo exactly this?" % (
-                             ln.function, other_role.replace("tlb-", "")))
-                    continue
-                o_regs, o_irq = _side_facts(other)
-                want_irq = {_PAIRS[i] for i in changed_irq if i in _PAIRS}
-                if ln.added:
-                    missing = sorted(changed_regs - o_regs)
-                    missing_irq = sorted(want_irq - o_irq)
-                else:
-                    missing = sorted(changed_regs & o_regs)
-                    missing_irq = sorted(want_irq & o_irq)
-                if not missing and not missing_irq:
-                    continue
-                what = ", ".join(missing + [i + "()" for i in missing_irq])
-                sev = Severity.WARNING if other.complete else Severity.QUESTION
-                if ln.added:
-                    msg = ("%s() now changes %s, but %s() does not restore it." % (
-                        ln.function, what, other.name))
-                else:
-                    msg = ("%s() no longer changes %s, but %s() still restores it." % (
-                        ln.function, what, other.name))
-                emit(sev, pv, fv, ln, register=_first(set(missing)), message=msg)
+            for fname, role in names.items():
+                _tlb_function(emit, sv, pv, fv, fname, role)
     return emit.out
+
+
+def _net(pv: PatchView, fv: FileView, fname: str) -> dict[str, tuple[set[str], Line | None]]:
+    """Registers written and IRQ calls the patch adds to / removes from a function."""
+    acc: dict[str, set[str]] = {"+regs": set(), "-regs": set(), "+irq": set(), "-irq": set()}
+    first: dict[str, Line] = {}
+    for ln in fv.changed:
+        if ln.function != fname or normalize(ln.text) in pv.moved:
+            continue
+        sign = "+" if ln.added else "-"
+        regs = {a.register for a in ln.facts.accesses
+                if a.kind != "read" and a.register in _SWITCHED}
+        acc[sign + "regs"] |= regs
+        acc[sign + "irq"] |= set(ln.facts.irq)
+        for item in regs | set(ln.facts.irq):
+            first.setdefault(sign + item, ln)
+    out: dict[str, tuple[set[str], Line | None]] = {}
+    for kind in ("regs", "irq"):
+        for sign, other in (("+", "-"), ("-", "+")):
+            items = acc[sign + kind] - acc[other + kind]
+            ln = next((first[sign + i] for i in sorted(items)), None)
+            out[sign + kind] = (items, ln)
+    return out
+
+
+def _tlb_function(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, fname: str,
+                  role: str) -> None:
+    net = _net(pv, fv, fname)
+    other_role = "tlb-to-host" if role == "tlb-to-guest" else "tlb-to-guest"
+    for sign in ("+", "-"):
+        regs, ln_r = net[sign + "regs"]
+        irq, ln_i = net[sign + "irq"]
+        ln = ln_r or ln_i
+        if ln is None:
+            continue
+        other = _counterpart(sv, pv, fv, fname)
+        if other is None or not other.lines:
+            emit(Severity.QUESTION, pv, fv, ln, register=_first(regs),
+                 message="%s() %s %s; the patch does not show its %s counterpart: does it "
+                 "still undo exactly what this side changes?" % (
+                     fname, "now changes" if sign == "+" else "no longer changes",
+                     ", ".join(sorted(regs) + [i + "()" for i in sorted(irq)]),
+                     other_role.replace("tlb-", "")))
+            continue
+        o_regs, o_irq = _side_facts(other)
+        want = {_PAIRS[i] for i in irq if i in _PAIRS}
+        if sign == "+":
+            missing, missing_irq = sorted(regs - o_regs), sorted(want - o_irq)
+        else:
+            missing, missing_irq = sorted(regs & o_regs), sorted(want & o_irq)
+        if not missing and not missing_irq:
+            continue
+        what = ", ".join(missing + [i + "()" for i in missing_irq])
+        sev = Severity.WARNING if other.complete else Severity.QUESTION
+        if sign == "+":
+            msg = "%s() now changes %s, but %s() does not undo it." % (fname, what, other.name)
+        else:
+            msg = ("%s() no longer does %s, but %s() still does its counterpart: the two "
+                   "sides are no longer symmetric." % (fname, ", ".join(
+                       sorted(regs) + [i + "()" for i in sorted(irq)]), other.name))
+        emit(sev, pv, fv, ln, register=_first(set(missing) or regs), message=msg)
 
 
 def _first(regs: set[str]) -> str | None:

@@ -21,8 +21,8 @@ _RESTORE_CALL = re.compile(r"\b(_*deactivate_traps\w*|__load_host_stage2|"
 _CALL = re.compile(r"\b([a-z_]\w*)\s*\(")
 _NOT_CALLS = {"if", "for", "while", "switch", "return", "sizeof", "write_sysreg",
               "read_sysreg", "isb", "likely", "unlikely", "has_vhe", "BUG_ON", "WARN_ON"}
-_REASON = re.compile(r"(?i)\bvar(y|ies)\b|depend|protected|hvhe|per-?cpu|configur|"
-                     r"differ|runtime|chosen at|init time|kvm_init_params")
+_REASON = re.compile(r"(?i)\bvar(y|ies)\b|depend|protected|hvhe|configur|"
+                     r"differ|chosen at|decided at|at init time")
 _PTRAUTH_ONLY = re.compile(r"(?i)\b(api|apk|ptrauth|pointer auth)")
 _OWNERSHIP = re.compile(r"MDCR_EL2_(HPMN|E2PB|E2TB)")
 _FEATURE_BITS = re.compile(r"MDCR_EL2_(E2PB|E2TB|TPMS|TTRF|HPMD|HCCD|PMSSE|EnSPM|HPMFZ\w*|"
@@ -69,12 +69,13 @@ def host_restore(series: Series, ctx: Context) -> Iterator[Finding]:
                     if not fn.lines:
                         continue  # the function itself went away: not a path any more
                     texts = [t for _, t in fn.lines]
-                    if any(_RESTORE_CALL.search(t) for t in texts):
-                        continue
+                    # A restore helper still called may write it (its body is not here).
+                    helper = any(_RESTORE_CALL.search(t) for t in texts)
                     new_calls = {m.group(1) for x in fv.changed if x.added
                                  and x.function == ln.function
                                  for m in _CALL.finditer(x.code)} - _NOT_CALLS
-                    sev = Severity.WARNING if fn.complete and not new_calls else Severity.QUESTION
+                    sev = Severity.WARNING if fn.complete and not new_calls and not helper \
+                        else Severity.QUESTION
                     emit(sev, pv, fv, ln, register=reg,
                          message="%s() no longer writes the host's %s on its way back to the "
                          "host: which path restores it now?" % (ln.function, reg))
