@@ -177,12 +177,14 @@ class Poller:
             report.threads += 1
             if pending is not None:
                 with self.database.transaction() as session:
-                    report.stats += self._store(session, pending)
+                    stats = self._store(session, pending)
+                self._stored(pending, stats, report)
             pending = work
         with self.database.transaction() as session:
-            if pending is not None:
-                report.stats += self._store(session, pending)
+            stats = self._store(session, pending) if pending is not None else StoreStats()
             advance_cursor(session, self.name, now)
+        if pending is not None:
+            self._stored(pending, stats, report)
         report.requests = self.client.requests_sent - requests_before
         return report
 
@@ -270,10 +272,15 @@ class Poller:
             stats += save_thread(session, work.result)
         for err in work.failed:
             stats.quarantined += quarantine(session, err)
+        return stats
+
+    @staticmethod
+    def _stored(work: _Work, stats: StoreStats, report: CycleReport) -> None:
+        """Logged once committed: the line is a promise the rows are there."""
+        report.stats += stats
         logger.info("thread %s: stored %s", work.thread_id,
                     ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
                     or "nothing new")
-        return stats
 
 
 def run_poll(cfg: Config, out: TextIO) -> int:
