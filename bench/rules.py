@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Cost of the rules per patch, and the same patches through checkpatch.pl.
+
+    bench/rules.py [MBOX...] [--checkpatch-sample N]
+    (default: ../shared/corpus/kvmarm-2019-2020.mbox.gz, sample 200)
+
+Times the rules over every series of the archive (assembly excluded: it is
+the same for any checker) and prints the per-patch median, p99 and total.
+Then runs scripts/checkpatch.pl --no-tree from linux-source-6.12
+(tests/kernel_source.py fetches it) over an evenly spaced sample of the same
+patches, timing the rules on exactly those patches too, and prints the
+ratio of the medians. Targets: the whole corpus in under 30 s on one core;
+the median patch at least 20 times faster than checkpatch.pl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from corpus import ROOT, series_of
+
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bot import config as botconfig  # noqa: E402
+from bot.parse.series import Patch, Series  # noqa: E402
+from bot.pipeline import load_regmodel  # noqa: E402
+from bot.rules import Context, run  # noqa: E402
+
+
+def _single(series: Series, patch: Patch) -> Series:
+    import dataclasses
+    return dataclasses.replace(series, patches=(patch,))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mbox", nargs="*")
+    ap.add_argument("--checkpatch-sample", type=int, default=200)
+    args = ap.parse_args(argv)
+    cfg = botconfig.Config()
+    ctx = Context(regmodel=load_regmodel(cfg))
+    all_series = list(series_of(args.mbox))
+    # Each series is checked whole (series-aware rules), its time shared out
+    # per patch; single patches are timed alone for the checkpatch ratio.
+    per_patch: list[float] = []
+    total = 0.0
+    patches: list[tuple[Series, Patch]] = []
+    for series in all_series:
+        ctx.memo.clear()
+        t0 = time.perf_counter()
+        run(series, ctx, cfg.rules)
+        dt = time.perf_counter() - t0
+        total += dt
+        n = max(1, len(series.patches))
+        per_patch.extend([dt / n] * n)
+        patches.extend((series, p) for p in series.patches)
+    print("rules: %d patches in %d series" % (len(per_patch), len(all_series)))
+    print("  total %.2f s, per patch median %.1f us, p99 %.1f us, max %.1f ms" % (
+        total, statistics.median(per_patch) * 1e6, _pct(per_patch, 0.99) * 1e6,
+        max(per_patch) * 1e3))
+    print("  target: whole corpus < 30 s: %s" % ("met" if total < 30 else "NOT met"))
+
+    try:
+        from kernel_source import ensure_kernel_tree
+        tree = ensure_kernel_tree()
+    except Exception as exc:  # the comparison needs the package; say so, do not die
+        print("checkpatch.pl: not available (%s)" % exc)
+        return 0
+    checkpatch = tree / "scripts" / "checkpatch.pl"
+    step = max(1, len(patches) // max(1, args.checkpatch_sample))
+    sample = patches[::step][:args.checkpatch_sample]
+    ours: list[float] = []
+    theirs: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (series, patch) in enumerate(sample):
+            one = _single(series, patch)
+            ctx.memo.clear()
+            t0 = time.perf_counter()
+            run(one, ctx, cfg.rules)
+            ours.append(time.perf_counter() - t0)
+            path = Path(tmp) / ("%d.patch" % i)
+            path.write_bytes(patch.mail.raw)
+            t0 = time.perf_counter()
+            subprocess.run(["perl", str(checkpatch), "--no-tree", "-q", "--no-summary",
+                            "--no-signoff", str(path)], cwd=str(tree), capture_output=True,
+                           check=False)
+            theirs.append(time.perf_counter() - t0)
+    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+    print("checkpatch.pl --no-tree on %d of the same patches (every %dth):" % (len(sample), step))
+    print("  checkpatch median %.1f ms, p99 %.1f ms; rules on the same patches median %.1f us" % (
+        m_theirs * 1e3, _pct(theirs, 0.99) * 1e3, m_ours * 1e6))
+    ratio = m_theirs / m_ours if m_ours else float("inf")
+    print("  median ratio: rules are %.0fx faster (target >= 20x: %s)" % (
+        ratio, "met" if ratio >= 20 else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
