@@ -48,8 +48,10 @@ class Disagreement:
     against: str      # "model" (the shipped files) or "sysreg" (the tree's own table)
     message: str
 
-    def key(self) -> tuple[str, str, str | None, tuple[int, int] | None, str]:
-        return (str(self.kind), self.register, self.field, self.bits, self.against)
+    def key(self) -> tuple[str, str, str | None, tuple[int, int] | None, str, str]:
+        """What the disagreement is about, without the wording: for comparisons."""
+        return (str(self.kind), self.register, self.field, self.bits,
+                self.where.rsplit(":", 1)[0], self.against)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +80,8 @@ def _res_diff(kind: DiffKind, reg_name: str, theirs: int, ours: Register, ours_r
     for f, overlap in _covering(ours, theirs):
         for msb, lsb in mask_to_ranges(overlap):
             extra = ""
-            same_file = [mf for mf in own if mf.field is f and mf.value_name is None]
+            same_file = [mf for mf in own if mf.field is not None
+                         and mf.field.name == f.name and mf.value_name is None]
             if same_file:
                 extra = "; the same file defines %s there" % "/".join(same_file[0].macros)
             feature = " (%s)" % f.feature if f.feature else ""
@@ -148,7 +151,7 @@ def compare_tables(theirs: Register, ours: Register) -> list[Disagreement]:
     """A tree's tools/sysreg block against the shipped one."""
     out: list[Disagreement] = []
     name = ours.name
-    head = theirs.source.replace("sysreg:", SYSREG_PATH + ":", 1)
+    head = theirs.source   # "arch/arm64/tools/sysreg:LINE", as read_tree parsed it
     if theirs.encoding != ours.encoding:
         out.append(Disagreement(
             kind=DiffKind.ENCODING, register=name, field=None, bits=None, where=head,
@@ -156,7 +159,7 @@ def compare_tables(theirs: Register, ours: Register) -> list[Disagreement]:
                 theirs.encoding, ours.encoding)))
     seen: set[str] = set()
     for f in theirs.fields:
-        where = f.source.split(";")[0].replace("sysreg:", SYSREG_PATH + ":", 1)
+        where = f.source.split(";")[0]
         mine = ours.field(f.name)
         if mine is None:
             out.append(Disagreement(
@@ -170,8 +173,10 @@ def compare_tables(theirs: Register, ours: Register) -> list[Disagreement]:
                 kind=DiffKind.POSITION, register=name, field=mine.name, bits=(f.msb, f.lsb),
                 where=where, against="model", message="Field %s %s; the model has %s.%s at %s"
                 % (f.bits, f.name, name, mine.name, mine.bits)))
+    reserved = theirs.res0_mask | theirs.res1_mask
     for f in ours.fields:
-        if f.name not in seen:
+        # A field the table turned back into Res0/Res1 is reported once, below.
+        if f.name not in seen and f.mask & reserved != f.mask:
             out.append(Disagreement(
                 kind=DiffKind.MISSING_FIELD, register=name, field=f.name, bits=(f.msb, f.lsb),
                 where=head, against="model", message="no Field for %s.%s (bits %s in %s)"
@@ -230,11 +235,12 @@ def diff_tree(model: RegisterModel, kernel_tree: str | Path) -> DiffReport:
             found += compare_tables(theirs, ours)
         elif tree.sysreg is not None:
             notes.append("%s: no %s block" % (SYSREG_PATH, name))
+        # Macros are read with the model's prefixes and aliases (HCR_TPC is
+        # TPCP) and then held against both the model and the tree's table.
         layout = macro_layout(tree.macros, ours, skip_aliases=in_sysreg)
         found += compare_macros(layout, ours, "model")
         if in_sysreg:
-            found += compare_macros(macro_layout(tree.macros, theirs, skip_aliases=True),
-                                    theirs, "sysreg")
+            found += compare_macros(layout, theirs, "sysreg")
         if not in_sysreg:
             defined = {mf.field.name for mf in layout.fields if mf.field is not None}
             absent = [f.name for f in ours.fields if f.name not in defined]

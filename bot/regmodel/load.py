@@ -284,12 +284,15 @@ def _read_package(name: str) -> str:
     return resources.files("bot.regmodel").joinpath(name).read_text(encoding="utf-8")
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_parts() -> tuple[dict[str, Register], KvmData]:
-    """The shipped layout (enriched) and kvm.toml, parsed once per process."""
-    data = read_kvm_data(_read_package(KVM_FILE))
+def build_parts(sysreg_text: str, kvm_text: str) -> tuple[dict[str, Register], KvmData]:
+    """The model's layout (enriched) and kvm.toml from the two data files' text.
+
+    Every field of the layout needs a kvm.toml entry and every entry a field:
+    a mismatch raises ConfigError naming the key.
+    """
+    data = read_kvm_data(kvm_text)
     try:
-        layout = parse_sysreg(_read_package(SYSREG_FILE), SYSREG_FILE)
+        layout = parse_sysreg(sysreg_text, SYSREG_FILE)
     except BadInput as exc:   # our own data file: a packaging bug, reported as config
         raise ConfigError(str(exc)) from None
     registers = {}
@@ -298,6 +301,19 @@ def shipped_parts() -> tuple[dict[str, Register], KvmData]:
             raise ConfigError("%s: registers.%s: not in %s" % (KVM_FILE, name, SYSREG_FILE))
         registers[name] = _enrich(layout[name], info, strict=True, source=KVM_FILE)
     return registers, data
+
+
+def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
+    registers, data = build_parts(sysreg_text, kvm_text)
+    return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
+                         functions=data.functions, values=data.values, sources=data.sources,
+                         origin=origin)
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_parts() -> tuple[dict[str, Register], KvmData]:
+    """The shipped layout and kvm.toml, parsed once per process."""
+    return build_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,10 @@ import enum
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from bot.regmodel.defines import Macro
 
 MASK64 = (1 << 64) - 1
 
@@ -346,6 +349,17 @@ class RegisterModel:
             if hit is not None:
                 found.append(hit)
         return found[0] if len(found) == 1 else None
+
+    def macros(self) -> dict[str, Macro]:
+        """Kernel macro names for the model's fields, as a `known` table for
+        `evaluate_defines`: what gen-sysreg.awk generates (HCR_EL2_TGE,
+        HCR_EL2_BSU_IS == 1) and the hand-written style (HCR_TGE, HCR_TPC,
+        HCR_BSU_IS == 1 << 10)."""
+        from bot.regmodel.kvmarm import generated_macros, legacy_macros
+
+        table = legacy_macros(self.registers.values())
+        table.update(generated_macros(self.registers.values()))
+        return table
 
     def polarity(self, register: str, field: str) -> Polarity:
         f = self.lookup(field, self._require(register).name)

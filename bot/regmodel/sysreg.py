@@ -168,6 +168,8 @@ class _Parser:
             self.add_field(enum["name"], (enum["msb"], enum["lsb"]), tuple(enum["values"]))
             self.lineno = line
             return
+        if words[0] in ("EndSysreg", "EndSysregFields", "Sysreg", "SysregFields"):
+            raise self.fail("missing EndEnum for %s before %s" % (enum["name"], words[0]))
         if not _ENUM_VALUE.match(words[0]):
             raise self.fail("expected a 0b... value or EndEnum inside Enum %s, found %r"
                             % (enum["name"], words[0]))
