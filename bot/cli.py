@@ -1,7 +1,8 @@
 """The `bot` command. Exit codes are decided here, and only here:
 
     0  ok
-    1  findings at or above --fail-on (`bot check`)
+    1  findings at or above --fail-on (`bot check`); disagreements found
+       (`bot regmodel diff`)
     2  bad input or bad configuration (one line on stderr naming the input
        and the problem), including a database schema that is not at head
     3  transient: lore or the database is unavailable; try again later
@@ -86,6 +87,18 @@ def _cmd_db(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     return EXIT_OK
 
 
+def _cmd_regmodel(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.regmodel import load_model
+    if args.regmodel_command == "show":
+        from bot.regmodel.show import show
+        sys.stdout.write(show(load_model(cfg.regmodel.kernel_tree or None), args.what))
+        return EXIT_OK
+    from bot.regmodel.diff import diff_tree, format_report
+    report = diff_tree(load_model(), args.kernel_tree)
+    sys.stdout.write(format_report(report))
+    return EXIT_FINDINGS if report.disagreements else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bot", description="Review KVM/arm64 patches that touch HCR_EL2/MDCR_EL2 "
@@ -127,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub.add_parser("upgrade", help="migrate the configured database to the latest schema")
     dbsub.add_parser("status", help="show the schema revision of the configured database")
     dbp.set_defaults(func=_cmd_db)
+
+    rmp = sub.add_parser("regmodel", help="the HCR_EL2/MDCR_EL2 register model")
+    rmsub = rmp.add_subparsers(dest="regmodel_command", metavar="ACTION")
+    rmsub.required = True
+    show = rmsub.add_parser("show", help="print the fields as a table (the model from "
+                            "regmodel.kernel_tree when configured)")
+    show.add_argument("what", nargs="?", metavar="REGISTER[.FIELD]",
+                      help="a register, REGISTER.FIELD or a kernel macro such as HCR_TGE")
+    diff = rmsub.add_parser("diff", help="compare a kernel tree's tools/sysreg and kvm_arm.h "
+                            "with the shipped model; exit 1 when they disagree")
+    diff.add_argument("--kernel-tree", metavar="PATH", required=True,
+                      help="kernel source tree (only arch/arm64 and Makefile are read)")
+    rmp.set_defaults(func=_cmd_regmodel)
 
     return parser
 
