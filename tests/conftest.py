@@ -40,6 +40,23 @@ def make_config(tmp_path: Path, **env: str) -> botconfig.Config:
     return botconfig.load(DATA / "config" / "test.toml", environ=environ)
 
 
+@pytest.fixture(scope="session")
+def kernel_tree() -> Path:
+    """Debian's linux-source-6.12, the files tests/kernel_source.py lists.
+
+    Downloaded with apt-get once per machine into the user's cache. A failed
+    download fails the test in CI and skips it elsewhere (no network).
+    """
+    from tests.kernel_source import KernelSourceError, ensure_kernel_tree
+
+    try:
+        return ensure_kernel_tree()
+    except KernelSourceError as exc:
+        if in_ci():
+            pytest.fail("linux-source-6.12 unavailable: %s" % exc)
+        pytest.skip("linux-source-6.12 unavailable: %s" % exc)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return "sqlite:///%s" % (tmp_path / "bot.sqlite3")
