@@ -259,11 +259,12 @@ class LoreClient:
             raise Stopped()
 
     def _pace(self) -> None:
+        # The interval runs from the end of the previous request, so the
+        # archive sees at least that much quiet between two of ours.
         if self._last is not None:
             self._wait(self.cfg.min_interval - (time.monotonic() - self._last))
         else:
             self._wait(0)
-        self._last = time.monotonic()
 
     def _fetch(self, method: str, url: str, what: str) -> IO[bytes] | None:
         attempts = self.cfg.retries + 1
@@ -286,6 +287,12 @@ class LoreClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, method: str, url: str, what: str) -> IO[bytes] | None:
+        try:
+            return self._exchange(method, url, what)
+        finally:
+            self._last = time.monotonic()
+
+    def _exchange(self, method: str, url: str, what: str) -> IO[bytes] | None:
         self.requests_sent += 1
         started = time.monotonic()
         try:
