@@ -38,6 +38,8 @@ def test_no_sys_exit_below_the_cli():
 GLOBBED = {
     "fuzz": "tests/test_hostile.py",
     "threads": "tests/test_check.py",
+    "labelled": "tests/test_rules_labelled.py",
+    "rules": "tests/test_rules.py",
 }
 
 

@@ -43,8 +43,10 @@ def test_every_rule_has_a_trigger_and_a_quiet_case() -> None:
 
 def test_every_rules_fixture_is_used() -> None:
     used = {(RULES / c["file"]).resolve() for c in CASES}
-    present = {p.resolve() for p in RULES.iterdir() if p.suffix in (".patch", ".mbox")}
+    present = {p.resolve() for p in RULES.glob("*") if p.suffix in (".patch", ".mbox")}
     assert present <= used
+    series = {p.name for p in RULES.glob("series/*")}
+    assert series == {"resolved-in-series.mbox"}   # read by tests/test_rules_series.py
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "%s-%s-%s" % (c["rule"], c["expect"],
