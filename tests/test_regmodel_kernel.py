@@ -113,7 +113,8 @@ def test_diff_finds_a_moved_field_and_a_changed_flag_set(kernel_tree: Path,
     text = text.replace("HCR_FMO | HCR_IMO | HCR_PTW | HCR_TID3)",
                         "HCR_FMO | HCR_IMO | HCR_PTW | HCR_TID3 | HCR_TID2)")
     text = text.replace("#define MDCR_EL2_HPMN_MASK\t(UL(0x1F))",
-                        "#define MDCR_EL2_HPMN_MASK\t(UL(0x1F))\n#define MDCR_EL2_NEW\t(UL(1) << 44)")
+                        "#define MDCR_EL2_HPMN_MASK\t(UL(0x1F))\n"
+                        "#define MDCR_EL2_NEW\t(UL(1) << 44)")
     (tree / KVM_ARM_H).write_text(text)
     report = diff_tree(load_model(), tree)
     keys = {d.key() for d in report.disagreements}
@@ -217,3 +218,15 @@ def test_the_save_restore_map_matches_6_12_where_it_says_so(kernel_tree: Path) -
     for v in model.values:
         if "kvm-6-12" in v.source.split() or "kvm-arm-6-12" in v.source.split():
             assert v.expr in flat, v.expr
+
+
+def test_config_key_loads_the_model_from_the_tree(
+        kernel_tree: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BOT_REGMODEL_KERNEL_TREE", str(kernel_tree))
+    assert cli.main(["--config", str(CONFIG), "regmodel", "show", "HCR_EL2"]) == 0
+    out = capsys.readouterr().out
+    assert "(from %s)" % KVM_ARM_H in out.splitlines()[0]
+    rows = [line.split()[:2] for line in out.splitlines()[2:]]
+    assert ["48", "(RES0)"] in rows and ["39", "(RES0)"] in rows
+    assert ["63:60", "TWEDEL"] not in rows and ["23", "TPCP"] in rows

@@ -10,7 +10,7 @@ import pytest
 
 from bot import cli
 from bot.errors import ConfigError
-from bot.regmodel import Polarity, Role, load_model
+from bot.regmodel import Polarity, RegisterModel, Role, load_model
 from bot.regmodel.load import build_model, read_kvm_data
 from bot.regmodel.model import era_contains, mask_to_ranges, parse_era
 
@@ -42,11 +42,11 @@ ALLOW = {"TWEDEn", "ATA", "EnSCXT", "AMVOFFEN", "FIEN", "API", "APK", "TME"}
 
 
 @pytest.fixture(scope="module")
-def model():  # type: ignore[no-untyped-def]
+def model() -> RegisterModel:
     return load_model()
 
 
-def test_every_field_where_the_review_guide_puts_it(model) -> None:  # type: ignore[no-untyped-def]
+def test_every_field_where_the_review_guide_puts_it(model: RegisterModel) -> None:
     for reg, table in (("HCR_EL2", HCR), ("MDCR_EL2", MDCR)):
         got = {f.name: (f.msb, f.lsb) for f in model.registers[reg].fields}
         assert got == table
@@ -57,7 +57,7 @@ def test_every_field_where_the_review_guide_puts_it(model) -> None:  # type: ign
     assert model.registers["MDCR_EL2"].encoding == (3, 4, 1, 1, 1)
 
 
-def test_every_fact_has_a_source_and_polarity_follows_the_guide(model) -> None:  # type: ignore[no-untyped-def]
+def test_every_fact_has_a_source_and_polarity_follows_the_guide(model: RegisterModel) -> None:
     hcr_allow = {f.name for f in model.registers["HCR_EL2"].fields
                  if f.polarity == Polarity.ALLOW}
     assert hcr_allow == ALLOW
@@ -104,18 +104,18 @@ def test_every_fact_has_a_source_and_polarity_follows_the_guide(model) -> None: 
     ("HCR_RES0", None, None),
     ("SCTLR_EL1_M", None, None),
 ])
-def test_lookup_any_kernel_name(model, name: str, register: str | None,  # type: ignore[no-untyped-def]
+def test_lookup_any_kernel_name(model: RegisterModel, name: str, register: str | None,
                                 expect: tuple[str, str] | None) -> None:
     f = model.lookup(name, register)
     assert (None if f is None else (f.register, f.name)) == expect
 
 
-def test_register_lookup_ignores_case(model) -> None:  # type: ignore[no-untyped-def]
+def test_register_lookup_ignores_case(model: RegisterModel) -> None:
     assert model.register("hcr_el2") is model.registers["HCR_EL2"]
     assert model.register("NOPE_EL2") is None
 
 
-def test_decode_and_reserved_bits(model) -> None:  # type: ignore[no-untyped-def]
+def test_decode_and_reserved_bits(model: RegisterModel) -> None:
     fields, rest = model.decode("HCR_EL2", (1 << 27) | (1 << 34) | (1 << 31))
     assert [f.name for f in fields] == ["E2H", "RW", "TGE"] and rest == 0
     fields, rest = model.decode("MDCR_EL2", (3 << 12) | (1 << 50) | (1 << 63) | 0x1F)
@@ -134,7 +134,7 @@ def test_decode_and_reserved_bits(model) -> None:  # type: ignore[no-untyped-def
     assert mask_to_ranges(0b1101) == ((3, 2), (0, 0))
 
 
-def test_flag_sets_by_era(model) -> None:  # type: ignore[no-untyped-def]
+def test_flag_sets_by_era(model: RegisterModel) -> None:
     latest = model.flag_set("HCR_GUEST_FLAGS")
     assert latest.era == "v6.14.." and "TID1" in latest.fields
     v612 = model.flag_set("hcr_guest_flags", "v6.12")
@@ -168,7 +168,7 @@ def test_eras() -> None:
             parse_era(bad)
 
 
-def test_roles_for_both_file_layouts(model) -> None:  # type: ignore[no-untyped-def]
+def test_roles_for_both_file_layouts(model: RegisterModel) -> None:
     old = model.role("__deactivate_traps", "arch/arm64/kvm/hyp/switch.c")
     assert (old.role, old.layout, old.mode) == (Role.EXIT, "pre-5.9", "both")
     new = model.role("__deactivate_traps", "arch/arm64/kvm/hyp/nvhe/switch.c")
@@ -192,7 +192,7 @@ def test_roles_for_both_file_layouts(model) -> None:  # type: ignore[no-untyped-
     assert layouts == {"pre-5.9", "post-5.9", "any"}
 
 
-def test_guest_and_host_value_expressions(model) -> None:  # type: ignore[no-untyped-def]
+def test_guest_and_host_value_expressions(model: RegisterModel) -> None:
     assert "vcpu->arch.hcr_el2" in model.guest_value_exprs("HCR_EL2")
     assert "vcpu->arch.mdcr_el2" in model.guest_value_exprs("mdcr_el2")
     host_hcr = model.host_value_exprs("HCR_EL2")
@@ -207,7 +207,7 @@ def test_guest_and_host_value_expressions(model) -> None:  # type: ignore[no-unt
     assert model.value_expr("nothing") is None
 
 
-def test_macros_table_for_the_evaluator(model) -> None:  # type: ignore[no-untyped-def]
+def test_macros_table_for_the_evaluator(model: RegisterModel) -> None:
     table = model.macros()
     assert table["HCR_EL2_TGE"].value == 1 << 27
     assert table["HCR_EL2_BSU_IS"].value == 1           # gen-sysreg.awk: unshifted
