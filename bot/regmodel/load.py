@@ -16,7 +16,6 @@ import logging
 import re
 import tomllib
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -281,7 +280,8 @@ def _flag_sets(data: KvmData, registers: Mapping[str, Register]) -> list[FlagSet
 
 
 def _read_package(name: str) -> str:
-    return resources.files("bot.regmodel").joinpath(name).read_text(encoding="utf-8")
+    # The data files ship beside this module (pyproject package-data).
+    return Path(__file__).with_name(name).read_text(encoding="utf-8")
 
 
 def build_parts(sysreg_text: str, kvm_text: str) -> tuple[dict[str, Register], KvmData]:
