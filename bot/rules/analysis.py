@@ -30,7 +30,6 @@ from bot.rules.core import Category, Context, Finding, Severity, Status
 # Code that can save, restore or define these registers lives here; QEMU's
 # target/arm and kvm-unit-tests' lib/arm64 name HCR_EL2 too, but are not KVM.
 KERNEL_PREFIXES = ("arch/arm64/", "virt/kvm/arm/", "include/kvm/")
-_RELEVANT = re.compile(r"(?i)hcr|mdcr")
 _REG_TOKEN = re.compile(r"(?<![A-Za-z0-9_])(?:HCR|MDCR)_[A-Z0-9_]+|(?i:(?<![a-z0-9_])(?:sys_)?"
                         r"(?:hcr|mdcr)_el2(?![a-z0-9_]))")
 _TLB_TOUCH = re.compile(r"local_irq|sysreg|isb\(")
@@ -162,7 +161,8 @@ class FunctionText:
 
 def _relevant(patch: Patch) -> bool:
     body = patch.mail.body
-    if not _RELEVANT.search(body):
+    low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
+    if "hcr" not in low and "mdcr" not in low:
         # The TLB switch helpers matter even when a patch names no register.
         if "tlb.c" not in body or not _TLB_TOUCH.search(body):
             return False
