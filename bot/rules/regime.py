@@ -30,12 +30,22 @@ _PAIRS = {"local_irq_save": "local_irq_restore", "local_irq_disable": "local_irq
           "local_irq_restore": "local_irq_save", "local_irq_enable": "local_irq_disable"}
 
 
-def _regime_write(ln: Line, fn_lines: list[Line]) -> tuple[str, ...]:
+def _regime_names(mdl: object, text: str) -> list[str]:
+    """TGE/E2H named in an expression, directly or through a flag set."""
+    names = _REGIME.findall(text)
+    for name in M.macros(text):
+        fs = M.flag_set_fields(mdl, name)
+        if fs:
+            names += [f.name for f in fs if f.name in ("TGE", "E2H")]
+    return names
+
+
+def _regime_write(ln: Line, fn_lines: list[Line], mdl: object = None) -> tuple[str, ...]:
     """TGE/E2H when this added line writes HCR_EL2 with a value that names them."""
     out: list[str] = []
     for acc in ln.facts.writes("HCR_EL2"):
         text = " ".join((acc.value, acc.clear, acc.set))
-        names = _REGIME.findall(text)
+        names = _regime_names(mdl, text)
         if not names and acc.value and re.fullmatch(r"[a-z_]\w*", acc.value):
             var = acc.value
             for x in fn_lines:
@@ -70,13 +80,15 @@ def barrier(series: Series, ctx: Context) -> Iterator[Finding]:
             if not fv.hyp and not fv.path.endswith(("tlb.c", "switch.c", "switch.h")):
                 continue
             for ln in fv.changed:
+                if ln.removed and ln.facts.isb:
+                    _removed_isb(emit, sv, pv, fv, ln, ctx.regmodel)
                 if not ln.added or not ln.facts.accesses:
                     continue
                 role = M.role(ctx.regmodel, ln.function, fv.path)
                 if role in ("entry", "exit", "early-exit"):
                     continue  # ERET or the return to the host synchronises
                 fn_lines = fv.in_function(ln.function)
-                names = _regime_write(ln, fn_lines)
+                names = _regime_write(ln, fn_lines, ctx.regmodel)
                 if not names:
                     continue
                 fn = sv.function(pv, fv, ln.function or "")
@@ -102,6 +114,38 @@ def barrier(series: Series, ctx: Context) -> Iterator[Finding]:
                          "an interrupt taken now runs the host with the guest's regime." % (
                              ln.function, "" if decided else " as far as the patch shows"))
     return emit.out
+
+
+def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Line,
+                 mdl: object) -> None:
+    """An isb() the patch removes that synchronised a TGE/E2H change."""
+    if M.role(mdl, ln.function, fv.path) in ("entry", "exit", "early-exit"):
+        return
+    fn = sv.function(pv, fv, ln.function or "")
+    before = [(n, t) for n, t in fn.lines if n < ln.anchor]
+    write_at, names = None, []  # type: tuple[int, str] | None, list[str]
+    for n, t in reversed(before):
+        if _SYNC.search(t):
+            return  # something after the last regime write still synchronises it
+        for acc in line_facts(t).writes("HCR_EL2"):
+            names = _regime_names(mdl, " ".join((acc.value, acc.clear, acc.set)))
+            if names:
+                write_at = (n, t)
+                break
+        if write_at:
+            break
+    if write_at is None:
+        return
+    if any(_SYNC.search(t) for n, t in fn.lines if n >= ln.anchor):
+        return
+    decided = fn.complete
+    emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln, register="HCR_EL2",
+         fields=tuple(dict.fromkeys(names)),
+         message="this removes the isb() that made the HCR_EL2.%s change in %s() take "
+         "effect%s: what synchronises it now?" % (
+             "/".join(dict.fromkeys(names)), ln.function,
+             "" if decided else " (as far as the patch shows, nothing)"),
+         evidence=(write_at[1].rstrip(), ln.text.rstrip()))
 
 
 def _side_facts(fn: FunctionText) -> tuple[set[str], set[str]]:
