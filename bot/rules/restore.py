@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from bot.parse.csource import split_args
 from bot.parse.series import Series
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
-from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.core import Category, Context, Finding, Severity, Status, rule
 
 _EXIT_ROLES = ("exit", "panic", "early-exit")
+_PATH_ROLES = ("entry", "exit", "panic", "early-exit", "tlb-to-guest", "tlb-to-host")
 _RESTORE_CALL = re.compile(r"\b(_*deactivate_traps\w*|__load_host_stage2|"
                            r"__debug_switch_to_host\w*|sysreg_restore_host\w*)\s*\(")
 _CALL = re.compile(r"\b([a-z_]\w*)\s*\(")
@@ -51,6 +53,7 @@ def host_restore(series: Series, ctx: Context) -> Iterator[Finding]:
     sv = view(series, ctx)
     emit = Emit(rule="host-restore", category=Category.HOST_RESTORE, sv=sv)
     for pv in sv.relevant():
+        _stale_callers(emit, sv, pv, ctx)
         added_writes = {(reg, ln.function) for f in pv.files for ln in f.changed
                         if ln.added for reg in M.WATCHED if _writes_reg(ln, reg)}
         added_regs = {reg for reg, _ in added_writes}
@@ -80,6 +83,64 @@ def host_restore(series: Series, ctx: Context) -> Iterator[Finding]:
                          message="%s() no longer writes the host's %s on its way back to the "
                          "host: which path restores it now?" % (ln.function, reg))
     return emit.out
+
+
+_DEF = re.compile(r"^[A-Za-z_][\w\s\*]*?\b([A-Za-z_]\w*)\s*\((.*)\)\s*\{?\s*$")
+
+
+def _signature(text: str) -> tuple[str, int] | None:
+    """(name, parameter count) of a function definition line."""
+    m = _DEF.match(text)
+    if m is None or text[:1].isspace() or text.rstrip().endswith(";"):
+        return None
+    params = m.group(2).strip()
+    count = 0 if params in ("", "void") else len(split_args(params + ")", 0)[0])
+    return m.group(1), count
+
+
+def _stale_callers(emit: Emit, sv: SeriesView, pv: PatchView, ctx: Context) -> None:
+    """A path helper whose parameters change, with a caller left unchanged."""
+    # Keyed by file: the VHE and nVHE helpers share names and are static.
+    old: dict[tuple[str, str], int] = {}
+    new: dict[tuple[str, str], tuple[int, FileView]] = {}
+    for fv in pv.files:
+        for ln in fv.changed:
+            sig = _signature(ln.text)
+            if sig is None or _roles(ctx, fv, sig[0]) not in _PATH_ROLES:
+                continue
+            if ln.removed:
+                old[(fv.path, sig[0])] = sig[1]
+            else:
+                new[(fv.path, sig[0])] = (sig[1], fv)
+    for (path, name), (count, fv) in new.items():
+        if old.get((path, name), count) == count:
+            continue
+        call = re.compile(r"\b%s\s*\(" % re.escape(name))
+        written = [r for r in M.WATCHED if any(x.facts.writes(r) for x in fv.in_function(name))]
+        register = written[0] if written else None
+        texts = _post_texts(sv, pv, fv)
+        for no, text in texts:
+            m = call.search(text)
+            if m is None or _signature(text) is not None:
+                continue
+            args, end = split_args(text, m.end())
+            if end >= len(text) and ")" not in text[m.end():]:
+                continue  # the call goes on over the next line: not counted
+            got = 0 if args == [""] else len(args)
+            if got != count:
+                emit(Severity.WARNING, pv, fv, no, register=register,
+                     message="%s() now takes %d argument(s), but this caller still "
+                     "passes %d: every path back to the host must use the new "
+                     "signature." % (name, count, got), evidence=(text.rstrip(),),
+                     status=(Status.RESOLVED_IN_SERIES if sv.resolved_later(pv, fv.path, text)
+                             else Status.OPEN))
+
+
+def _post_texts(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[int, str]]:
+    text = sv.file_after(pv, fv.path)
+    if text is not None:
+        return list(enumerate(text.split("\n"), start=1))
+    return [(ln.new_no or 0, ln.text) for ln in fv.lines if ln.new_side]
 
 
 def _restored_elsewhere(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line, reg: str,
