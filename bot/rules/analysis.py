@@ -307,9 +307,9 @@ def _ends_function(text: str, asm: bool) -> bool:
 def view(series: Series, ctx: Context) -> SeriesView:
     """The memoised analysis of `series` for this context."""
     memo = ctx.memo
-    key = ("view", id(series))
+    key = ("view", id(series), id(ctx.tree))
     sv = memo.get(key)
-    if sv is None or sv.series is not series:
+    if sv is None or sv.series is not series or sv.tree is not ctx.tree:
         sv = SeriesView(series=series, patches=tuple(patch_view(p) for p in series.patches),
                         tree=ctx.tree)
         memo.clear()
