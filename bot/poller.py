@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
 _DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
 _CURSOR_NAME_MAX = 2048
+_RT_MIN = 100000
 
 
 def search_query(lore: LoreConfig, start: dt.datetime) -> str:
@@ -63,7 +64,8 @@ def search_query(lore: LoreConfig, start: dt.datetime) -> str:
         query = "(%s OR (s:re AND (%s)))" % (query, trailers)
     if lore.lists:
         query += " AND (%s)" % " OR ".join("l:%s" % name for name in lore.lists)
-    return "%s AND rt:%d.." % (query, int(start.timestamp()))
+    # public-inbox reads rt: as a Unix time only with five digits or more.
+    return "%s AND rt:%d.." % (query, max(int(start.timestamp()), _RT_MIN))
 
 
 def cursor_name(lore: LoreConfig, base_url: str) -> str:

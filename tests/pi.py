@@ -27,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -42,10 +43,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def messages(path: Path) -> list[bytes]:
-    """The raw messages of an mbox file, mboxrd escaping undone."""
+def messages(path: Path) -> Iterator[bytes]:
+    """The raw messages of an mbox file (plain or gzip), mboxrd escaping undone."""
     with open(path, "rb") as fh:
-        return [raw.data for raw in read_stream(StreamInput(str(path), fh), InputConfig())]
+        for raw in read_stream(StreamInput(str(path), fh), InputConfig()):
+            yield raw.data
 
 
 def _received(when: float) -> bytes:
@@ -63,40 +65,43 @@ class Inbox:
         self.dir = server.root / "inboxes" / name
         self.url = "http://127.0.0.1:%d/%s" % (server.port, name)
 
-    def deliver(self, *sources: Path | bytes, received: float | None = None) -> list[str]:
+    def deliver(self, *sources: Path | bytes, received: float | None = None,
+                fresh: bool = True) -> list[str]:
         """Add the messages of mbox files (or raw messages) as newly received
-        mail; returns their Message-IDs once the server's search finds them."""
-        raws: list[bytes] = []
-        for source in sources:
-            raws.extend(messages(source) if isinstance(source, Path) else [source])
+        mail (`fresh=False` keeps their own Received headers); returns their
+        Message-IDs once the server's search finds them."""
         when = time.time() if received is None else received
-        stream: list[bytes] = []
         git = self.dir / "git" / "0.git"
         has_tip = subprocess.run(["git", "--git-dir", str(git), "rev-parse", "-q", "--verify",
                                   "refs/heads/master"], capture_output=True).returncode == 0
+        proc = subprocess.Popen(["git", "--git-dir", str(git), "fast-import", "--quiet"],
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
         mids = []
-        for n, raw in enumerate(raws):
-            mid, _ = thread_headers(raw)
-            assert mid, "a delivered message needs a Message-ID"
-            mids.append(mid)
-            data = _received(when) + raw
-            stream.append(b"blob\nmark :%d\ndata %d\n%s\n" % (2 * n + 1, len(data), data))
-            stamp = int(when)
-            msg = b"test delivery\n"
-            stream.append(b"commit refs/heads/master\nmark :%d\n"
-                          b"author tests <tests@127.0.0.1> %d +0000\n"
-                          b"committer %s <%s@127.0.0.1> %d +0000\ndata %d\n%s"
-                          % (2 * n + 2, stamp, self.name.encode(), self.name.encode(), stamp,
-                             len(msg), msg))
-            if n == 0 and has_tip:
-                stream.append(b"from refs/heads/master^0\n")
-            stream.append(b"deleteall\nM 100644 :%d m\n\n" % (2 * n + 1))
-        subprocess.run(["git", "--git-dir", str(git), "fast-import", "--quiet"],
-                       input=b"".join(stream), check=True, capture_output=True)
+        n = 0
+        for source in sources:
+            for raw in (messages(source) if isinstance(source, Path) else [source]):
+                mid, _ = thread_headers(raw)
+                assert mid, "a delivered message needs a Message-ID"
+                mids.append(mid)
+                data = _received(when) + raw if fresh else raw
+                msg = b"delivery\n"
+                proc.stdin.write(b"blob\nmark :1\ndata %d\n%s\n"
+                                 b"commit refs/heads/master\n"
+                                 b"author tests <tests@127.0.0.1> %d +0000\n"
+                                 b"committer %s <%s@127.0.0.1> %d +0000\ndata %d\n%s"
+                                 % (len(data), data, int(when), self.name.encode(),
+                                    self.name.encode(), int(when), len(msg), msg))
+                if n == 0 and has_tip:
+                    proc.stdin.write(b"from refs/heads/master^0\n")
+                proc.stdin.write(b"deleteall\nM 100644 :1 m\n\n")
+                n += 1
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err.decode(errors="replace")
         self.server.run("public-inbox-index", str(self.dir))
         self.server.hup()
-        for mid in mids[-1:]:
-            self.wait_searchable(mid)
+        if mids:
+            self.wait_searchable(mids[-1])
         return mids
 
     def wait_searchable(self, mid: str, timeout: float = 15.0) -> None:
