@@ -27,10 +27,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import queue
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import IO, TextIO
+from typing import IO, Iterator, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +42,7 @@ from bot.lore.assemble import MessageError
 from bot.lore.client import LoreClient, Stopped
 from bot.parse.threads import ThreadIndex
 from bot.pipeline import Checker, ThreadResult
-from bot.sources import StreamInput, read_stream, thread_headers
+from bot.sources import RawMessage, StreamInput, read_stream, thread_headers
 from bot.store.db import Database
 from bot.store.models import PollCursor, utcnow
 from bot.store.queries import StoreStats, message_ids, quarantine, save_thread
@@ -164,24 +165,19 @@ class Poller:
         found = self.client.search(query)
         hits = self._read_hits(found) if found is not None else []
         report.hits = len(hits)
-        groups = self._wanted_groups(hits, report)
         pending: _Work | None = None
-        covered: set[str] = set()
-        for group in groups:
-            if all(h.message_id in covered for h in group):
-                continue
-            if self.stop is not None and self.stop.is_set():
-                raise Stopped()
-            work = self._fetch_and_check(group[0].message_id, covered, report)
-            if work is None:
-                report.skipped += 1
-                continue
-            report.threads += 1
-            if pending is not None:
-                with self.database.transaction() as session:
-                    stats = self._store(session, pending)
-                self._stored(pending, stats, report)
-            pending = work
+        with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
+            for fetched in fetcher.results():
+                if fetched is None:
+                    report.skipped += 1
+                    continue
+                report.threads += 1
+                work = self._check(*fetched)
+                if pending is not None:
+                    with self.database.transaction() as session:
+                        stats = self._store(session, pending)
+                    self._stored(pending, stats, report)
+                pending = work
         with self.database.transaction() as session:
             stats = self._store(session, pending) if pending is not None else StoreStats()
             advance_cursor(session, self.name, now)
@@ -235,8 +231,9 @@ class Poller:
                 logger.debug("skipping %s: a reply to nothing stored", group[0].message_id)
         return wanted
 
-    def _fetch_and_check(self, msgid: str, covered: set[str],
-                         report: CycleReport) -> _Work | None:
+    def fetch(self, msgid: str) -> list[RawMessage] | None:
+        """The messages of the whole thread holding `msgid`, or None when the
+        archive no longer has it or it cannot be used (logged)."""
         try:
             found = self.client.thread(msgid)
         except NotFound:
@@ -248,15 +245,12 @@ class Poller:
         name = "%s/%s/t.mbox.gz" % (self.client.base, msgid)
         with found:
             try:
-                raws = list(read_stream(StreamInput(name, found), self.cfg.input))  # type: ignore[arg-type]
+                return list(read_stream(StreamInput(name, found), self.cfg.input))  # type: ignore[arg-type]
             except BadInput as exc:
                 logger.warning("thread %s: unreadable: %s; skipped", msgid, exc)
                 return None
-        for raw in raws:
-            mid, _ = thread_headers(raw.data)
-            if mid is not None:
-                covered.add(mid)
-        covered.add(msgid)
+
+    def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
         work = _Work(thread_id=msgid)
         try:
             work.result = self.checker.check_thread(raws)
@@ -283,6 +277,78 @@ class Poller:
         logger.info("thread %s: stored %s", work.thread_id,
                     ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
                     or "nothing new")
+
+
+_DONE = object()
+# Threads fetched ahead of the checks: enough to keep the archive busy while
+# a thread is checked and stored, few enough to bound memory.
+_AHEAD = 4
+
+
+class _Fetcher:
+    """Fetches the cycle's threads in a background thread, one request at a
+    time as always, so that waiting for the archive overlaps with checking
+    and storing the previous thread. A thread whose hits all came with an
+    earlier one is not fetched again. Errors reach the cycle in order."""
+
+    def __init__(self, poller: Poller, groups: list[list[_Hit]]) -> None:
+        self._poller = poller
+        self._groups = groups
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_AHEAD)
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lore-fetch", daemon=True)
+
+    def __enter__(self) -> _Fetcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._cancel.set()
+        # A request in flight ends within the client's timeouts; the thread
+        # is a daemon, so a stopping process does not wait for it.
+        self._thread.join(timeout=1.0)
+
+    def _put(self, item: object) -> None:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        covered: set[str] = set()
+        try:
+            for group in self._groups:
+                if self._cancel.is_set():
+                    return
+                if all(h.message_id in covered for h in group):
+                    continue
+                msgid = group[0].message_id
+                raws = self._poller.fetch(msgid)
+                if raws is not None:
+                    covered.add(msgid)
+                    covered.update(mid for mid, _ in map(thread_headers, (r.data for r in raws))
+                                   if mid is not None)
+                self._put(None if raws is None else (msgid, raws))
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the cycle, which raises it
+            self._put(exc)
+
+    def results(self) -> Iterator[tuple[str, list[RawMessage]] | None]:
+        stop = self._poller.stop
+        while True:
+            if stop is not None and stop.is_set():
+                raise Stopped()
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
 
 
 def run_poll(cfg: Config, out: TextIO) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,16 +232,18 @@ def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 30.0) -> list[
 
 
 class _OnLog(logging.Handler):
-    """Calls `action` once, when a record containing `text` is logged."""
+    """Calls `action` once, when the `count`-th record matching is logged."""
 
-    def __init__(self, text: str, action) -> None:
-        super().__init__(logging.INFO)
-        self.text, self.action, self.fired = text, action, False
+    def __init__(self, pattern: str, count: int, action) -> None:
+        super().__init__(logging.DEBUG)
+        self.pattern, self.count, self.action, self.fired = re.compile(pattern), count, action, False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.fired and self.text in record.getMessage():
-            self.fired = True
-            self.action()
+        if not self.fired and self.pattern.search(record.getMessage()):
+            self.count -= 1
+            if self.count == 0:
+                self.fired = True
+                self.action()
 
 
 def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
@@ -251,18 +254,19 @@ def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
                         ("BOT_STATE_DIR", cfg.state_dir), ("BOT_DATABASE_URL", cfg.database_url),
                         ("BOT_LORE_URL", inbox.url)):
         monkeypatch.setenv(name, value)
-    # The server dies right after the first thread is stored (the log line
-    # follows the commit), before the next request.
-    hook = _OnLog(": stored ", lambda: public_inbox.stop(signal.SIGKILL))
-    poller_log = logging.getLogger("bot.poller")
-    level = poller_log.level
-    poller_log.setLevel(logging.INFO)
-    poller_log.addHandler(hook)
+    # The server dies once the second thread is downloaded: the
+    # first is then stored (a thread is stored once the next one is in),
+    # the third cannot be fetched.
+    hook = _OnLog(r": thread \S+: \d+ bytes in ", 2, lambda: public_inbox.stop(signal.SIGKILL))
+    client_log = logging.getLogger("bot.lore.client")
+    level = client_log.level
+    client_log.setLevel(logging.DEBUG)
+    client_log.addHandler(hook)
     try:
         code = cli.main(["poll"])
     finally:
-        poller_log.removeHandler(hook)
-        poller_log.setLevel(level)
+        client_log.removeHandler(hook)
+        client_log.setLevel(level)
         public_inbox.start()
     err = capsys.readouterr().err
     assert hook.fired and code == 3, err
