@@ -13,13 +13,16 @@ open-ended. With `lore.followups`, the same search also matches replies
 carrying Reviewed-by, Acked-by or Tested-by, since those touch no file; a
 reply is kept only when it answers a stored message or another new hit.
 
+Threads are fetched by a background thread, still one request at a time,
+so that waiting for the archive overlaps with checking and storing.
+
 Crash safety: each thread is stored in its own transaction, and the cursor
 (the time the search was sent) is written in the transaction of the last
 thread of the cycle. A cycle cut short (lore unavailable, SIGKILL, stop)
 leaves every stored thread whole and the cursor where it was, so the next
 cycle searches the same window again and skips what is stored: nothing is
-lost or stored twice. A thread the pipeline cannot process is quarantined
-with the reason and the cycle goes on.
+lost or stored twice. A thread the pipeline cannot check, or the database
+refuses to store, is quarantined with the reason and the cycle goes on.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.config import Config, LoreConfig
-from bot.errors import BadInput, NotFound
+from bot.errors import BadInput, NotFound, Transient
 from bot.lore.assemble import MessageError
 from bot.lore.client import LoreClient, Stopped
 from bot.parse.threads import ThreadIndex
@@ -51,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # A reply giving one of these is what a maintainer waits for.
 FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
+# Whether a hit carries a patch, read from its raw bytes: a full parse of
+# every hit would cost more than the rest of the search.
 _DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
 _CURSOR_NAME_MAX = 2048
 _RT_MIN = 100000
@@ -127,8 +132,16 @@ class _Work:
     """One fetched thread, checked, waiting to be stored."""
 
     thread_id: str
+    raws: list[RawMessage]
     result: ThreadResult | None = None
     failed: list[MessageError] = field(default_factory=list)
+
+    def quarantine(self, why: str, exc: BaseException) -> None:
+        """Keep every message of the thread in quarantine instead."""
+        reason = "thread %s: %s: %s: %s" % (self.thread_id, why, type(exc).__name__, exc)
+        self.result = None
+        self.failed = [MessageError(origin=raw.origin, message_id=thread_headers(raw.data)[0],
+                                    reason=reason, raw=raw.data) for raw in self.raws]
 
 
 class Poller:
@@ -174,15 +187,9 @@ class Poller:
                 report.threads += 1
                 work = self._check(*fetched)
                 if pending is not None:
-                    with self.database.transaction() as session:
-                        stats = self._store(session, pending)
-                    self._stored(pending, stats, report)
+                    self._commit(pending, report)
                 pending = work
-        with self.database.transaction() as session:
-            stats = self._store(session, pending) if pending is not None else StoreStats()
-            advance_cursor(session, self.name, now)
-        if pending is not None:
-            self._stored(pending, stats, report)
+        self._commit(pending, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
 
@@ -251,32 +258,48 @@ class Poller:
                 return None
 
     def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
-        work = _Work(thread_id=msgid)
+        work = _Work(thread_id=msgid, raws=raws)
         try:
             work.result = self.checker.check_thread(raws)
         except Exception as exc:  # one bad thread must not stop the cycle
             logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
                              msgid, len(raws))
-            reason = "thread %s: pipeline failed: %s: %s" % (msgid, type(exc).__name__, exc)
-            work.failed = [MessageError(origin=raw.origin, message_id=thread_headers(raw.data)[0],
-                                        reason=reason, raw=raw.data) for raw in raws]
+            work.quarantine("pipeline failed", exc)
         return work
 
-    def _store(self, session: Session, work: _Work) -> StoreStats:
-        stats = StoreStats()
-        if work.result is not None:
-            stats += save_thread(session, work.result)
-        for err in work.failed:
-            stats.quarantined += quarantine(session, err)
-        return stats
+    def _commit(self, work: _Work | None, report: CycleReport,
+                cursor: dt.datetime | None = None) -> None:
+        """Store one thread, and with `cursor` move the cursor, in one
+        transaction. A thread the database refuses is quarantined instead;
+        the database being unavailable fails the cycle."""
+        try:
+            stats = self._transaction(work, cursor)
+        except Transient:
+            raise
+        except Exception as exc:
+            if work is None:
+                raise
+            logger.exception("thread %s: storing failed; quarantining its %d messages",
+                             work.thread_id, len(work.raws))
+            work.quarantine("storing failed", exc)
+            stats = self._transaction(work, cursor)
+        if work is not None:
+            report.stats += stats
+            # Logged once committed: the line is a promise the rows are there.
+            logger.info("thread %s: stored %s", work.thread_id,
+                        ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
+                        or "nothing new")
 
-    @staticmethod
-    def _stored(work: _Work, stats: StoreStats, report: CycleReport) -> None:
-        """Logged once committed: the line is a promise the rows are there."""
-        report.stats += stats
-        logger.info("thread %s: stored %s", work.thread_id,
-                    ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
-                    or "nothing new")
+    def _transaction(self, work: _Work | None, cursor: dt.datetime | None) -> StoreStats:
+        stats = StoreStats()
+        with self.database.transaction() as session:
+            if work is not None and work.result is not None:
+                stats += save_thread(session, work.result)
+            for err in work.failed if work is not None else ():
+                stats.quarantined += quarantine(session, err)
+            if cursor is not None:
+                advance_cursor(session, self.name, cursor)
+        return stats
 
 
 _DONE = object()

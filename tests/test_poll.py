@@ -191,6 +191,30 @@ def test_a_thread_the_pipeline_cannot_process_is_quarantined(migrated, inbox):
     assert report.threads == 3 and len(rows["cursors"]) == 1
 
 
+def test_a_thread_the_database_refuses_is_quarantined(migrated, inbox, monkeypatch):
+    # A fake for a fault that cannot be caused on purpose with real mail: the
+    # database refusing one thread's rows. The thread is quarantined, the
+    # others are stored, the cursor moves.
+    import bot.poller
+    real = bot.poller.save_thread
+
+    def refusing(session, result):
+        if any(m.message_id == SP_EL0 for m in result.thread.messages):
+            session.execute(select(Message.id))  # the transaction has begun
+            raise ValueError("value too long for type character varying(998)")
+        return real(session, result)
+
+    monkeypatch.setattr(bot.poller, "save_thread", refusing)
+    cfg = with_lore(migrated, inbox)
+    inbox.deliver(*INITIAL)
+    poll(cfg)
+    rows = snapshot(cfg)
+    assert rows["messages"] == INITIAL_MESSAGES - {SP_EL0}
+    assert rows["quarantine"] == {(SP_EL0, "thread %s: storing failed: ValueError: value too "
+                                   "long for type character varying(998)" % SP_EL0)}
+    assert len(rows["cursors"]) == 1
+
+
 def test_the_long_look_back_finds_mail_the_windows_missed(migrated, inbox):
     cfg = with_lore(migrated, inbox, longscan_every=2, longscan_lookback=3)
     poll(cfg)  # first cycle: nothing there yet
