@@ -42,7 +42,10 @@ def answer(status: int = 200, body: bytes = b"", *, ctype: str = "application/gz
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(body)
+        try:
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (the timeout test)
     return reply
 
 
@@ -297,3 +300,9 @@ def test_check_mixes_local_files_and_fetched_threads(check_env, capsys):
     assert {s["message_id"] for s in doc["series"]} == {
         ACTLR, "20200425094321.162752-1-maz@kernel.org"}
 
+
+
+def test_a_404_that_is_not_no_results_names_the_configuration(fault):
+    server = fault(answer(404, b"Not Found", ctype="text/plain"))
+    with client(server.url) as c, pytest.raises(NotFound, match="check lore.url"):
+        c.search("x")

@@ -73,6 +73,15 @@ class _TooLarge(Exception):
     pass
 
 
+class _Missing(Exception):
+    """HTTP 404; the start of the body says whether it is public-inbox's
+    "No results found" or something else."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__("HTTP 404")
+        self.body = body
+
+
 class _Retry(Exception):
     """A failure worth another attempt; `after` is the server's Retry-After."""
 
@@ -237,16 +246,22 @@ class LoreClient:
     def search(self, query: str) -> IO[bytes] | None:
         """The mbox of the messages matching `query`, or None for no hits."""
         url = "%s/?q=%s&x=m" % (self.base, urllib.parse.quote_plus(query))
-        # An empty body: only the hits, not their whole threads.
-        return self._fetch("POST", url, "search")
+        try:
+            # An empty body: only the hits, not their whole threads.
+            return self._fetch("POST", url, "search")
+        except _Missing as exc:
+            if b"no results" in exc.body.lower():
+                return None
+            raise NotFound("%s: HTTP 404 for a search: not a public-inbox archive? "
+                           "(check lore.url)" % self.base) from None
 
     def thread(self, msgid: str) -> IO[bytes]:
         """The mbox of the whole thread holding `msgid`."""
         url = "%s/%s/t.mbox.gz" % (self.base, message_path(msgid))
-        out = self._fetch("GET", url, "thread %s" % msgid)
-        if out is None:
-            raise NotFound("%s: message %s not found" % (self.base, msgid))
-        return out
+        try:
+            return self._fetch("GET", url, "thread %s" % msgid)
+        except _Missing:
+            raise NotFound("%s: message %s not found" % (self.base, msgid)) from None
 
     def _wait(self, seconds: float) -> None:
         if seconds <= 0:
@@ -266,7 +281,7 @@ class LoreClient:
         else:
             self._wait(0)
 
-    def _fetch(self, method: str, url: str, what: str) -> IO[bytes] | None:
+    def _fetch(self, method: str, url: str, what: str) -> IO[bytes]:
         attempts = self.cfg.retries + 1
         for attempt in range(attempts):
             self._pace()
@@ -286,13 +301,13 @@ class LoreClient:
                 self._wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, method: str, url: str, what: str) -> IO[bytes] | None:
+    def _attempt(self, method: str, url: str, what: str) -> IO[bytes]:
         try:
             return self._exchange(method, url, what)
         finally:
             self._last = time.monotonic()
 
-    def _exchange(self, method: str, url: str, what: str) -> IO[bytes] | None:
+    def _exchange(self, method: str, url: str, what: str) -> IO[bytes]:
         self.requests_sent += 1
         started = time.monotonic()
         try:
@@ -308,7 +323,11 @@ class LoreClient:
             status = resp.status_code
             logger.debug("%s %s -> %d", method, url, status)
             if status == 404:
-                return None
+                try:
+                    body = resp.raw.read(1024, decode_content=True) or b""
+                except (urllib3.exceptions.HTTPError, OSError):
+                    body = b""
+                raise _Missing(body)
             if status in _RETRY_STATUS:
                 raise _Retry("HTTP %d" % status, _retry_after(resp.headers.get("Retry-After")))
             if status in _REFUSED_STATUS:

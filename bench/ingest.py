@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Ingest throughput of the poller against a local public-inbox holding a real archive.
+
+    bench/ingest.py [--archive MBOX] [--database-url URL] [--steady-days N]
+
+Default archive: ../shared/corpus/kvmarm-2019-2020.mbox.gz (all of it).
+
+1. Import. The archive is imported into v2 inboxes of one public-inbox-httpd
+   on 127.0.0.1 (all state in a temporary directory): one git commit per
+   message written with `git fast-import` straight into the inbox's epoch,
+   then one `public-inbox-index`. public-inbox-mda on a sample is timed too,
+   to show why: it costs a process and an index update per message.
+2. Poll from an empty database, each in a fresh `bot poll` process, on half
+   of the archive and on all of it, with two queries: one matching every
+   message (the whole pipeline on every thread: fetch, parse, rules,
+   drafts, storage) and the default query (what a deployment runs). For
+   each: messages stored per second end to end, HTTP requests per new
+   series, and the process's peak resident memory (half vs all shows
+   whether it grows with the archive).
+3. Steady state: the archive minus its last N days is imported and polled
+   once; then each of those days is delivered as new mail (fresh Received
+   headers) and polled, as the daemon would, counting requests per new series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import email.utils
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from bot import config as botconfig  # noqa: E402
+from bot.lore.client import LoreClient  # noqa: E402
+from bot.poller import Poller  # noqa: E402
+from bot.store import db  # noqa: E402
+from bot.store.models import Message, Series  # noqa: E402
+from tests.pi import Inbox, PublicInbox, messages  # noqa: E402
+
+DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
+EVERY_MESSAGE = "rt:100000.."  # every message received after 1970-01-02
+_DATE = re.compile(rb"^Date:[ \t]*(.*)$", re.M | re.I)
+_REQUESTS = re.compile(r"(\d+) requests")
+
+
+def message_date(raw: bytes) -> dt.datetime | None:
+    head = raw.split(b"\n\n", 1)[0]
+    m = _DATE.search(head)
+    if not m:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace").strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def timed_import(inbox: Inbox, raws: list[bytes], fresh: bool = False) -> float:
+    start = time.perf_counter()
+    inbox.deliver(*raws, fresh=fresh)
+    return time.perf_counter() - start
+
+
+def mda_rate(server: PublicInbox, raws: list[bytes]) -> float:
+    """Messages per second through public-inbox-mda (one process each)."""
+    inbox = server.create()
+    env = dict(server.env, ORIGINAL_RECIPIENT="%s@127.0.0.1" % inbox.name)
+    start = time.perf_counter()
+    for raw in raws:
+        subprocess.run(["public-inbox-mda", "--no-precheck"], input=raw, env=env, check=True,
+                       capture_output=True)
+    return len(raws) / (time.perf_counter() - start)
+
+
+def bot_env(state: Path, database_url: str, url: str, query: str | None) -> dict[str, str]:
+    env = dict(os.environ, BOT_CONFIG=str(ROOT / "config.toml"), BOT_STATE_DIR=str(state),
+               BOT_DATABASE_URL=database_url, BOT_LORE_URL=url, BOT_LOG_LEVEL="warning",
+               BOT_LORE_INITIAL_LOOKBACK=str(int(time.time() // 86400)), BOT_LORE_MIN_INTERVAL="0")
+    if query is not None:
+        # Every thread is wanted: the reply-only filter of lore.followups
+        # would skip discussions without patches.
+        env["BOT_LORE_QUERY"] = query
+        env["BOT_LORE_FOLLOWUPS"] = "false"
+    return env
+
+
+def fresh_database(tmp: Path, template: str | None, label: str) -> str:
+    if template is None:
+        return "sqlite:///%s" % (tmp / ("%s.sqlite3" % label))
+    from sqlalchemy import create_engine, text
+    name = "bench_ingest_%s_%d" % (label, os.getpid())
+    admin = create_engine(template, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name))
+        conn.execute(text('CREATE DATABASE "%s"' % name))
+    admin.dispose()
+    return template.rsplit("/", 1)[0] + "/" + name
+
+
+def counts(cfg: botconfig.Config) -> tuple[int, int]:
+    database = db.Database(cfg)
+    try:
+        with database.transaction() as s:
+            return (s.scalar(select(func.count()).select_from(Message)),
+                    s.scalar(select(func.count()).select_from(Series)))
+    finally:
+        database.close()
+
+
+def poll_once(tmp: Path, label: str, url: str, query: str | None,
+              template: str | None) -> dict[str, float]:
+    state = tmp / ("state-" + label)
+    state.mkdir(parents=True, exist_ok=True)
+    env = bot_env(state, fresh_database(tmp, template, label), url, query)
+    subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], env=env, check=True,
+                   capture_output=True, cwd=ROOT)
+    out_path, err_path = state / "poll.out", state / "poll.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bot",
+                               "poll"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    if proc.returncode != 0:
+        raise SystemExit("bot poll failed: %s" % err_path.read_text(errors="replace"))
+    elapsed, maxrss_kb, output = proc.stdout.decode().split("\n", 2)
+    out_path.write_text(output)
+    cfg = botconfig.load(ROOT / "config.toml", environ=env)
+    stored, series = counts(cfg)
+    m = _REQUESTS.search(output)
+    return {"messages": stored, "series": series, "seconds": float(elapsed),
+            "requests": int(m.group(1)) if m else 0, "rss_mb": int(maxrss_kb) / 1024}
+
+
+# Runs `bot poll` from a small process: a child forked straight from this
+# one (which holds the archive) would count our pages in its peak RSS.
+_WRAPPER = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)
+elapsed = time.perf_counter() - start
+print(elapsed)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.stdout.write(proc.stdout.decode())
+sys.exit(proc.returncode)
+"""
+
+
+def show_poll(label: str, r: dict[str, float]) -> None:
+    print("%-26s %9d %7d %8.1f %7.0f %9d %8.2f %8.0f" % (
+        label, r["messages"], r["series"], r["seconds"], r["messages"] / r["seconds"],
+        r["requests"], r["requests"] / max(r["series"], 1), r["rss_mb"]), flush=True)
+
+
+def polls(tmp: Path, inbox: Inbox, label: str, template: str | None) -> None:
+    for qlabel, query in (("every message", EVERY_MESSAGE), ("default query", None)):
+        r = poll_once(tmp, "%s-%s" % (qlabel.split()[0], label), inbox.url, query, template)
+        show_poll("%s, %s" % (qlabel, label), r)
+
+
+def split_days(raws: list[bytes], days: int) -> tuple[list[bytes], list[list[bytes]]]:
+    """The archive before its last `days` days, and each of those days."""
+    dated = [(message_date(r), r) for r in raws]
+    last = max(d for d, _ in dated if d is not None)
+    cut = (last - dt.timedelta(days=days)).date()
+    older: list[bytes] = []
+    recent: dict[dt.date, list[bytes]] = {}
+    for when, raw in dated:
+        if when is None or when.date() <= cut:
+            older.append(raw)
+        else:
+            recent.setdefault(when.date(), []).append(raw)
+    return older, [recent[d] for d in sorted(recent)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--archive", type=Path, default=DEFAULT)
+    ap.add_argument("--database-url", help="a PostgreSQL admin URL (a scratch database is "
+                    "created per poll); default: SQLite files")
+    ap.add_argument("--steady-days", type=int, default=30)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    raws = list(messages(args.archive))
+    print("archive: %s, %d messages (%.1f MB)" % (args.archive, len(raws),
+                                                 sum(map(len, raws)) / 1e6), flush=True)
+    half = len(raws) // 2
+    older, days = split_days(raws[half:], args.steady_days)
+    server = PublicInbox(tmp / "pi")
+    server.start()
+    try:
+        print("public-inbox-mda: %.1f msg/s (one process and index update per message)"
+              % mda_rate(server, raws[:20]), flush=True)
+        inbox = server.create()
+        seconds = timed_import(inbox, raws[:half])
+        print("import of the first half: %d messages, fast-import + public-inbox-index "
+              "%.1f s (%.0f msg/s)" % (half, seconds, half / seconds), flush=True)
+        print()
+        print("%-26s %9s %7s %8s %7s %9s %8s %8s" % (
+            "poll from empty", "messages", "series", "seconds", "msg/s", "requests",
+            "req/ser", "peak MB"))
+        polls(tmp, inbox, "half", args.database_url)
+        seconds = timed_import(inbox, older)
+        print("(import of %d more messages: %.1f s)" % (len(older), seconds), flush=True)
+        steady(inbox, days, tmp, args)
+        polls(tmp, inbox, "all", args.database_url)
+    finally:
+        server.stop()
+    return 0
+
+
+def steady(inbox: Inbox, days: list[list[bytes]], tmp: Path, args: argparse.Namespace) -> None:
+    """Catch up once, then one poll per day of new mail, as the daemon would."""
+    env = bot_env(tmp / "state-steady", fresh_database(tmp, args.database_url, "steady"),
+                  inbox.url, None)
+    cfg = botconfig.load(ROOT / "config.toml", environ=env)
+    engine = db.make_engine(cfg)
+    db.upgrade(engine)
+    engine.dispose()
+    database = db.Database(cfg)
+    requests = series = new = 0
+    try:
+        with LoreClient(cfg.lore) as client:
+            poller = Poller(cfg, database, client)
+            poller.cycle()
+            for day in days:
+                inbox.deliver(*day)  # fresh Received headers: new mail
+                report = poller.cycle()
+                requests += report.requests
+                series += report.stats.series
+                new += len(day)
+    finally:
+        database.close()
+    print("steady state, default query: %d polls (one per day of mail), %d new messages, "
+          "%d new series; %d requests: %d searches (one per poll) and %d thread fetches; "
+          "%.2f requests, %.2f thread fetches per new series"
+          % (len(days), new, series, requests, len(days), requests - len(days),
+             requests / max(series, 1), (requests - len(days)) / max(series, 1)), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
