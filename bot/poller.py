@@ -270,25 +270,35 @@ class Poller:
     def _commit(self, work: _Work | None, report: CycleReport,
                 cursor: dt.datetime | None = None) -> None:
         """Store one thread, and with `cursor` move the cursor, in one
-        transaction. A thread the database refuses is quarantined instead;
-        the database being unavailable fails the cycle."""
-        try:
-            stats = self._transaction(work, cursor)
-        except Transient:
-            raise
-        except Exception as exc:
-            if work is None:
+        transaction; the database being unavailable fails the cycle."""
+        if work is None:
+            self._transaction(None, cursor)
+            return
+        stats = self._store_or_quarantine(work, cursor)
+        report.stats += stats
+        # Logged once committed: the line is a promise the rows are there.
+        logger.info("thread %s: stored %s", work.thread_id,
+                    ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
+                    or "nothing new")
+
+    def _store_or_quarantine(self, work: _Work, cursor: dt.datetime | None) -> StoreStats:
+        """A thread the database refuses twice is quarantined instead (once
+        may be another poller storing the same thread at the same time)."""
+        error: Exception | None = None
+        for attempt in (1, 2):
+            try:
+                return self._transaction(work, cursor)
+            except Transient:
                 raise
-            logger.exception("thread %s: storing failed; quarantining its %d messages",
-                             work.thread_id, len(work.raws))
-            work.quarantine("storing failed", exc)
-            stats = self._transaction(work, cursor)
-        if work is not None:
-            report.stats += stats
-            # Logged once committed: the line is a promise the rows are there.
-            logger.info("thread %s: stored %s", work.thread_id,
-                        ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
-                        or "nothing new")
+            except Exception as exc:
+                error = exc
+                logger.warning("thread %s: storing failed (attempt %d): %s: %s",
+                               work.thread_id, attempt, type(exc).__name__, exc)
+        assert error is not None
+        logger.error("thread %s: storing failed; quarantining its %d messages",
+                     work.thread_id, len(work.raws), exc_info=error)
+        work.quarantine("storing failed", error)
+        return self._transaction(work, cursor)
 
     def _transaction(self, work: _Work | None, cursor: dt.datetime | None) -> StoreStats:
         stats = StoreStats()
