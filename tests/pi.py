@@ -163,7 +163,11 @@ class PublicInbox:
         self.run("public-inbox-httpd", "-W0", "-D", "-P", str(self.pidfile),
                  "-1", str(self.root / "httpd.out"), "-2", str(self.root / "httpd.err"),
                  "-l", "127.0.0.1:%d" % self.port)
-        self._wait_ready("/", any_answer=True)
+        try:
+            self._wait_ready("/", any_answer=True)
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
 
     def _pid(self) -> int | None:
         try:
@@ -231,8 +235,8 @@ def public_inbox(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("public-inbox is not installed (%s); run .ci/system-deps"
                     % ", ".join(missing))
     server = PublicInbox(tmp_path_factory.mktemp("public-inbox"))
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop(signal.SIGTERM)  # immediate; SIGQUIT would drain clients
