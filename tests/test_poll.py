@@ -27,7 +27,7 @@ from bot.store.db import Database
 from bot.store.models import (Draft, Finding, Message, Patch, PollCursor, Quarantine, Series,
                               Trailer)
 from tests.conftest import DATA, make_config
-from tests.pi import public_inbox  # noqa: F401  (the module's server)
+from tests.pi import messages, public_inbox  # noqa: F401  (the module's server)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,6 +152,28 @@ def test_new_mail_gives_exactly_the_expected_rows(migrated, inbox):
     assert new["quarantine"] == set()
     assert before["findings"] <= after["findings"] and before["drafts"] <= after["drafts"]
     assert report.threads == 2 and report.requests == 3
+
+
+def test_a_revision_sent_in_the_same_thread_is_linked_with_its_trailers(migrated, inbox):
+    # revision-v2-reply-to-v1.mbox: v1 and its review first; later v2, sent
+    # in reply to the review, and the Acked-by given to v2.
+    v1, review, v2, acked, *rest = messages(DATA / "threads" / "revision-v2-reply-to-v1.mbox")
+    cfg = with_lore(migrated, inbox, query="dfn:arch/arm64/kvm/va_layout.c")
+    inbox.deliver(v1, review)
+    poll(cfg)
+    before = snapshot(cfg)
+    inbox.deliver(v2, acked, *rest)
+    poll(cfg)
+    after = snapshot(cfg)
+    first, second = ("20191016165953.o6ogh4fdmsjmd2sw@linutronix.de",
+                     "20191128195805.c2pryug4ohmcoqwd@linutronix.de")
+    assert before["trailers"] == {((first, 1), "ecfbb413-e97e-c3eb-e051-1f218b387edd@arm.com",
+                                   "Reviewed-by", "James Morse <james.morse@arm.com>")}
+    assert after["series"] - before["series"] == {(second, 2, first, ())}
+    assert after["trailers"] - before["trailers"] == {
+        ((second, 1), "5aae0e8248df45c3f4c08a8bb5aabe06@www.loen.fr", "Acked-by",
+         "Marc Zyngier <maz@kernel.org>")}
+    assert len(after["messages"]) == 4 + len(rest)
 
 
 def test_malformed_mail_is_quarantined_and_the_cycle_goes_on(migrated, inbox):
