@@ -67,9 +67,10 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table).on_conflict_do_nothing(index_elements=key)
-    result = session.execute(stmt, rows)
-    return max(result.rowcount, 0) if result.rowcount is not None else 0
+    # rowcount of a many-row insert is not reliable across drivers (psycopg
+    # reports 0); the ids RETURNING hands back are the rows really inserted.
+    stmt = insert(table).on_conflict_do_nothing(index_elements=key).returning(table.c.id)
+    return len(session.execute(stmt, rows).all())
 
 
 def _message_row(mail: Mail) -> dict[str, Any]:
