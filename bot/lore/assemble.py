@@ -9,7 +9,9 @@ network, so assembly never reaches out to lore on its own.
 
 from __future__ import annotations
 
+import email.message
 import logging
+import re
 from dataclasses import dataclass
 
 import b4
@@ -50,7 +52,20 @@ def parse_subject(subject: str) -> Subject:
                    patch=ls.patch, prefixes=tuple(ls.prefixes))
 
 
-def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: object) -> None:
+# A line b4 could read as a follow-up trailer: a person's address, a link,
+# or Fixes:/Obsoleted-by: (a superset of what b4.LoreMessage.find_trailers
+# keeps for replies).
+_MAYBE_TRAILER = re.compile(r"^\s*\w\S+:\s+\S.*(@\S+\.|https?://)|^\s*(fixes|obsoleted-by):\s",
+                            re.M | re.I)
+
+
+def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mail) -> None:
+    if not mail.has_diff and not _MAYBE_TRAILER.search(mail.body) \
+            and b4.LoreSubject(mail.subject).reply:
+        # A reply that gives no trailer matters to b4 only as a link in the
+        # thread; b4 scans every body line for trailers, and review replies
+        # are long, so it gets the headers alone.
+        msg.set_payload("")
     lmbox.add_message(msg)
     lmsg = lmbox.msgid_map.get(b4.LoreMessage.get_clean_msgid(msg))
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
@@ -89,7 +104,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
         by_id[mail.message_id] = mail
         mails.append(mail)
         try:
-            _add_to_mailbox(lmbox, msg)
+            _add_to_mailbox(lmbox, msg, mail)
         except Exception as exc:  # b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,

@@ -29,6 +29,9 @@ KEPT_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "in-reply-t
                 "references", "list-id", "x-mailing-list")
 
 
+_WANTED = frozenset(KEPT_HEADERS)
+
+
 class MailError(ValueError):
     """The message cannot be used at all (no Message-ID)."""
 
@@ -39,8 +42,6 @@ class Mail:
     subject: str
     from_name: str
     from_email: str
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
     date: dt.datetime | None
     in_reply_to: str | None
     references: tuple[str, ...]
@@ -55,6 +56,14 @@ class Mail:
         if self.from_name and self.from_name != self.from_email:
             return "%s <%s>" % (self.from_name, self.from_email)
         return self.from_email
+
+    @property
+    def to(self) -> tuple[str, ...]:
+        return _addresses([v for k, v in self.headers if k == "to"])
+
+    @property
+    def cc(self) -> tuple[str, ...]:
+        return _addresses([v for k, v in self.headers if k == "cc"])
 
     @property
     def has_diff(self) -> bool:
@@ -172,34 +181,44 @@ def parse_mail(raw: bytes, msg: email.message.Message | None = None) -> Mail:
     message when the caller already has it)."""
     if msg is None:
         msg = message_from_bytes(raw)
-    message_id = _clean_msgid(decode_header(msg.get("Message-ID")))
+    # One pass over the headers: a compat32 lookup scans them all each time,
+    # and list mail carries dozens of Received: lines.
+    found: dict[str, list[object]] = {}
+    for name, value in msg.items():
+        key = name.lower()
+        if key in _WANTED:
+            found.setdefault(key, []).append(value)
+
+    def first(name: str) -> str:
+        values = found.get(name)
+        return decode_header(values[0]) if values else ""
+
+    message_id = _clean_msgid(first("message-id"))
     if not message_id:
         raise MailError("message has no Message-ID")
-    irt = _clean_msgid(decode_header(msg.get("In-Reply-To"))) if msg.get("In-Reply-To") else None
+    irt = _clean_msgid(first("in-reply-to")) if "in-reply-to" in found else None
     refs: list[str] = []
-    for value in msg.get_all("References", []) or []:
+    for value in found.get("references", []):
         for ref in _all_msgids(decode_header(value)):
             if ref not in refs and ref != message_id:
                 refs.append(ref)
     if irt and irt not in refs:
         refs.append(irt)
-    from_values = [decode_header(v) for v in msg.get_all("From", []) or []]
-    from_name, from_email = email.utils.parseaddr(from_values[0]) if from_values else ("", "")
-    list_id = decode_header(msg.get("List-Id")) or None
+    from_name, from_email = email.utils.parseaddr(first("from")) if "from" in found \
+        else ("", "")
+    list_id = first("list-id") or None
     if list_id:
         lm = _MSGID.search(list_id)
         list_id = lm.group(1) if lm else list_id
-    headers = tuple((name, decode_header(msg.get(name)))
-                    for name in KEPT_HEADERS if msg.get(name) is not None)
+    headers = tuple((name, decode_header(value)) for name in KEPT_HEADERS
+                    for value in found.get(name, ())[:1 if name not in ("to", "cc") else None])
     body, charset = _payload(msg)
     return Mail(
         message_id=message_id,
-        subject=decode_header(msg.get("Subject")),
+        subject=first("subject"),
         from_name=from_name or from_email,
         from_email=from_email,
-        to=_addresses([decode_header(v) for v in msg.get_all("To", []) or []]),
-        cc=_addresses([decode_header(v) for v in msg.get_all("Cc", []) or []]),
-        date=_date(decode_header(msg.get("Date"))),
+        date=_date(first("date")),
         in_reply_to=irt,
         references=tuple(refs),
         list_id=list_id,

@@ -73,11 +73,18 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
     return len(session.execute(stmt, rows).all())
 
 
+def _headers(mail: Mail) -> dict[str, str | None]:
+    out: dict[str, str] = {}
+    for name, value in mail.headers:  # To: and Cc: may come more than once
+        out[name] = "%s, %s" % (out[name], value) if name in out else value
+    return {k: _text(v) for k, v in out.items()}
+
+
 def _message_row(mail: Mail) -> dict[str, Any]:
     return {"message_id": _text(mail.message_id), "list_id": _text(mail.list_id, 255),
             "date": mail.date, "subject": _text(mail.subject),
             "from_addr": _text(mail.author, 512), "in_reply_to": _text(mail.in_reply_to, 998),
-            "headers": {k: _text(v) for k, v in mail.headers},
+            "headers": _headers(mail),
             "raw": mail.raw, "created_at": utcnow()}
 
 
@@ -144,23 +151,23 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                 later.previous_id = row.id
     elif list(row.missing) != list(data.missing) or row.total != data.total:
         row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
-    have = {p.index: p for p in session.scalars(select(Patch).where(Patch.series_id == row.id))}
-    for p in data.patches:
-        prow = have.get(p.index)
-        if prow is None:
-            prow = Patch(series_id=row.id, message_id=ids[p.message_id], index=p.index,
-                         total=p.total, subject=_text(p.subject),
-                         files=[_text(f) for f in p.paths])
-            session.add(prow)
-            session.flush()
-            have[p.index] = prow
-            stats.patches += 1
-        if p.trailers:
-            stats.trailers += _insert_ignore(session, Trailer.__table__, [
-                {"patch_id": prow.id, "message_id": t.message_id, "name": _text(t.name, 64),
-                 "value": _text(t.value, 998), "author": _text(t.author, 512)}
-                for t in p.trailers],
-                ["patch_id", "message_id", "name", "value"])
+    have = dict(session.execute(select(Patch.index, Patch.id)
+                                .where(Patch.series_id == row.id)).all())
+    new_patches = [{"series_id": row.id, "message_id": ids[p.message_id], "index": p.index,
+                    "total": p.total, "subject": _text(p.subject),
+                    "files": [_text(f) for f in p.paths]}
+                   for p in data.patches if p.index not in have]
+    if new_patches:
+        stats.patches += _insert_ignore(session, Patch.__table__, new_patches,
+                                        ["series_id", "index"])
+        have = dict(session.execute(select(Patch.index, Patch.id)
+                                    .where(Patch.series_id == row.id)).all())
+    trailers = [{"patch_id": have[p.index], "message_id": t.message_id,
+                 "name": _text(t.name, 64), "value": _text(t.value, 998),
+                 "author": _text(t.author, 512)}
+                for p in data.patches for t in p.trailers]
+    stats.trailers += _insert_ignore(session, Trailer.__table__, trailers,
+                                     ["patch_id", "message_id", "name", "value"])
     stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing)
     stats.drafts += _insert_ignore(session, Draft.__table__, [
         {"series_id": row.id, "patch_index": d.patch, "in_reply_to": d.in_reply_to,
