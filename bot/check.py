@@ -70,31 +70,25 @@ def _fetch_remote(cfg: Config, sources: list[str],
 def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
          out: TextIO) -> int:
     database = None
-    if store:
+    if store:  # SQLAlchemy is imported only when storing
         from bot.store.db import Database
+        from bot.store.queries import StoreStats, save_thread
         database = Database(cfg)
+        stored = StoreStats()
     checker = Checker(cfg)
     reporter = Reporter(fmt, out)
-    stored = None
     try:
         for raws in inputs.threads():
             result = checker.check_thread(raws)
             if database is not None:
-                from bot.store.queries import StoreStats, save_thread
                 with database.transaction() as session:
-                    stats = save_thread(session, result)
-                stored = stats if stored is None else _add(stored, stats)
+                    stored += save_thread(session, result)
             reporter.add(result)
     finally:
         if database is not None:
             database.close()
     reporter.finish()
-    if stored is not None:
+    if database is not None:
         logger.info("stored: %s", ", ".join("%d %s" % (n, k)
                                               for k, n in stored.as_dict().items()))
     return reporter.exit_code(fail_on)
-
-
-def _add(a, b):  # type: ignore[no-untyped-def]
-    a += b
-    return a

@@ -53,7 +53,6 @@ class Reporter:
         self.errors: list[str] = []
         self.worst: Severity | None = None
         self._first = True
-        self._b4: list[Finding] = []
         self._b4_series: list[SeriesResult] = []
         if fmt == "json":
             out.write('{"series": [')
