@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot import config as botconfig  # noqa: E402
 from bot.lore.assemble import assemble  # noqa: E402
-from bot.parse.series import Series  # noqa: E402
+from bot.data import Series  # noqa: E402
 from bot.sources import InputSet  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"

@@ -28,7 +28,7 @@ from corpus import ROOT, series_of
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bot import config as botconfig  # noqa: E402
-from bot.parse.series import Patch, Series  # noqa: E402
+from bot.data import Patch, Series  # noqa: E402
 from bot.pipeline import load_regmodel  # noqa: E402
 from bot.rules import Context, run  # noqa: E402
 

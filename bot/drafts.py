@@ -12,35 +12,16 @@ from __future__ import annotations
 
 import email.utils
 import importlib.resources
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
 from bot.config import DraftsConfig
-from bot.parse.diff import FileDiff, Hunk, LineKind
-from bot.parse.series import Patch, Series
-from bot.rules.core import Finding, Severity, Status
+from bot.data import Draft, Finding, LineKind, Patch, Series, Severity, Status
 
 _CONTEXT_LINES = 5
 _DRAFT_MIN = Severity.QUESTION
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Draft:
-    series_message_id: str
-    patch: int
-    in_reply_to: str
-    references: tuple[str, ...]
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    subject: str
-    body: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"in_reply_to": self.in_reply_to, "to": list(self.to), "cc": list(self.cc),
-                "subject": self.subject, "body": self.body}
 
 
 def _template_dir() -> str:
@@ -64,32 +45,20 @@ def _quote(lines: list[str]) -> str:
     return "\n".join(("> " + ln) if ln else ">" for ln in lines)
 
 
-def _hunk_for(fd: FileDiff, line: int) -> Hunk | None:
-    for hunk in fd.hunks:
-        if hunk.new_start <= line < hunk.new_start + max(hunk.new_len, 1):
-            return hunk
-    return None
-
-
 def _quote_for(patch: Patch, finding: Finding) -> str:
-    if finding.file is not None and finding.line is not None:
-        for fd in patch.files:
-            if fd.path != finding.file:
-                continue
-            hunk = _hunk_for(fd, finding.line)
-            if hunk is None:
-                break
-            upto = [i for i, ln in enumerate(hunk.lines) if ln.new_no == finding.line]
-            end = upto[0] if upto else len(hunk.lines) - 1
-            start = max(0, end - _CONTEXT_LINES)
-            lines = ["diff --git a/%s b/%s" % (fd.old_path or fd.path, fd.new_path or fd.path),
-                     "@@ -%d,%d +%d,%d @@ %s" % (hunk.old_start, hunk.old_len, hunk.new_start,
-                                                hunk.new_len, hunk.section)]
-            if start > 0:
-                lines.append("[...]")
-            lines += [str(ln.kind) + ln.text if ln.kind is not LineKind.CONTEXT
-                      else " " + ln.text for ln in hunk.lines[start:end + 1]]
-            return _quote([ln.rstrip() for ln in lines])
+    fd, hunk = finding.diff, finding.hunk
+    if fd is not None and hunk is not None and finding.line is not None:
+        upto = [i for i, ln in enumerate(hunk.lines) if ln.new_no == finding.line]
+        end = upto[0] if upto else len(hunk.lines) - 1
+        start = max(0, end - _CONTEXT_LINES)
+        lines = ["diff --git a/%s b/%s" % (fd.old_path or fd.path, fd.new_path or fd.path),
+                 "@@ -%d,%d +%d,%d @@ %s" % (hunk.old_start, hunk.old_len, hunk.new_start,
+                                            hunk.new_len, hunk.section)]
+        if start > 0:
+            lines.append("[...]")
+        lines += [str(ln.kind) + ln.text if ln.kind is not LineKind.CONTEXT
+                  else " " + ln.text for ln in hunk.lines[start:end + 1]]
+        return _quote([ln.rstrip() for ln in lines])
     if finding.evidence:
         return _quote([e.rstrip() for e in finding.evidence])
     return _quote([patch.subject])

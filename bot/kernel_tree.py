@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.parse.series import Series
+from bot.data import Series
 
 logger = logging.getLogger(__name__)
 

@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 from bot.config import Config
-from bot.drafts import Draft, render
-from bot.lore.assemble import MessageError, Thread, assemble
-from bot.parse.series import Series
-from bot.rules import Context, RuleResult, run
-from bot.sources import RawMessage
+from bot.data import RawMessage, Series, SeriesResult, ThreadResult
+from bot.drafts import render
+from bot.lore.assemble import assemble
+from bot.regmodel import RegisterModel, load_model
+from bot.rules import Context, run
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SeriesResult:
-    series: Series
-    rules: RuleResult
-    drafts: tuple[Draft, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ThreadResult:
-    thread: Thread
-    results: tuple[SeriesResult, ...]
-
-    @property
-    def errors(self) -> tuple[MessageError, ...]:
-        return self.thread.errors
-
-
-def load_regmodel(cfg: Config) -> Any:
-    """The register model, loaded once per Checker (None if it cannot be)."""
-    try:
-        from bot.regmodel import load_model
-    except ImportError:
-        logger.warning("register model unavailable: rules run without it")
-        return None
+def load_regmodel(cfg: Config) -> RegisterModel:
+    """The register model, loaded once per Checker."""
     return load_model(cfg.regmodel.kernel_tree or None)
 
 

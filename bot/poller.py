@@ -36,19 +36,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import IO, Iterator, TextIO
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from bot.config import Config, LoreConfig
 from bot.errors import BadInput, NotFound, Transient
-from bot.lore.assemble import MessageError
+from bot.data import MessageError, RawMessage, ThreadResult
 from bot.lore.client import LoreClient, Stopped
-from bot.parse.threads import ThreadIndex
-from bot.pipeline import Checker, ThreadResult
-from bot.sources import RawMessage, StreamInput, read_stream, thread_headers
+from bot.pipeline import Checker
+from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
-from bot.store.models import PollCursor, utcnow
-from bot.store.queries import StoreStats, message_ids, quarantine, save_thread
+from bot.store.models import utcnow
+from bot.store.queries import (StoreStats, advance_cursor, message_ids, quarantine,
+                               read_cursor, save_thread)
+from bot.threads import ThreadIndex
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +83,6 @@ def cursor_name(lore: LoreConfig, base_url: str) -> str:
 def _aware(when: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
-
-
-def read_cursor(session: Session, name: str) -> PollCursor | None:
-    return session.scalars(select(PollCursor).where(PollCursor.name == name)).first()
-
-
-def advance_cursor(session: Session, name: str, position: dt.datetime) -> None:
-    row = read_cursor(session, name)
-    if row is None:
-        session.add(PollCursor(name=name, position=position, cycles=1, updated_at=utcnow()))
-    else:
-        row.position, row.cycles, row.updated_at = position, row.cycles + 1, utcnow()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +126,7 @@ class _Work:
         """Keep every message of the thread in quarantine instead."""
         reason = "thread %s: %s: %s: %s" % (self.thread_id, why, type(exc).__name__, exc)
         self.result = None
-        self.failed = [MessageError(origin=raw.origin, message_id=thread_headers(raw.data)[0],
+        self.failed = [MessageError(origin=raw.origin, message_id=raw.message_id,
                                     reason=reason, raw=raw.data) for raw in self.raws]
 
 
@@ -201,7 +187,7 @@ class Poller:
             try:
                 for raw in read_stream(source, self.cfg.input):
                     # An oversized message keeps its first lines: enough for this.
-                    mid, refs = thread_headers(raw.data)
+                    mid, refs = raw.message_id, raw.refs
                     if mid is None or mid in seen:
                         continue
                     seen.add(mid)
@@ -361,8 +347,7 @@ class _Fetcher:
                 raws = self._poller.fetch(msgid)
                 if raws is not None:
                     covered.add(msgid)
-                    covered.update(mid for mid, _ in map(thread_headers, (r.data for r in raws))
-                                   if mid is not None)
+                    covered.update(r.message_id for r in raws if r.message_id is not None)
                 self._put(None if raws is None else (msgid, raws))
             self._put(_DONE)
         except BaseException as exc:  # handed to the cycle, which raises it

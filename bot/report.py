@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from bot.pipeline import SeriesResult, ThreadResult
-from bot.rules.core import Finding, Severity
+from bot.data import Finding, SeriesResult, Severity, ThreadResult
 
 TOOL = "kvm-sysreg"
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from bot.config import InputConfig
+from bot.data import RawMessage
 from bot.errors import BadInput
-from bot.parse.threads import ThreadIndex, threading_ids
+from bot.threads import ThreadIndex, threading_ids
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +38,6 @@ _MBOXRD = re.compile(rb"^>(>*From )", re.M)
 _SEP = b"\n\nFrom "
 # The From_ line `git format-patch` writes: the commit id and a fixed date.
 _FORMAT_PATCH = re.compile(rb"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001")
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    origin: str
-    data: bytes
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +254,9 @@ class _Source:
         origin = "%s#%d" % (name, count + 1) if count or name.endswith((".mbox", ".gz")) \
             else name
         if size > self.cfg.max_message_bytes:
-            return RawMessage(origin=origin, data=b"".join(parts[:1])[:1 << 16],
+            head = b"".join(parts[:1])[:1 << 16]
+            mid, refs = _thread_headers(head)
+            return RawMessage(origin=origin, data=head, message_id=mid, refs=tuple(refs),
                               error="message of %d bytes exceeds input.max_message_bytes" % size)
         data = b"".join(parts)
         if mboxrd and b"From " in data:
@@ -273,7 +269,8 @@ class _Source:
             mid = fake
         if self.group_id and not refs:
             data = b"References: <%s>\n" % self.group_id.encode() + data
-        return RawMessage(origin=origin, data=data)
+            refs = [self.group_id]
+        return RawMessage(origin=origin, data=data, message_id=mid, refs=tuple(refs))
 
 
 def read_stream(source: StreamInput, cfg: InputConfig) -> Iterator[RawMessage]:
@@ -297,8 +294,10 @@ class InputSet:
         self.index = ThreadIndex()
         for source in self.sources:
             for raw in source.messages():
-                mid, refs = _thread_headers(raw.data) if raw.error is None else (None, [])
-                self.index.add(mid, refs)
+                if raw.error is None:
+                    self.index.add(raw.message_id, list(raw.refs))
+                else:
+                    self.index.add(None, [])
         self.index.finish()
         logger.debug("input: %d messages in %d threads", len(self.index),
                      self.index.thread_count)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.regmodel.kvmarm import kernel_macros
 from bot.regmodel import Macro, evaluate_defines, load_model
 
 
@@ -75,7 +76,7 @@ def test_known_table_from_an_earlier_fragment_and_from_the_model() -> None:
                              "#define HCR_E2H (UL(1) << 34)\n", header)
     assert set(patch) == {"HCR_HOST_FLAGS", "HCR_E2H"}
     assert patch["HCR_HOST_FLAGS"].value == (1 << 31) | (1 << 34)
-    generated = load_model().macros()
+    generated = kernel_macros(load_model())
     new_style = evaluate_defines("#define __HCR(x) HCR_EL2_##x\n"
                                  "#define HCR_TID5 __HCR(TID5)\n"
                                  "#define HCR_FLAGS (HCR_TGE | HCR_EL2_E2H)\n", generated)

@@ -12,36 +12,17 @@ from __future__ import annotations
 import email.message
 import logging
 import re
-from dataclasses import dataclass
-
 import b4
 
-from bot.parse.mail import Mail, MailError, message_from_bytes, parse_mail
-from bot.parse.series import Patch, Series, Subject, Trailer
-from bot.sources import RawMessage
+from bot.data import Mail, MessageError, Patch, RawMessage, Series, Subject, Thread, Trailer
+from bot.parse.diff import split_body
+from bot.parse.mail import MailError, message_from_bytes, parse_mail
 
 logger = logging.getLogger(__name__)
 
 # b4 as a library must not fetch code-review trailers or attestation on its own.
 b4.can_network = False
 logging.getLogger("b4").setLevel(logging.CRITICAL)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageError:
-    origin: str
-    message_id: str | None
-    reason: str
-    raw: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Thread:
-    """One thread: every message in it, the series found, and what failed."""
-
-    messages: tuple[Mail, ...]
-    series: tuple[Series, ...]
-    errors: tuple[MessageError, ...]
 
 
 def parse_subject(subject: str) -> Subject:
@@ -84,12 +65,12 @@ def assemble(raws: list[RawMessage]) -> Thread:
     by_id: dict[str, Mail] = {}
     for raw in raws:
         if raw.error is not None:
-            errors.append(MessageError(origin=raw.origin, message_id=None,
+            errors.append(MessageError(origin=raw.origin, message_id=raw.message_id,
                                        reason=raw.error, raw=raw.data))
             continue
         try:
             msg = message_from_bytes(raw.data)
-            mail = parse_mail(raw.data, msg)
+            mail = parse_mail(raw.data, msg, raw.message_id)
         except MailError as exc:
             errors.append(MessageError(origin=raw.origin, message_id=None,
                                        reason=str(exc), raw=raw.data))
@@ -152,7 +133,7 @@ def _convert(lser: b4.LoreSeries, by_id: dict[str, Mail], thread_id: str) -> Ser
         if mail is None:
             continue
         patches.append(Patch(index=index, total=total, mail=mail, subject=mail.subject,
-                             trailers=_trailers(lmsg, by_id)))
+                             body=split_body(mail.body), trailers=_trailers(lmsg, by_id)))
     if not patches:
         return None
     cover_l = lser.patches[0] if lser.patches else None

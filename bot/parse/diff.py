@@ -8,65 +8,13 @@ context. Binary diffs are recorded as such, with no hunks.
 
 from __future__ import annotations
 
-import enum
 import re
-from dataclasses import dataclass
+
+from bot.data import DiffLine, FileDiff, Hunk, LineKind, PatchBody
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)")
 _DIFF_BEGIN = re.compile(r"^(diff --git |--- (a/|/dev/null|\S)|Index: )", re.M)
-
-
-class LineKind(enum.StrEnum):
-    CONTEXT = " "
-    ADDED = "+"
-    REMOVED = "-"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DiffLine:
-    kind: LineKind
-    text: str
-    old_no: int | None
-    new_no: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hunk:
-    old_start: int
-    old_len: int
-    new_start: int
-    new_len: int
-    section: str
-    lines: tuple[DiffLine, ...]
-
-    @property
-    def added(self) -> tuple[DiffLine, ...]:
-        return tuple(ln for ln in self.lines if ln.kind is LineKind.ADDED)
-
-    @property
-    def removed(self) -> tuple[DiffLine, ...]:
-        return tuple(ln for ln in self.lines if ln.kind is LineKind.REMOVED)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileDiff:
-    old_path: str | None
-    new_path: str | None
-    hunks: tuple[Hunk, ...]
-    binary: bool = False
-
-    @property
-    def path(self) -> str:
-        """The path a reviewer names: the new one, or the old for a deletion."""
-        return self.new_path or self.old_path or ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PatchBody:
-    message: str
-    diffstat: str
-    files: tuple[FileDiff, ...]
 
 
 def _strip_prefix(path: str) -> str | None:

@@ -17,7 +17,8 @@ import email.message
 import email.policy
 import email.utils
 import re
-from dataclasses import dataclass
+
+from bot.data import Mail
 
 _CTRL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
 _WS = re.compile(r"\s+")
@@ -34,40 +35,6 @@ _WANTED = frozenset(KEPT_HEADERS)
 
 class MailError(ValueError):
     """The message cannot be used at all (no Message-ID)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Mail:
-    message_id: str
-    subject: str
-    from_name: str
-    from_email: str
-    date: dt.datetime | None
-    in_reply_to: str | None
-    references: tuple[str, ...]
-    list_id: str | None
-    headers: tuple[tuple[str, str], ...]
-    body: str
-    charset: str
-    raw: bytes
-
-    @property
-    def author(self) -> str:
-        if self.from_name and self.from_name != self.from_email:
-            return "%s <%s>" % (self.from_name, self.from_email)
-        return self.from_email
-
-    @property
-    def to(self) -> tuple[str, ...]:
-        return _addresses([v for k, v in self.headers if k == "to"])
-
-    @property
-    def cc(self) -> tuple[str, ...]:
-        return _addresses([v for k, v in self.headers if k == "cc"])
-
-    @property
-    def has_diff(self) -> bool:
-        return _DIFF_START.search(self.body) is not None
 
 
 def message_from_bytes(raw: bytes) -> email.message.Message:
@@ -116,15 +83,6 @@ def _clean_msgid(value: str) -> str | None:
 
 def _all_msgids(value: str) -> list[str]:
     return _MSGID.findall(value)
-
-
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    out = []
-    for name, addr in email.utils.getaddresses(values):
-        if not addr:
-            continue
-        out.append(email.utils.formataddr((name, addr)) if name else addr)
-    return tuple(out)
 
 
 def _date(value: str) -> dt.datetime | None:
@@ -176,9 +134,11 @@ def _charset(part: email.message.Message) -> str | None:
     return cs
 
 
-def parse_mail(raw: bytes, msg: email.message.Message | None = None) -> Mail:
-    """Build a `Mail` from raw bytes (and, to avoid parsing twice, the parsed
-    message when the caller already has it)."""
+def parse_mail(raw: bytes, msg: email.message.Message | None = None,
+               message_id: str | None = None) -> Mail:
+    """Build a `Mail` from raw bytes. To parse nothing twice, the caller
+    passes the parsed message when it has it, and the Message-ID the input
+    layer already read from the headers."""
     if msg is None:
         msg = message_from_bytes(raw)
     # One pass over the headers: a compat32 lookup scans them all each time,
@@ -193,7 +153,8 @@ def parse_mail(raw: bytes, msg: email.message.Message | None = None) -> Mail:
         values = found.get(name)
         return decode_header(values[0]) if values else ""
 
-    message_id = _clean_msgid(first("message-id"))
+    if not message_id:
+        message_id = _clean_msgid(first("message-id"))
     if not message_id:
         raise MailError("message has no Message-ID")
     irt = _clean_msgid(first("in-reply-to")) if "in-reply-to" in found else None

@@ -17,10 +17,9 @@ earlier one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from bot.regmodel.model import MASK64, contiguous_range
+from bot.regmodel.model import MASK64, Macro, contiguous_range
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+([A-Za-z_]\w*)(\([^)]*\))?(.*)$")
 _TOKEN = re.compile(r"""
@@ -38,18 +37,6 @@ _TYPES = {"u8": 8, "u16": 16, "u32": 32, "u64": 64, "s8": 8, "s16": 16, "s32": 3
           "int": 32, "long": 64, "char": 8, "short": 16, "unsigned": 32,
           "signed": 32, "phys_addr_t": 64, "size_t": 64}
 _QUALIFIERS = ("unsigned", "signed", "const")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Macro:
-    name: str
-    expr: str
-    value: int | None
-    msb: int | None
-    lsb: int | None
-    line: int
-    # Parameter names of a function-like macro; None for an object-like one.
-    params: tuple[str, ...] | None = None
 
 
 class _Unevaluable(Exception):
@@ -392,7 +379,7 @@ def evaluate_defines(text: str, known: Mapping[str, Macro] | None = None) -> dic
     """Every `#define` in `text`, evaluated against `known` and each other.
 
     Returns only the macros `text` defines, by name; `known` (for instance
-    `RegisterModel.macros()` or an earlier `evaluate_defines` result) supplies
+    `bot.regmodel.kvmarm.kernel_macros()` or an earlier `evaluate_defines` result) supplies
     the names they use.
     """
     raw: dict[str, tuple[str, tuple[str, ...] | None]] = {}

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from bot.regmodel.defines import Macro
-from bot.regmodel.model import FIELD_SUFFIXES, Field, Register, contiguous_range
+from bot.regmodel.model import (FIELD_SUFFIXES, Field, Macro, Register, RegisterModel,
+                                contiguous_range)
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 # `HCR_EL2_TGE`, `(HCR_EL2_TGE)` or `__HCR(TGE)`: a name for a generated macro.
@@ -200,3 +200,13 @@ def legacy_macros(registers: Iterable[Register]) -> dict[str, Macro]:
                         name = "%s%s_%s" % (prefix, fname, vname)
                         out[name] = _mk(name, val << f.lsb)
     return out
+
+
+def kernel_macros(model: RegisterModel) -> dict[str, Macro]:
+    """Kernel macro names for the model's fields, as a `known` table for
+    `evaluate_defines`: what gen-sysreg.awk generates (HCR_EL2_TGE,
+    HCR_EL2_BSU_IS == 1) and the hand-written style (HCR_TGE, HCR_TPC,
+    HCR_BSU_IS == 1 << 10)."""
+    table = legacy_macros(model.registers.values())
+    table.update(generated_macros(model.registers.values()))
+    return table

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bot.errors import BadInput, ConfigError
-from bot.regmodel.defines import Macro, evaluate_defines
+from bot.regmodel.defines import evaluate_defines
+from bot.regmodel.model import Macro
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
 from bot.regmodel.model import (Field, FlagSet, FunctionRole, Polarity, Register,
                                 RegisterModel, Role, ValueExpr, mask_to_ranges, parse_era,

@@ -12,10 +12,7 @@ import enum
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Iterable, Mapping
-
-if TYPE_CHECKING:
-    from bot.regmodel.defines import Macro
+from typing import Iterable, Mapping
 
 MASK64 = (1 << 64) - 1
 
@@ -168,6 +165,20 @@ class ValueExpr:
     era: str = ""
     source: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Macro:
+    """A `#define` evaluated: its value and, when it is one run of bits, the run."""
+
+    name: str
+    expr: str
+    value: int | None
+    msb: int | None
+    lsb: int | None
+    line: int
+    # Parameter names of a function-like macro; None for an object-like one.
+    params: tuple[str, ...] | None = None
 
 
 # -- eras -------------------------------------------------------------------
@@ -349,17 +360,6 @@ class RegisterModel:
             if hit is not None:
                 found.append(hit)
         return found[0] if len(found) == 1 else None
-
-    def macros(self) -> dict[str, Macro]:
-        """Kernel macro names for the model's fields, as a `known` table for
-        `evaluate_defines`: what gen-sysreg.awk generates (HCR_EL2_TGE,
-        HCR_EL2_BSU_IS == 1) and the hand-written style (HCR_TGE, HCR_TPC,
-        HCR_BSU_IS == 1 << 10)."""
-        from bot.regmodel.kvmarm import generated_macros, legacy_macros
-
-        table = legacy_macros(self.registers.values())
-        table.update(generated_macros(self.registers.values()))
-        return table
 
     def polarity(self, register: str, field: str) -> Polarity:
         f = self.lookup(field, self._require(register).name)

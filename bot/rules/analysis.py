@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Iterator
 
+from bot.data import FileDiff, Hunk, LineKind, Patch, Series
 from bot.parse.csource import (EMPTY, LineFacts, attribute, find_function, is_asm, line_facts,
                                strip_comment)
-from bot.parse.diff import FileDiff, Hunk, LineKind
-from bot.parse.series import Patch, Series
 from bot.rules.core import Category, Context, Finding, Severity, Status
 
 # Code that can save, restore or define these registers lives here; QEMU's
@@ -76,6 +75,7 @@ class FileView:
     old_path: str | None
     new_path: str | None
     lines: tuple[Line, ...]
+    diff: FileDiff | None = None
 
     @property
     def asm(self) -> bool:
@@ -192,7 +192,8 @@ def _file_view(fd: FileDiff) -> FileView:
             lines.append(Line(kind=ln.kind, text=ln.text, code=code, new_no=ln.new_no,
                               old_no=ln.old_no, anchor=ln.new_no or next_new[k],
                               function=function, facts=facts, hunk=hi))
-    return FileView(path=path, old_path=fd.old_path, new_path=fd.new_path, lines=tuple(lines))
+    return FileView(path=path, old_path=fd.old_path, new_path=fd.new_path, lines=tuple(lines),
+                    diff=fd)
 
 
 def _statements(hunk: Hunk, asm: bool) -> dict[int, str]:
@@ -348,8 +349,23 @@ class Emit:
                 elif line.added and self.sv.resolved_later(pv, fv.path, line.text):
                     status = Status.RESOLVED_IN_SERIES
         ev = tuple(evidence) or ((line.text.rstrip(),) if isinstance(line, Line) else ())
+        diff = fv.diff if fv is not None else None
+        hunk = _hunk_at(diff, line) if diff is not None else None
         self.out.append(Finding(
             rule=self.rule, category=self.category, severity=severity, patch=pv.index,
             file=fv.path if fv is not None else None, line=no, register=register,
             fields=tuple(dict.fromkeys(fields)), message=message, evidence=ev, status=status,
-            message_id=pv.patch.message_id))
+            message_id=pv.patch.message_id, diff=diff, hunk=hunk))
+
+
+def _hunk_at(diff: FileDiff, line: Line | int | None) -> Hunk | None:
+    """The hunk a finding's line is in: the line's own, or the one whose
+    new-side span holds the line number."""
+    if isinstance(line, Line):
+        return diff.hunks[line.hunk] if line.hunk < len(diff.hunks) else None
+    if line is None:
+        return None
+    for hunk in diff.hunks:
+        if hunk.new_start <= line < hunk.new_start + max(hunk.new_len, 1):
+            return hunk
+    return None

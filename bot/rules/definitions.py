@@ -11,7 +11,7 @@ import re
 from typing import Iterator
 
 from bot.parse.csource import defines, strip_comment
-from bot.parse.series import Series
+from bot.data import Series
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule

@@ -11,20 +11,12 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
-from dataclasses import dataclass
 
 from bot.config import RulesConfig
-from bot.parse.series import Series
-from bot.rules.core import REGISTRY, Context, Finding, Registry, RuleSpec, Severity, Status
+from bot.data import Finding, RuleResult, Series, Severity, Status
+from bot.rules.core import REGISTRY, Context, Registry, RuleSpec
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleResult:
-    findings: tuple[Finding, ...]
-    pre_existing: tuple[Finding, ...]
-    errors: tuple[str, ...]
 
 
 def selected(cfg: RulesConfig, registry: Registry = REGISTRY) -> list[RuleSpec]:

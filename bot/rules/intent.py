@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from bot.parse.series import Series
+from bot.data import Series
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule

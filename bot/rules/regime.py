@@ -13,7 +13,7 @@ import re
 from typing import Iterator
 
 from bot.parse.csource import line_facts
-from bot.parse.series import Series
+from bot.data import Series
 from bot.rules import model as M
 from bot.rules.analysis import (Emit, FileView, FunctionText, Line, PatchView, SeriesView,
                                 normalize, view)

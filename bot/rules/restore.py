@@ -11,7 +11,7 @@ import re
 from typing import Iterator
 
 from bot.parse.csource import split_args
-from bot.parse.series import Series
+from bot.data import Series
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule

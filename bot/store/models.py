@@ -15,7 +15,7 @@ from sqlalchemy import (JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Int
                         LargeBinary, MetaData, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.rules.core import Category, Severity
+from bot.data import Category, Severity
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

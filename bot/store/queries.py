@@ -8,6 +8,7 @@ mail by the digest of its bytes. Storing the same input twice adds nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, fields
@@ -18,13 +19,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from bot.lore.assemble import MessageError
-from bot.parse.mail import Mail
-from bot.parse.series import Series as SeriesData
-from bot.pipeline import SeriesResult, ThreadResult
-from bot.rules.core import Finding as FindingData
-from bot.store.models import (Draft, Finding, FindingStatus, Message, Patch, Quarantine,
-                              Series, Trailer, utcnow)
+from bot.data import Finding as FindingData
+from bot.data import Mail, MessageError, SeriesResult, ThreadResult
+from bot.data import Series as SeriesData
+from bot.store.models import (Draft, Finding, FindingStatus, Message, Patch, PollCursor,
+                              Quarantine, Series, Trailer, utcnow)
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +211,20 @@ def save_thread(session: Session, result: ThreadResult) -> StoreStats:
         for res in result.results:
             stats += save_series(session, res, ids)
     return stats
+
+
+def read_cursor(session: Session, name: str) -> PollCursor | None:
+    """The poll cursor called `name` (an archive and what is searched there)."""
+    return session.scalars(select(PollCursor).where(PollCursor.name == name)).first()
+
+
+def advance_cursor(session: Session, name: str, position: dt.datetime) -> None:
+    """Move the cursor `name` to `position`, creating it on the first cycle."""
+    row = read_cursor(session, name)
+    if row is None:
+        session.add(PollCursor(name=name, position=position, cycles=1, updated_at=utcnow()))
+    else:
+        row.position, row.cycles, row.updated_at = position, row.cycles + 1, utcnow()
 
 
 def list_series(session: Session, limit: int = 100) -> list[Series]:

@@ -1,0 +1,391 @@
+"""The pipeline's data, shared by every stage: pure types, no behaviour beyond
+what a value says about itself.
+
+One message travels through these types from input to storage:
+
+    RawMessage (bytes, Message-ID and threading IDs read once, at input)
+      -> Mail (headers decoded, body chosen)          parse
+      -> Patch / Series (b4's assembly)               parse (bot.lore.assemble)
+      -> Finding (rule, place, the hunk it was found in)   rules
+      -> Draft                                        drafts
+    grouped as Thread -> ThreadResult -> SeriesResult for storing and output.
+
+Everything is a frozen dataclass or a StrEnum, so a stage cannot change what
+an earlier stage produced. Stages import this module; it imports nothing of
+the bot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import enum
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+# -- input ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawMessage:
+    """One message as read from an input: its bytes, where it came from, and
+    the identifiers the input layer read from its headers (once)."""
+
+    origin: str
+    data: bytes
+    message_id: str | None = None
+    refs: tuple[str, ...] = ()
+    # Why the message cannot be used at all (too large, ...); None if it can.
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageError:
+    """A message the pipeline could not use, kept whole for quarantine."""
+
+    origin: str
+    message_id: str | None
+    reason: str
+    raw: bytes
+
+
+# -- parse: mail ------------------------------------------------------------
+
+_DIFF_START = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mail:
+    message_id: str
+    subject: str
+    from_name: str
+    from_email: str
+    date: dt.datetime | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    list_id: str | None
+    headers: tuple[tuple[str, str], ...]
+    body: str
+    charset: str
+    raw: bytes
+
+    @property
+    def author(self) -> str:
+        if self.from_name and self.from_name != self.from_email:
+            return "%s <%s>" % (self.from_name, self.from_email)
+        return self.from_email
+
+    @property
+    def to(self) -> tuple[str, ...]:
+        return _addresses([v for k, v in self.headers if k == "to"])
+
+    @property
+    def cc(self) -> tuple[str, ...]:
+        return _addresses([v for k, v in self.headers if k == "cc"])
+
+    @property
+    def has_diff(self) -> bool:
+        return _DIFF_START.search(self.body) is not None
+
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    out = []
+    for name, addr in email.utils.getaddresses(values):
+        if not addr:
+            continue
+        out.append(email.utils.formataddr((name, addr)) if name else addr)
+    return tuple(out)
+
+
+# -- parse: diffs -----------------------------------------------------------
+
+
+class LineKind(enum.StrEnum):
+    CONTEXT = " "
+    ADDED = "+"
+    REMOVED = "-"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiffLine:
+    kind: LineKind
+    text: str
+    old_no: int | None
+    new_no: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hunk:
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    section: str
+    lines: tuple[DiffLine, ...]
+
+    @property
+    def added(self) -> tuple[DiffLine, ...]:
+        return tuple(ln for ln in self.lines if ln.kind is LineKind.ADDED)
+
+    @property
+    def removed(self) -> tuple[DiffLine, ...]:
+        return tuple(ln for ln in self.lines if ln.kind is LineKind.REMOVED)
+
+    @property
+    def header(self) -> str:
+        return "@@ -%d,%d +%d,%d @@%s" % (self.old_start, self.old_len, self.new_start,
+                                          self.new_len,
+                                          " " + self.section if self.section else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileDiff:
+    old_path: str | None
+    new_path: str | None
+    hunks: tuple[Hunk, ...]
+    binary: bool = False
+
+    @property
+    def path(self) -> str:
+        """The path a reviewer names: the new one, or the old for a deletion."""
+        return self.new_path or self.old_path or ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatchBody:
+    message: str
+    diffstat: str
+    files: tuple[FileDiff, ...]
+
+
+# -- parse: series ----------------------------------------------------------
+
+_PREFIX = re.compile(r"^\s*(\w{2,3}:\s*)*(\[[^\]]*\]\s*)+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subject:
+    """What a patch subject says about its place in a series."""
+
+    text: str
+    revision: int
+    counter: int
+    expected: int
+    reply: bool
+    resend: bool
+    rfc: bool
+    patch: bool
+    prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trailer:
+    """A trailer (Reviewed-by, Acked-by, Tested-by, ...) given in a reply."""
+
+    name: str
+    value: str
+    message_id: str
+    author: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Patch:
+    index: int
+    total: int
+    mail: Mail
+    subject: str
+    body: PatchBody
+    trailers: tuple[Trailer, ...] = ()
+
+    @property
+    def message_id(self) -> str:
+        return self.mail.message_id
+
+    @property
+    def files(self) -> tuple[FileDiff, ...]:
+        return self.body.files
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for fd in self.files:
+            if fd.path and fd.path not in seen:
+                seen.append(fd.path)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Series:
+    message_id: str
+    subject: str
+    revision: int
+    author: str
+    author_email: str
+    total: int
+    cover: Mail | None
+    patches: tuple[Patch, ...]
+    missing: tuple[int, ...]
+    change_id: str | None = None
+    thread_id: str = ""
+    rfc: bool = False
+
+    @property
+    def lineage(self) -> str:
+        return lineage_key(self.change_id, self.author_email, self.subject)
+
+    @property
+    def messages(self) -> tuple[Mail, ...]:
+        head = (self.cover,) if self.cover is not None else ()
+        return head + tuple(p.mail for p in self.patches)
+
+
+def normalize_subject(subject: str) -> str:
+    """A subject without Re:, [PATCH vN n/m]-style prefixes or case and spacing."""
+    return re.sub(r"\s+", " ", _PREFIX.sub("", subject)).strip().lower()
+
+
+def lineage_key(change_id: str | None, author_email: str, subject: str) -> str:
+    """What links revisions of one series: the change-id b4 puts in the cover
+    letter when there is one, else the author's address and the subject with
+    its prefixes, revision and counters removed."""
+    if change_id:
+        return "change-id:" + change_id
+    digest = hashlib.sha256(("%s\n%s" % (author_email.lower(), normalize_subject(subject)))
+                            .encode("utf-8", "replace")).hexdigest()[:32]
+    return "subject:" + digest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thread:
+    """One thread: every message in it, the series found, and what failed."""
+
+    messages: tuple[Mail, ...]
+    series: tuple[Series, ...]
+    errors: tuple[MessageError, ...]
+
+
+# -- rules ------------------------------------------------------------------
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    QUESTION = "question"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Severity.ERROR: 3, Severity.WARNING: 2, Severity.QUESTION: 1, Severity.INFO: 0}
+
+
+class Category(enum.StrEnum):
+    FIELD_DEFINITION = "field-definition"
+    RESERVED_BIT = "reserved-bit"
+    HOST_RESTORE = "host-restore"
+    SAME_VALUE = "same-value"
+    HOT_PATH_LOAD = "hot-path-load"
+    BARRIER = "barrier"
+    TLB_SYMMETRY = "tlb-symmetry"
+    POLARITY = "polarity"
+    PMU_OWNERSHIP = "pmu-ownership"
+    VHE_NVHE = "vhe-nvhe"
+    INIT_ORDER = "init-order"
+    EL2_ACCESS = "el2-access"
+    PREEMPTION = "preemption"
+    REGISTER_WIDTH = "register-width"
+    HOST_FLAGS = "host-flags"
+    SHADOW_VS_LIVE = "shadow-vs-live"
+
+
+class Status(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED_IN_SERIES = "resolved-in-series"
+    PRE_EXISTING = "pre-existing"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    rule: str
+    category: Category
+    severity: Severity
+    patch: int
+    file: str | None
+    line: int | None
+    register: str | None
+    fields: tuple[str, ...]
+    message: str
+    evidence: tuple[str, ...]
+    status: Status = Status.OPEN
+    message_id: str = ""
+    # The file diff and hunk of the patch the finding was made on (None for
+    # a finding on the commit message), so a draft quotes it without
+    # searching for it again.
+    diff: FileDiff | None = field(default=None, compare=False, repr=False)
+    hunk: Hunk | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across re-checks and line moves: rule, place and evidence."""
+        key = "\x1f".join([self.rule, self.file or "", self.register or "",
+                           ",".join(self.fields),
+                           "\x1e".join(" ".join(e.split()) for e in self.evidence),
+                           self.message_id])
+        return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule, "category": str(self.category),
+            "severity": str(self.severity), "patch": self.patch, "file": self.file,
+            "line": self.line, "register": self.register, "fields": list(self.fields),
+            "message": self.message, "evidence": "\n".join(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleResult:
+    findings: tuple[Finding, ...]
+    pre_existing: tuple[Finding, ...]
+    errors: tuple[str, ...]
+
+
+# -- drafts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft:
+    series_message_id: str
+    patch: int
+    in_reply_to: str
+    references: tuple[str, ...]
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    body: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"in_reply_to": self.in_reply_to, "to": list(self.to), "cc": list(self.cc),
+                "subject": self.subject, "body": self.body}
+
+
+# -- results ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesResult:
+    series: Series
+    rules: RuleResult
+    drafts: tuple[Draft, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadResult:
+    thread: Thread
+    results: tuple[SeriesResult, ...]
+
+    @property
+    def errors(self) -> tuple[MessageError, ...]:
+        return self.thread.errors
