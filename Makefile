@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test demo venv venv-test system-deps services bench clean
+.PHONY: run test lint demo venv venv-test system-deps services bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ run: venv
 	$(BIN)/bot db upgrade
 	$(BIN)/bot daemon
 
-test: venv-test system-deps services
+test: venv-test system-deps services lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Types (mypy --strict over bot/, see pyproject.toml) and lint (ruff).
+lint: venv-test
+	$(BIN)/mypy
+	$(BIN)/ruff check bot tests bench
 
 demo: venv
 	.ci/demo

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import config as botconfig  # noqa: E402
-from bot.lore.assemble import assemble  # noqa: E402
 from bot.data import Series  # noqa: E402
+from bot.lore.assemble import assemble  # noqa: E402
 from bot.sources import InputSet  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"

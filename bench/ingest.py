@@ -62,7 +62,7 @@ def message_date(raw: bytes) -> dt.datetime | None:
         when = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace").strip())
     except (TypeError, ValueError, IndexError):
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def timed_import(inbox: Inbox, raws: list[bytes], fresh: bool = False) -> float:
@@ -124,14 +124,14 @@ def poll_once(tmp: Path, label: str, url: str, query: str | None,
     env = bot_env(state, fresh_database(tmp, template, label), url, query)
     subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], env=env, check=True,
                    capture_output=True, cwd=ROOT)
-    out_path, err_path = state / "poll.out", state / "poll.err"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+    err_path = state / "poll.err"
+    with open(err_path, "wb") as err:
         proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bot",
                                "poll"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
     if proc.returncode != 0:
         raise SystemExit("bot poll failed: %s" % err_path.read_text(errors="replace"))
     elapsed, maxrss_kb, output = proc.stdout.decode().split("\n", 2)
-    out_path.write_text(output)
+    (state / "poll.out").write_text(output)
     cfg = botconfig.load(ROOT / "config.toml", environ=env)
     stored, series = counts(cfg)
     m = _REQUESTS.search(output)

@@ -27,10 +27,10 @@ from corpus import ROOT, series_of
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bot import config as botconfig  # noqa: E402
-from bot.data import Patch, Series  # noqa: E402
-from bot.pipeline import load_regmodel  # noqa: E402
-from bot.rules import Context, run  # noqa: E402
+from bot import config as botconfig
+from bot.data import Patch, Series
+from bot.pipeline import load_regmodel
+from bot.rules import Context, run
 
 
 def _single(series: Series, patch: Patch) -> Series:

@@ -18,9 +18,10 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bot.errors import ConfigError
 
@@ -180,7 +181,7 @@ def load(path: str | os.PathLike[str] | None = None,
             raise ConfigError("%s: cannot read: %s" % (chosen, exc.strerror)) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("%s: not valid TOML: %s" % (chosen, exc)) from None
-    cfg = _build(Config, data, "", source, env)
+    cfg: Config = _build(Config, data, "", source, env)
     cfg = dataclasses.replace(cfg, source=source)
     _validate(cfg)
     return cfg
@@ -203,7 +204,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str,
             continue
         hint = hints[f.name]
         dotted = prefix + f.name
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sub = data.get(f.name, {})
             if not isinstance(sub, dict):
                 raise ConfigError("%s: %s: expected a table" % (source, dotted))

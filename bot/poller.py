@@ -33,19 +33,26 @@ import logging
 import queue
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterator, TextIO
+from typing import IO, TextIO
 
 from bot.config import Config, LoreConfig
-from bot.errors import BadInput, NotFound, Transient
 from bot.data import MessageError, RawMessage, ThreadResult
+from bot.errors import BadInput, NotFound, Transient
 from bot.lore.client import LoreClient, Stopped
 from bot.pipeline import Checker
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
-from bot.store.queries import (StoreStats, advance_cursor, message_ids, quarantine,
-                               read_cursor, save_thread)
+from bot.store.queries import (
+    StoreStats,
+    advance_cursor,
+    message_ids,
+    quarantine,
+    read_cursor,
+    save_thread,
+)
 from bot.threads import ThreadIndex
 
 logger = logging.getLogger(__name__)
@@ -82,7 +89,7 @@ def cursor_name(lore: LoreConfig, base_url: str) -> str:
 
 def _aware(when: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,7 +283,7 @@ class Poller:
                 return self._transaction(work, cursor)
             except Transient:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - retried, then quarantined
                 error = exc
                 logger.warning("thread %s: storing failed (attempt %d): %s: %s",
                                work.thread_id, attempt, type(exc).__name__, exc)
@@ -350,7 +357,7 @@ class _Fetcher:
                     covered.update(r.message_id for r in raws if r.message_id is not None)
                 self._put(None if raws is None else (msgid, raws))
             self._put(_DONE)
-        except BaseException as exc:  # handed to the cycle, which raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which raises it
             self._put(exc)
 
     def results(self) -> Iterator[tuple[str, list[RawMessage]] | None]:

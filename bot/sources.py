@@ -15,13 +15,13 @@ import gzip
 import hashlib
 import io
 import logging
-import os
 import re
 import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from bot.config import InputConfig
 from bot.data import RawMessage
@@ -154,7 +154,7 @@ class _Source:
         for path in self.files:
             name = str(path)
             try:
-                fh = open(path, "rb")
+                fh = open(path, "rb")  # noqa: SIM115 (closed by the with below)
             except OSError as exc:
                 raise BadInput("%s: cannot read: %s" % (name, exc.strerror)) from None
             with fh:
@@ -194,12 +194,12 @@ class _Source:
             raise BadInput("%s: empty input" % name)
         limit = self.cfg.max_message_bytes
         if not pending.startswith(b"From "):
-            parts, size = [pending], len(pending)
+            whole, size = [pending], len(pending)
             while chunk := read(_CHUNK):
                 size += len(chunk)
                 if size <= limit:
-                    parts.append(chunk)
-            yield self._finish(parts, size, name, 0, False)
+                    whole.append(chunk)
+            yield self._finish(whole, size, name, 0, False)
             return
         keep = len(_SEP) - 1
         count = 0

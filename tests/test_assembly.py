@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import InputConfig
-from bot.lore.assemble import assemble, parse_subject
 from bot.data import lineage_key, normalize_subject
+from bot.lore.assemble import assemble, parse_subject
 from bot.sources import InputSet
 
 THREADS = Path(__file__).parent / "data" / "threads"

@@ -16,7 +16,7 @@ import threading
 import time
 import tracemalloc
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -128,7 +128,7 @@ def test_user_agent_names_the_bot_and_requests_keep_their_distance(fault):
     with client(server.url, min_interval=0.3, contact="maintainer@localhost") as c:
         assert c.search("dfn:x").read() == MBOX
         assert c.thread("a@b").read() == MBOX
-    (t1, m1, p1, h1), (t2, m2, p2, h2) = server.seen
+    (t1, m1, p1, h1), (t2, m2, p2, _) = server.seen
     assert h1["User-Agent"] == "kvm-sysreg-review-bot/%s (+maintainer@localhost)" % __version__
     assert (m1, p1) == ("POST", "/all/?q=dfn%3Ax&x=m") and (m2, p2) == ("GET", "/all/a@b/t.mbox.gz")
     assert t2 - t1 >= 0.3
@@ -259,7 +259,7 @@ ACTLR = "20200529150656.7339-1-james.morse@arm.com"
 
 
 @pytest.fixture(scope="module")
-def check_inbox(public_inbox):  # noqa: F811
+def check_inbox(public_inbox):
     inbox = public_inbox.create()
     inbox.deliver(DATA / "threads" / "series-complete-v2.mbox")
     return inbox

@@ -24,8 +24,7 @@ from bot.lore.client import LoreClient
 from bot.pipeline import Checker
 from bot.poller import Poller, cursor_name
 from bot.store.db import Database
-from bot.store.models import (Draft, Finding, Message, Patch, PollCursor, Quarantine, Series,
-                              Trailer)
+from bot.store.models import Draft, Finding, Message, Patch, PollCursor, Quarantine, Series, Trailer
 from tests.conftest import DATA, make_config
 from tests.pi import messages, public_inbox  # noqa: F401  (the module's server)
 
@@ -53,7 +52,7 @@ UNRELATED = "20200214074625.1913-1-yuzenghui@huawei.com"
 
 
 @pytest.fixture
-def inbox(public_inbox):  # noqa: F811
+def inbox(public_inbox):
     return public_inbox.create()
 
 
@@ -293,7 +292,7 @@ class _OnLog(logging.Handler):
 
 
 def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
-        migrated, inbox, public_inbox, monkeypatch, capsys):  # noqa: F811
+        migrated, inbox, public_inbox, monkeypatch, capsys):
     inbox.deliver(*INITIAL)
     cfg = with_lore(migrated, inbox)
     for name, value in (("BOT_CONFIG", str(DATA / "config" / "test.toml")),
@@ -320,7 +319,7 @@ def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
     rows = snapshot(cfg)
     assert rows["cursors"] == set()  # the window is not covered yet
     assert 0 < len(rows["series"]) < 3
-    for mid, revision, _, _ in rows["series"]:  # every stored thread is whole
+    for mid, _revision, _, _ in rows["series"]:  # every stored thread is whole
         thread = {"20200529150656.7339-1-james.morse@arm.com": set(ACTLR),
                   SP_EL0: {SP_EL0}, ANNOTATE_V1[0]: set(ANNOTATE_V1)}[mid]
         assert thread <= rows["messages"]
@@ -362,7 +361,7 @@ def test_poller_killed_mid_cycle_loses_and_duplicates_nothing(migrated, inbox, t
 
 
 def test_daemon_polls_until_sigterm_and_survives_a_failing_cycle(inbox, public_inbox,
-                                                                 tmp_path):  # noqa: F811
+                                                                 tmp_path):
     from bot.store import db
     cfg = make_config(tmp_path, BOT_DATABASE_URL="sqlite:///%s" % (tmp_path / "d.sqlite3"),
                       BOT_LORE_URL=inbox.url)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.regmodel.kvmarm import kernel_macros
 from bot.regmodel import Macro, evaluate_defines, load_model
+from bot.regmodel.kvmarm import kernel_macros
 
 
 def one(text: str, name: str, known: dict[str, Macro] | None = None) -> Macro:

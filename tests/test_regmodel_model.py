@@ -10,8 +10,8 @@ import pytest
 
 from bot import cli
 from bot.errors import ConfigError
-from bot.regmodel.kvmarm import kernel_macros
 from bot.regmodel import Polarity, RegisterModel, Role, load_model
+from bot.regmodel.kvmarm import kernel_macros
 from bot.regmodel.load import build_model, read_kvm_data
 from bot.regmodel.model import era_contains, mask_to_ranges, parse_era
 
@@ -281,7 +281,7 @@ def test_cli_show_prints_tables(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert "MDCR_EL2 (op0=3 op1=4 CRn=1 CRm=1 op2=1), 64 bits" in out
     rows = [line.split() for line in out.splitlines()]
     assert ["63:51", "(RES0)"] in rows
-    assert ["27", "TGE", "trap", "-", "-"] == rows[[r[:2] for r in rows].index(["27", "TGE"])][:5]
+    assert rows[[r[:2] for r in rows].index(["27", "TGE"])][:5] == ["27", "TGE", "trap", "-", "-"]
     assert cli.main(config + ["regmodel", "show", "MDCR_EL2.E2PB"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("MDCR_EL2.E2PB  bits 13:12  mask 0x0000000000003000\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,7 +128,7 @@ def _layouts(draw: st.DrawFn) -> list[tuple[str, int, int]]:
     cuts = sorted(draw(st.sets(st.integers(1, 63), max_size=20)), reverse=True)
     bounds = [64] + cuts + [0]
     kinds = st.sampled_from(["Field", "Field", "Res0", "Res1"])
-    return [(draw(kinds), hi - 1, lo) for hi, lo in zip(bounds, bounds[1:])]
+    return [(draw(kinds), hi - 1, lo) for hi, lo in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=150, deadline=None)

@@ -2,7 +2,8 @@
 
 import gzip
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bot.sources
 from bot.config import InputConfig

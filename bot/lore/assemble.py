@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.message
 import logging
 import re
+
 import b4
 
 from bot.data import Mail, MessageError, Patch, RawMessage, Series, Subject, Thread, Trailer
@@ -47,8 +48,9 @@ def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mai
         # thread; b4 scans every body line for trailers, and review replies
         # are long, so it gets the headers alone.
         msg.set_payload("")
-    lmbox.add_message(msg)
-    lmsg = lmbox.msgid_map.get(b4.LoreMessage.get_clean_msgid(msg))
+    # b4 annotates EmailMessage but reads only the compat32 Message API.
+    lmbox.add_message(msg)  # type: ignore[arg-type]
+    lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
         # b4 matches follow-up trailers to patches across revisions by patch
         # id, which it gets from one `git patch-id` process per patch. Within
@@ -75,7 +77,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
             errors.append(MessageError(origin=raw.origin, message_id=None,
                                        reason=str(exc), raw=raw.data))
             continue
-        except Exception as exc:  # untrusted mail: any parser failure is this message's
+        except Exception as exc:  # noqa: BLE001 - untrusted mail: any parser failure is this message's
             logger.warning("%s: unparsable message: %s", raw.origin, exc)
             errors.append(MessageError(origin=raw.origin, message_id=None,
                                        reason="unparsable message: %s" % exc, raw=raw.data))
@@ -86,7 +88,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
         mails.append(mail)
         try:
             _add_to_mailbox(lmbox, msg, mail)
-        except Exception as exc:  # b4 chokes on it: keep the mail, report the failure
+        except Exception as exc:  # noqa: BLE001 - b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
                                        reason="b4 could not read the message: %s" % exc,
@@ -96,7 +98,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
     for revision in sorted(lmbox.series):
         try:
             lser = lmbox.get_series(revision, reroll=False, codereview_trailers=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one revision b4 cannot assemble
             logger.warning("thread %s: b4 could not assemble v%d: %s", thread_id, revision, exc)
             continue
         if lser is None:

@@ -37,7 +37,8 @@ import threading
 import time
 import urllib.parse
 import zlib
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import requests
 import urllib3
@@ -137,8 +138,6 @@ def _retry_after(value: str | None) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
         return None
     return max(when.timestamp() - time.time(), 0.0)
 
@@ -354,7 +353,8 @@ class LoreClient:
             raise too_large
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-        out = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)
+        # Handed to the caller open; closed here only when reading fails.
+        out = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
         try:
             self._inflate(resp, out, cap, ctype, encoding, what)
         except _TooLarge:
@@ -363,7 +363,7 @@ class LoreClient:
         except BaseException:
             out.close()
             raise
-        return out  # type: ignore[return-value]
+        return out
 
     def _inflate(self, resp: requests.Response, out: IO[bytes], cap: int, ctype: str,
                  encoding: str, what: str) -> None:

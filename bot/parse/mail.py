@@ -92,12 +92,10 @@ def _date(value: str) -> dt.datetime | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed is None:
-        return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     try:
-        return parsed.astimezone(dt.timezone.utc)
+        return parsed.astimezone(dt.UTC)
     except (OverflowError, ValueError):
         return None
 
@@ -119,9 +117,7 @@ def _payload(msg: email.message.Message) -> tuple[str, str]:
             continue
         charset = _charset(part) or top_charset
         text = _decode_chunk(payload, charset)
-        if chosen is None:
-            chosen = (text, charset)
-        elif _DIFF_START.search(text) and not _DIFF_START.search(chosen[0]):
+        if chosen is None or (_DIFF_START.search(text) and not _DIFF_START.search(chosen[0])):
             chosen = (text, charset)
     return chosen if chosen is not None else ("", top_charset)
 
@@ -144,10 +140,10 @@ def parse_mail(raw: bytes, msg: email.message.Message | None = None,
     # One pass over the headers: a compat32 lookup scans them all each time,
     # and list mail carries dozens of Received: lines.
     found: dict[str, list[object]] = {}
-    for name, value in msg.items():
+    for name, header in msg.items():
         key = name.lower()
         if key in _WANTED:
-            found.setdefault(key, []).append(value)
+            found.setdefault(key, []).append(header)
 
     def first(name: str) -> str:
         values = found.get(name)

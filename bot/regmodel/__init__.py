@@ -2,8 +2,17 @@
 
 from bot.regmodel.defines import evaluate_defines
 from bot.regmodel.load import load_model
-from bot.regmodel.model import (Field, FlagSet, FunctionRole, Macro, Polarity, Register,
-                                RegisterModel, Role, ValueExpr)
+from bot.regmodel.model import (
+                                Field,
+                                FlagSet,
+                                FunctionRole,
+                                Macro,
+                                Polarity,
+                                Register,
+                                RegisterModel,
+                                Role,
+                                ValueExpr,
+)
 from bot.regmodel.sysreg import parse_sysreg
 
 __all__ = ["Field", "FlagSet", "FunctionRole", "Macro", "Polarity", "Register",

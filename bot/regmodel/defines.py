@@ -17,7 +17,7 @@ earlier one.
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from bot.regmodel.model import MASK64, Macro, contiguous_range
 
@@ -334,7 +334,7 @@ def _expand(body: str, params: tuple[str, ...], args: list[list[Token]]) -> list
     """Substitute arguments into a function-like macro body, then paste `##`."""
     if len(args) != len(params) and not (not params and not args):
         raise _Unevaluable("wrong number of arguments")
-    by_name = dict(zip(params, args))
+    by_name = dict(zip(params, args, strict=False))
     out: list[Token] = []
     for tok in _tokenize(body):
         if tok == ("op", "#"):
@@ -399,7 +399,7 @@ def evaluate_defines(text: str, known: Mapping[str, Macro] | None = None) -> dic
         table.pop(name, None)   # this fragment's definition wins
     ev = _Evaluator(table, raw)
     values: dict[str, int | None] = {}
-    for name, (body, params) in raw.items():
+    for name, (_body, params) in raw.items():
         if params is not None:
             values[name] = None
             continue

@@ -16,15 +16,20 @@ note: older trees are incomplete, not wrong.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from bot.regmodel.kvmarm import MacroField, MacroLayout, macro_layout
-from bot.regmodel.load import (KVM_ARM_H, SYSREG_FILE, SYSREG_PATH, KernelTree, read_tree,
-                               tree_registers)
-from bot.regmodel.model import (Field, FlagSet, Register, RegisterModel, format_bits,
-                                mask_to_ranges)
+from bot.regmodel.load import (
+    KVM_ARM_H,
+    SYSREG_FILE,
+    SYSREG_PATH,
+    KernelTree,
+    read_tree,
+    tree_registers,
+)
+from bot.regmodel.model import Field, FlagSet, Register, RegisterModel, format_bits, mask_to_ranges
 
 
 class DiffKind(enum.StrEnum):

@@ -10,11 +10,17 @@ terms of generated names can be evaluated without building a kernel.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
-from bot.regmodel.model import (FIELD_SUFFIXES, Field, Macro, Register, RegisterModel,
-                                contiguous_range)
+from bot.regmodel.model import (
+    FIELD_SUFFIXES,
+    Field,
+    Macro,
+    Register,
+    RegisterModel,
+    contiguous_range,
+)
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 # `HCR_EL2_TGE`, `(HCR_EL2_TGE)` or `__HCR(TGE)`: a name for a generated macro.

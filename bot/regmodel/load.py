@@ -15,17 +15,28 @@ import functools
 import logging
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bot.errors import BadInput, ConfigError
 from bot.regmodel.defines import evaluate_defines
-from bot.regmodel.model import Macro
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
-from bot.regmodel.model import (Field, FlagSet, FunctionRole, Polarity, Register,
-                                RegisterModel, Role, ValueExpr, mask_to_ranges, parse_era,
-                                ranges_to_mask)
+from bot.regmodel.model import (
+    Field,
+    FlagSet,
+    FunctionRole,
+    Macro,
+    Polarity,
+    Register,
+    RegisterModel,
+    Role,
+    ValueExpr,
+    mask_to_ranges,
+    parse_era,
+    ranges_to_mask,
+)
 from bot.regmodel.sysreg import parse_sysreg
 
 logger = logging.getLogger(__name__)

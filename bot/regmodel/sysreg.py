@@ -43,12 +43,21 @@ class _Block:
     next_bit: int = 63
 
 
+@dataclass(slots=True)
+class _Enum:
+    name: str
+    msb: int
+    lsb: int
+    line: int
+    values: list[tuple[str, int]] = field(default_factory=list)
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lineno = 0
         self.block: _Block | None = None
-        self.enum: dict | None = None
+        self.enum: _Enum | None = None
         self.registers: dict[str, _Block] = {}
         self.layouts: dict[str, _Block] = {}
 
@@ -86,7 +95,7 @@ class _Parser:
                 continue
             self.statement(stripped.split())
         if self.enum is not None:
-            raise self.fail("missing EndEnum for %s" % self.enum["name"])
+            raise self.fail("missing EndEnum for %s" % self.enum.name)
         if self.block is not None:
             raise self.fail("missing End%s for %s" % (self.block.kind, self.block.name))
         return self.finish()
@@ -121,8 +130,7 @@ class _Parser:
             self.check_fields_used(kw)
             msb, lsb = self.bits(words[1], words[2])
             self.check_name(words[2])
-            self.enum = {"name": words[2], "msb": msb, "lsb": lsb, "values": [],
-                         "line": self.lineno}
+            self.enum = _Enum(name=words[2], msb=msb, lsb=lsb, line=self.lineno)
         elif kw == "EndEnum":
             raise self.fail("EndEnum without Enum")
         elif kw == "Fields":
@@ -164,23 +172,23 @@ class _Parser:
         if words[0] == "EndEnum":
             self.expect(words, 1)
             self.enum = None
-            line, self.lineno = self.lineno, enum["line"]
-            self.add_field(enum["name"], (enum["msb"], enum["lsb"]), tuple(enum["values"]))
+            line, self.lineno = self.lineno, enum.line
+            self.add_field(enum.name, (enum.msb, enum.lsb), tuple(enum.values))
             self.lineno = line
             return
         if words[0] in ("EndSysreg", "EndSysregFields", "Sysreg", "SysregFields"):
-            raise self.fail("missing EndEnum for %s before %s" % (enum["name"], words[0]))
+            raise self.fail("missing EndEnum for %s before %s" % (enum.name, words[0]))
         if not _ENUM_VALUE.match(words[0]):
             raise self.fail("expected a 0b... value or EndEnum inside Enum %s, found %r"
-                            % (enum["name"], words[0]))
+                            % (enum.name, words[0]))
         self.expect(words, 2)
         value = int(words[0][2:], 2)
-        if value >> (enum["msb"] - enum["lsb"] + 1):
+        if value >> (enum.msb - enum.lsb + 1):
             raise self.fail("value %s does not fit the %d-bit field %s"
-                            % (words[0], enum["msb"] - enum["lsb"] + 1, enum["name"]))
+                            % (words[0], enum.msb - enum.lsb + 1, enum.name))
         if not _VALUE_NAME.match(words[1]):
             raise self.fail("invalid value name %r" % words[1])
-        enum["values"].append((words[1], value))
+        enum.values.append((words[1], value))
 
     def open_block(self, words: list[str]) -> None:
         kw = words[0]

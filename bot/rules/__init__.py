@@ -1,9 +1,9 @@
 """The rules engine: registry, findings and the built-in rule families."""
 
-from bot.rules.core import (REGISTRY, Category, Context, Finding, RuleSpec, Severity,
-                            Status, rule)
-from bot.rules.engine import RuleResult, run, selected
+from bot.data import RuleResult
 from bot.rules import definitions, intent, paths, regime, restore  # noqa: F401  (registration)
+from bot.rules.core import REGISTRY, Category, Context, Finding, RuleSpec, Severity, Status, rule
+from bot.rules.engine import run, selected
 
 __all__ = ["REGISTRY", "Category", "Context", "Finding", "RuleResult", "RuleSpec",
            "Severity", "Status", "rule", "run", "selected"]

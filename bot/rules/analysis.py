@@ -17,13 +17,20 @@ evidence line a later patch of the series removes is resolved in series.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Iterator
 
 from bot.data import FileDiff, Hunk, LineKind, Patch, Series
-from bot.parse.csource import (EMPTY, LineFacts, attribute, find_function, is_asm, line_facts,
-                               strip_comment)
+from bot.parse.csource import (
+    EMPTY,
+    LineFacts,
+    attribute,
+    find_function,
+    is_asm,
+    line_facts,
+    strip_comment,
+)
 from bot.rules.core import Category, Context, Finding, Severity, Status
 
 # Code that can save, restore or define these registers lives here; QEMU's
@@ -105,8 +112,8 @@ class FileView:
         return tuple(ln for ln in self.lines if ln.kind is not LineKind.CONTEXT)
 
     def in_function(self, name: str | None, *, side: str = "new") -> list[Line]:
-        keep = (lambda ln: ln.new_side) if side == "new" else (lambda ln: ln.old_side)
-        return [ln for ln in self.lines if ln.function == name and keep(ln)]
+        return [ln for ln in self.lines if ln.function == name
+                and (ln.new_side if side == "new" else ln.old_side)]
 
     def functions(self) -> list[str]:
         seen: list[str] = []
@@ -162,10 +169,10 @@ class FunctionText:
 def _relevant(patch: Patch) -> bool:
     body = patch.mail.body
     low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
-    if "hcr" not in low and "mdcr" not in low:
-        # The TLB switch helpers matter even when a patch names no register.
-        if "tlb.c" not in body or not _TLB_TOUCH.search(body):
-            return False
+    # The TLB switch helpers matter even when a patch names no register.
+    if "hcr" not in low and "mdcr" not in low and (
+            "tlb.c" not in body or not _TLB_TOUCH.search(body)):
+        return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
 
 
@@ -178,8 +185,8 @@ def _file_view(fd: FileDiff) -> FileView:
         old_side = [ln for ln in hunk.lines if ln.kind is not LineKind.ADDED]
         new_funcs = attribute([ln.text for ln in new_side], hunk.section, path)
         old_funcs = attribute([ln.text for ln in old_side], hunk.section, path)
-        fn_new = {id(ln): f for ln, f in zip(new_side, new_funcs)}
-        fn_old = {id(ln): f for ln, f in zip(old_side, old_funcs)}
+        fn_new = {id(ln): f for ln, f in zip(new_side, new_funcs, strict=True)}
+        fn_old = {id(ln): f for ln, f in zip(old_side, old_funcs, strict=True)}
         next_new = _next_new_numbers(hunk)
         joined = _statements(hunk, asm)
         for k, ln in enumerate(hunk.lines):

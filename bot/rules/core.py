@@ -8,8 +8,9 @@ reason; drafts and the dashboard show it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from bot.data import Category, Finding, Series, Severity, Status
 

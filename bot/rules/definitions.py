@@ -8,10 +8,10 @@ say `error`: a mismatch with the model is provable.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
-from bot.parse.csource import defines, strip_comment
 from bot.data import Series
+from bot.parse.csource import defines, strip_comment
+from bot.regmodel import Field, Register
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -42,15 +42,14 @@ def _define_runs(fv: FileView) -> list[tuple[Line, list[Line]]]:
     return out
 
 
-def _fields_at(info: object, mask: int) -> list[object]:
-    return [f for f in getattr(info, "fields", ()) or ()
-            if getattr(f, "mask", 0) & mask]
+def _fields_at(info: Register, mask: int) -> list[Field]:
+    return [f for f in info.fields if f.mask & mask]
 
 
 @rule(id="field-definition", category=Category.FIELD_DEFINITION, severity=Severity.ERROR,
       summary="a field macro or tools/sysreg line disagrees with the register model",
       files=("arch/arm64/include/asm/*.h", "arch/arm64/tools/sysreg"))
-def field_definition(series: Series, ctx: Context) -> Iterator[Finding]:
+def field_definition(series: Series, ctx: Context) -> list[Finding]:
     """Every HCR_*/MDCR_EL2_* macro and every tools/sysreg Field line is a
     claim about the architecture: a bit position, a width, a name. KVM
     trusts those macros everywhere it builds a trap configuration, so a
@@ -199,7 +198,7 @@ def _section(pv: PatchView, fv: FileView, hunk: int) -> str:
 @rule(id="reserved-bit", category=Category.RESERVED_BIT, severity=Severity.ERROR,
       summary="a constant written to HCR_EL2/MDCR_EL2 sets RES0 bits, or a RES0 mask drifts",
       files=("arch/arm64/**",))
-def reserved_bit(series: Series, ctx: Context) -> Iterator[Finding]:
+def reserved_bit(series: Series, ctx: Context) -> list[Finding]:
     """Software must write RES0 bits as zero: a future architecture revision
     gives them a meaning, and the value written today turns a feature on
     tomorrow. A hand-written RES0 mask that disagrees with the register

@@ -10,7 +10,6 @@ reason the architecture gives.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 from bot.data import Series
 from bot.rules import model as M
@@ -31,8 +30,7 @@ _EXPLAINED = re.compile(r"(?i)\bE2H\b|\bTGE\b|no effect|RES0 when|ignored when|o
 
 def _define_text(fv: FileView, name: str, side: str) -> tuple[str, Line | None]:
     """The whole `#define name ...` on one side of the file's hunks."""
-    keep = (lambda ln: ln.new_side) if side == "new" else (lambda ln: ln.old_side)
-    lines = [ln for ln in fv.lines if keep(ln)]
+    lines = [ln for ln in fv.lines if (ln.new_side if side == "new" else ln.old_side)]
     for i, ln in enumerate(lines):
         m = _DEFINE.match(ln.text)
         if m and m.group(1) == name:
@@ -66,7 +64,7 @@ def _set_fields(mdl: object, expr: str) -> dict[str, M.FieldRef]:
 
 @rule(id="polarity", category=Category.POLARITY, severity=Severity.WARNING,
       summary="a bit set or cleared against its polarity or the stated intent")
-def polarity(series: Series, ctx: Context) -> Iterator[Finding]:
+def polarity(series: Series, ctx: Context) -> list[Finding]:
     """Set versus clear must match what the comment and the commit message
     say, and what the bit means: most HCR_EL2 bits trap when set, the
     "allow" bits (API, APK, ATA, FIEN, EnSCXT, AMVOFFEN, TWEDEn) remove a
@@ -139,7 +137,7 @@ def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> N
             if said is None:
                 continue
             traps_more = (action == "set") == (pol == "trap")
-            if said == "stop" and traps_more or said == "start" and not traps_more:
+            if (said == "stop" and traps_more) or (said == "start" and not traps_more):
                 emit(Severity.WARNING, pv, fv, ln, register=f.register, fields=(f.name,),
                      message="%s.%s is %s bit: %s it %s trapping, but the %s says the "
                      "opposite." % (f.register, f.name,
@@ -175,7 +173,7 @@ def _merge(emit: Emit, pv: PatchView, fv: FileView, ln: Line) -> None:
 
 @rule(id="host-flags", category=Category.HOST_FLAGS, severity=Severity.QUESTION,
       summary="a bit added to one host flag set (VHE or nVHE) but not the other")
-def host_flags(series: Series, ctx: Context) -> Iterator[Finding]:
+def host_flags(series: Series, ctx: Context) -> list[Finding]:
     """The VHE and nVHE hosts are the same kernel configured two ways; a bit
     in one host set and not the other is a statement about the architecture
     (for example: the bit has no effect when E2H and TGE are both set). The

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,14 +180,15 @@ def value_of(model: Any, expr: str, extra: dict[str, int] | None = None) -> int 
             if close is None:
                 return None
             inner = _split_tokens(tokens[i + 2:close])
-            vals = [value_of(model, " ".join(t), extra) for t in inner]
-            if any(v is None for v in vals):
+            maybe = [value_of(model, " ".join(t), extra) for t in inner]
+            vals = [v for v in maybe if v is not None]
+            if len(vals) != len(maybe):
                 return None
-            if tok.startswith("BIT") and len(vals) == 1 and 0 <= vals[0] < 64:  # type: ignore[operator]
-                out.append(str(1 << vals[0]))  # type: ignore[operator]
-            elif tok.startswith("GENMASK") and len(vals) == 2 and 0 <= vals[1] <= vals[0] < 64:  # type: ignore[operator]
-                h, lo = vals  # type: ignore[misc]
-                out.append(str(((1 << (h - lo + 1)) - 1) << lo))  # type: ignore[operator]
+            if tok.startswith("BIT") and len(vals) == 1 and 0 <= vals[0] < 64:
+                out.append(str(1 << vals[0]))
+            elif tok.startswith("GENMASK") and len(vals) == 2 and 0 <= vals[1] <= vals[0] < 64:
+                h, lo = vals
+                out.append(str(((1 << (h - lo + 1)) - 1) << lo))
             else:
                 return None
             i = close + 1
@@ -212,7 +214,8 @@ def value_of(model: Any, expr: str, extra: dict[str, int] | None = None) -> int 
 
 
 _MASK64 = (1 << 64) - 1
-_BINOPS = {ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b,
+_BINOPS: dict[type[ast.operator], Callable[[int, int], int]] = {
+           ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b,
            ast.BitXor: lambda a, b: a ^ b, ast.Add: lambda a, b: a + b,
            ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}
 

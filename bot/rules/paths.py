@@ -9,7 +9,6 @@ holds the guest's value.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 from bot.data import Series
 from bot.rules import model as M
@@ -39,7 +38,7 @@ def _touches(ln: Line) -> bool:
 
 @rule(id="vhe-nvhe", category=Category.VHE_NVHE, severity=Severity.QUESTION,
       summary="the VHE or nVHE save/restore changes alone, without saying why")
-def vhe_nvhe(series: Series, ctx: Context) -> Iterator[Finding]:
+def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
     """VHE and nVHE switch the same registers through different code
     (hyp/vhe and hyp/nvhe since 5.9). A change to how one of them saves or
     restores HCR_EL2/MDCR_EL2 either applies to the other too, or there is
@@ -80,14 +79,14 @@ def _register(ln: Line) -> str | None:
     for a in ln.facts.accesses:
         if a.register in M.WATCHED:
             return a.register
-    for a in ln.facts.assigns:
-        return a.register
+    for assign in ln.facts.assigns:
+        return assign.register
     return None
 
 
 @rule(id="init-order", category=Category.INIT_ORDER, severity=Severity.WARNING,
       summary="vcpu->arch.hcr_el2/mdcr_el2 is no longer computed before the first load")
-def init_order(series: Series, ctx: Context) -> Iterator[Finding]:
+def init_order(series: Series, ctx: Context) -> list[Finding]:
     """On VHE part of HCR_EL2/MDCR_EL2 is written at vcpu load, not at each
     entry, so vcpu->arch.hcr_el2 and mdcr_el2 (and the per-CPU host copies)
     must hold their final value before the first kvm_arch_vcpu_load. Moving
@@ -145,7 +144,7 @@ def _guarded(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[boo
 
 @rule(id="el2-access", category=Category.EL2_ACCESS, severity=Severity.WARNING,
       summary="EL1 code of the nVHE host reads HCR_EL2/MDCR_EL2 directly")
-def el2_access(series: Series, ctx: Context) -> Iterator[Finding]:
+def el2_access(series: Series, ctx: Context) -> list[Finding]:
     """The nVHE host kernel runs at EL1, where HCR_EL2 and MDCR_EL2 are not
     accessible: a read_sysreg() there is UNDEFINED. Host code gets these
     values with a hyp call (__kvm_get_mdcr_el2) or from what EL2 init
@@ -176,7 +175,7 @@ def el2_access(series: Series, ctx: Context) -> Iterator[Finding]:
 
 @rule(id="preemption", category=Category.PREEMPTION, severity=Severity.QUESTION,
       summary="a per-CPU host copy read without preemption disabled")
-def preemption(series: Series, ctx: Context) -> Iterator[Finding]:
+def preemption(series: Series, ctx: Context) -> list[Finding]:
     """The host's HCR_EL2/MDCR_EL2 copies are per-CPU. __this_cpu_read()
     from preemptible code can read one CPU's copy and then run on another,
     so the guest gets the wrong host's HPMN. The caller must have
@@ -208,7 +207,7 @@ def preemption(series: Series, ctx: Context) -> Iterator[Finding]:
 
 @rule(id="register-width", category=Category.REGISTER_WIDTH, severity=Severity.WARNING,
       summary="an HCR_EL2/MDCR_EL2 value kept in fewer than 64 bits")
-def register_width(series: Series, ctx: Context) -> Iterator[Finding]:
+def register_width(series: Series, ctx: Context) -> list[Finding]:
     """HCR_EL2 and MDCR_EL2 are 64-bit registers with fields above bit 31
     (E2H, API/APK, ATA in HCR_EL2; HPMFZS, PMEE, EBWE in MDCR_EL2). A u32
     field, variable or return type silently drops them, and the host or
@@ -257,7 +256,7 @@ def _feeds_vcpu(fv: FileView, ln: Line) -> bool:
 
 @rule(id="shadow-vs-live", category=Category.SHADOW_VS_LIVE, severity=Severity.WARNING,
       summary="the live HCR_EL2/MDCR_EL2 read where it does not hold the guest's value")
-def shadow_vs_live(series: Series, ctx: Context) -> Iterator[Finding]:
+def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
     """Between __activate_traps and __deactivate_traps the live HCR_EL2 holds
     the guest's value; anywhere else it holds the host's. Code that wants the
     guest's configuration outside that window must read vcpu->arch.hcr_el2,

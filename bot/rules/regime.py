@@ -10,13 +10,20 @@ whatever the switch-to-guest side changes the switch-to-host side undoes.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
-from bot.parse.csource import line_facts
 from bot.data import Series
+from bot.parse.csource import line_facts
 from bot.rules import model as M
-from bot.rules.analysis import (Emit, FileView, FunctionText, Line, PatchView, SeriesView,
-                                normalize, view)
+from bot.rules.analysis import (
+    Emit,
+    FileView,
+    FunctionText,
+    Line,
+    PatchView,
+    SeriesView,
+    normalize,
+    view,
+)
 from bot.rules.core import Category, Context, Finding, Severity, rule
 
 _REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
@@ -66,7 +73,7 @@ def _before(fn: FunctionText, no: int) -> list[str]:
 
 @rule(id="barrier", category=Category.BARRIER, severity=Severity.WARNING,
       summary="a TGE/E2H change without isb(), or TGE cleared with interrupts unmasked")
-def barrier(series: Series, ctx: Context) -> Iterator[Finding]:
+def barrier(series: Series, ctx: Context) -> list[Finding]:
     """Changing HCR_EL2.TGE or E2H changes the translation regime, and the
     change is only guaranteed to be seen after a context synchronisation
     event: code that relies on it needs an isb() first (an ERET also does).
@@ -161,7 +168,7 @@ def _side_facts(fn: FunctionText) -> tuple[set[str], set[str]]:
 
 @rule(id="tlb-symmetry", category=Category.TLB_SYMMETRY, severity=Severity.WARNING,
       summary="the switch-to-host TLB helper does not undo what switch-to-guest changed")
-def tlb_symmetry(series: Series, ctx: Context) -> Iterator[Finding]:
+def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
     """__tlb_switch_to_guest (enter_vmid_context) changes TGE, the interrupt
     mask and, for the speculative-AT erratum, TCR/SCTLR so that TLB
     maintenance hits the guest's regime; __tlb_switch_to_host must undo each
@@ -202,8 +209,7 @@ def _net(pv: PatchView, fv: FileView, fname: str) -> dict[str, tuple[set[str], L
     for kind in ("regs", "irq"):
         for sign, other in (("+", "-"), ("-", "+")):
             items = acc[sign + kind] - acc[other + kind]
-            ln = next((first[sign + i] for i in sorted(items)), None)
-            out[sign + kind] = (items, ln)
+            out[sign + kind] = (items, next((first[sign + i] for i in sorted(items)), None))
     return out
 
 

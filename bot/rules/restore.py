@@ -8,12 +8,11 @@ ownership the host expects in MDCR_EL2.
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
-from bot.parse.csource import split_args
 from bot.data import Series
+from bot.parse.csource import split_args
 from bot.rules import model as M
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, normalize, view
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
 
 _EXIT_ROLES = ("exit", "panic", "early-exit")
@@ -44,7 +43,7 @@ def _writes_reg(ln: Line, reg: str) -> bool:
 
 @rule(id="host-restore", category=Category.HOST_RESTORE, severity=Severity.WARNING,
       summary="a path back to the host no longer restores the host's HCR_EL2/MDCR_EL2")
-def host_restore(series: Series, ctx: Context) -> Iterator[Finding]:
+def host_restore(series: Series, ctx: Context) -> list[Finding]:
     """Every way back to the host, including hyp_panic and the early-exit
     fixups, has to put the host's HCR_EL2 and MDCR_EL2 back: the host runs
     with the guest's traps otherwise, and the next fault it takes lands in
@@ -146,10 +145,7 @@ def _post_texts(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[int, 
 def _restored_elsewhere(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line, reg: str,
                         added_regs: set[str]) -> bool:
     """The same write, moved to a helper or another file within the patch."""
-    from bot.rules.analysis import normalize
-    if normalize(ln.text) in pv.moved:
-        return True
-    return False
+    return normalize(ln.text) in pv.moved
 
 
 def _value_ops(pv: PatchView, removed: bool) -> dict[tuple[str, str, tuple[str, ...]], Line]:
@@ -172,7 +168,7 @@ def _value_ops(pv: PatchView, removed: bool) -> dict[tuple[str, str, tuple[str, 
 
 @rule(id="same-value", category=Category.SAME_VALUE, severity=Severity.WARNING,
       summary='a "no functional change" patch changes the host value')
-def same_value(series: Series, ctx: Context) -> Iterator[Finding]:
+def same_value(series: Series, ctx: Context) -> list[Finding]:
     """A refactor that says it changes nothing must hand the host exactly
     the value it had before. Dropping a mask or an OR while moving the
     restore code changes a trap bit for every host, and nobody looks for
@@ -207,7 +203,7 @@ def _constant(expr: str) -> bool:
 
 @rule(id="hot-path-load", category=Category.HOT_PATH_LOAD, severity=Severity.QUESTION,
       summary="a constant host value on the exit path becomes a memory load")
-def hot_path_load(series: Series, ctx: Context) -> Iterator[Finding]:
+def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
     """Every guest exit restores the host's HCR_EL2. When that value is a
     compile-time constant the restore is an immediate; turning it into a
     load from per-CPU or global data costs on every exit and needs a host
@@ -242,7 +238,7 @@ def hot_path_load(series: Series, ctx: Context) -> Iterator[Finding]:
 
 @rule(id="pmu-ownership", category=Category.PMU_OWNERSHIP, severity=Severity.WARNING,
       summary="the host loses HPMN or its SPE/trace-buffer ownership in MDCR_EL2")
-def pmu_ownership(series: Series, ctx: Context) -> Iterator[Finding]:
+def pmu_ownership(series: Series, ctx: Context) -> list[Finding]:
     """On exit the host must get its own MDCR_EL2.HPMN back, and E2PB/E2TB
     set the way the host expects (EL1&0 ownership under nVHE): otherwise
     host perf loses counters or SPE/TRBE traps. Bits for features that may

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,8 +23,18 @@ from sqlalchemy.orm import Session
 from bot.data import Finding as FindingData
 from bot.data import Mail, MessageError, SeriesResult, ThreadResult
 from bot.data import Series as SeriesData
-from bot.store.models import (Draft, Finding, FindingStatus, Message, Patch, PollCursor,
-                              Quarantine, Series, Trailer, utcnow)
+from bot.store.models import (
+    Draft,
+    Finding,
+    FindingStatus,
+    Message,
+    Patch,
+    PollCursor,
+    Quarantine,
+    Series,
+    Trailer,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +118,8 @@ def quarantine(session: Session, err: MessageError) -> int:
     digest = hashlib.sha256(err.raw).hexdigest()
     return _insert_ignore(session, Quarantine.__table__, [{
         "digest": digest, "message_id": _text(err.message_id, 998),
-        "origin": _text(err.origin, 2048), "reason": _text(err.reason), "raw": err.raw, "created_at": utcnow()}], ["digest"])
+        "origin": _text(err.origin, 2048), "reason": _text(err.reason), "raw": err.raw,
+        "created_at": utcnow()}], ["digest"])
 
 
 def previous_revision(session: Session, data: SeriesData) -> Series | None:

@@ -1,11 +1,31 @@
 """Just enough C (and arm64 assembly) analysis for the rules: pure, no I/O."""
 
-from bot.parse.csource.facts import (EMPTY, WIDTHS, Access, Assign, Decl, Define, LineFacts,
-                                     RegAccess, canonical_register, defines, line_facts,
-                                     mentions_register, register_kind, split_args,
-                                     strip_comment)
-from bot.parse.csource.functions import (FuncSpan, asm_functions, attribute, c_functions,
-                                         find_function, is_asm, section_function)
+from bot.parse.csource.facts import (
+                                     EMPTY,
+                                     WIDTHS,
+                                     Access,
+                                     Assign,
+                                     Decl,
+                                     Define,
+                                     LineFacts,
+                                     RegAccess,
+                                     canonical_register,
+                                     defines,
+                                     line_facts,
+                                     mentions_register,
+                                     register_kind,
+                                     split_args,
+                                     strip_comment,
+)
+from bot.parse.csource.functions import (
+                                     FuncSpan,
+                                     asm_functions,
+                                     attribute,
+                                     c_functions,
+                                     find_function,
+                                     is_asm,
+                                     section_function,
+)
 
 __all__ = ["EMPTY", "WIDTHS", "Access", "Assign", "Decl", "Define", "FuncSpan", "LineFacts",
            "RegAccess", "asm_functions", "attribute", "c_functions", "canonical_register",

@@ -130,7 +130,9 @@ def split_args(text: str, start: int) -> tuple[list[str], int]:
 
     A call cut by the end of the line returns the arguments seen so far.
     """
-    depth, i, cur, args = 0, start, [], []
+    depth, i = 0, start
+    cur: list[str] = []
+    args: list[str] = []
     n = len(text)
     while i < n:
         ch = text[i]

@@ -58,11 +58,11 @@ def section_function(section: str) -> str | None:
         if name not in _SECTION_SKIP and not name.isupper():
             return name
     # Assembly sections: `SYM_FUNC_START(__kvm_hyp_init)` or a label.
-    m = re.search(r"(?:SYM_\w+_START\w*|ENTRY)\s*\(\s*(\w+)", section)
-    if m:
-        return m.group(1)
-    m = _ASM_LABEL.match(section.strip())
-    return m.group(1) if m else None
+    sym = re.search(r"(?:SYM_\w+_START\w*|ENTRY)\s*\(\s*(\w+)", section)
+    if sym:
+        return sym.group(1)
+    label = _ASM_LABEL.match(section.strip())
+    return label.group(1) if label else None
 
 
 def _declarator_name(node: tree_sitter.Node) -> str | None:
@@ -76,7 +76,9 @@ def _declarator_name(node: tree_sitter.Node) -> str | None:
             while inner is not None and inner.type not in ("identifier", "field_identifier"):
                 inner = inner.child_by_field_name("declarator") or (
                     inner.named_children[0] if inner.named_children else None)
-            return inner.text.decode("utf-8", "replace") if inner is not None else None
+            if inner is None or inner.text is None:
+                return None
+            return inner.text.decode("utf-8", "replace")
         stack.extend(reversed(cur.named_children))
     return None
 
