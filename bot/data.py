@@ -22,6 +22,7 @@ import email.utils
 import enum
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # -- input ------------------------------------------------------------------
@@ -256,6 +257,54 @@ def lineage_key(change_id: str | None, author_email: str, subject: str) -> str:
     return "subject:" + digest
 
 
+class BaseSource(enum.StrEnum):
+    """How the base a series was checked against was found."""
+
+    TRAILER = "base-commit"      # the series' own base-commit: trailer
+    BLOBS = "index-blobs"        # the pre-image blob ids of its diffs, found in the repository
+    VERSION = "version-facts"    # no repository match: the newest kernel version whose
+                                 # known facts agree with the hunks' context lines
+    NONE = "none"                # nothing to go on: checked on the hunks alone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Base:
+    """What a series was checked against: a commit of the configured kernel
+    repository and/or a kernel version (v6.12), and how that was decided."""
+
+    source: BaseSource
+    commit: str | None = None
+    version: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeSnapshot:
+    """Whole files around a series, read from the kernel repository at its
+    base: `files[(0, path)]` is a file at the base, `files[(n, path)]` the
+    same file after patch n (only where patch n changed it). Pure data, so
+    the rules that read whole functions stay free of I/O."""
+
+    base: Base
+    files: Mapping[tuple[int, str], str] = field(default_factory=dict)
+    # Whether every patch applied; when not, `files` holds the base only
+    # (or nothing) and `reason` says why.
+    applied: bool = True
+    reason: str = ""
+
+    def file_after(self, patch: int, path: str) -> str | None:
+        """`path` as it is after patch `patch` (0: at the base)."""
+        best: tuple[int, str] | None = None
+        for (idx, p), text in self.files.items():
+            if p == path and idx <= patch and (best is None or idx > best[0]):
+                best = (idx, text)
+        return best[1] if best is not None else None
+
+    def file_before(self, path: str) -> str | None:
+        """`path` at the base."""
+        return self.files.get((0, path))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Thread:
     """One thread: every message in it, the series found, and what failed."""
@@ -321,6 +370,8 @@ class Finding:
     evidence: tuple[str, ...]
     status: Status = Status.OPEN
     message_id: str = ""
+    # The function the finding is in (None: file scope or commit message).
+    function: str | None = None
     # The file diff and hunk of the patch the finding was made on (None for
     # a finding on the commit message), so a draft quotes it without
     # searching for it again.

@@ -362,7 +362,8 @@ class Emit:
             rule=self.rule, category=self.category, severity=severity, patch=pv.index,
             file=fv.path if fv is not None else None, line=no, register=register,
             fields=tuple(dict.fromkeys(fields)), message=message, evidence=ev, status=status,
-            message_id=pv.patch.message_id, diff=diff, hunk=hunk))
+            message_id=pv.patch.message_id, diff=diff, hunk=hunk,
+            function=line.function if isinstance(line, Line) else None))
 
 
 def _hunk_at(diff: FileDiff, line: Line | int | None) -> Hunk | None:
