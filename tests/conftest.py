@@ -19,6 +19,30 @@ DATA = Path(__file__).parent / "data"
 PG_ADMIN_URL = os.environ.get("BOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen-golden", action="store_true", default=False,
+                     help="rewrite the golden files (tests/data/golden/) from the current "
+                     "output instead of comparing with them; review the diff before committing")
+
+
+@pytest.fixture
+def regen_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--regen-golden"))
+
+
+def compare_golden(path: Path, actual: str, regen: bool) -> None:
+    """Compare `actual` with the golden file exactly, or rewrite it with
+    --regen-golden. A missing golden file is a failure, not a silent pass."""
+    if regen:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+        return
+    assert path.exists(), "%s is missing: run pytest --regen-golden and review it" % path
+    expected = path.read_text()
+    assert actual == expected, ("%s differs from the output (run pytest --regen-golden "
+                                "and review the diff)" % path.name)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -26,12 +26,13 @@ def bot(tmp_path, *args, db_url=None, stdin=None):
 
 def test_json_contract(tmp_path):
     proc = bot(tmp_path, "check", "--format", "json", str(THREADS / "series-complete-v2.mbox"),
-               str(THREADS / "missing-patches-autosel.mbox"), str(THREADS / "replies-only.mbox"))
+               str(THREADS / "missing-patches-autosel.mbox"), str(THREADS / "replies-only.mbox"),
+               str(THREADS / "polarity-drop-fb-thread.mbox"))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert set(doc) == {"series", "errors"}
     assert doc["errors"] == []
-    assert len(doc["series"]) == 2
+    assert len(doc["series"]) == 3
     s = doc["series"][0]
     assert set(s) >= {"message_id", "subject", "revision", "author", "patches", "missing",
                       "findings", "pre_existing", "drafts"}
@@ -44,13 +45,28 @@ def test_json_contract(tmp_path):
     assert p1["total"] == 3
     assert p1["files"] == ["arch/arm64/kvm/sys_regs.c"]
     assert s["missing"] == []
-    for f in s["findings"]:
-        assert set(f) >= {"rule", "category", "severity", "patch", "file", "line", "register",
-                          "fields", "message", "evidence"}
-        assert f["severity"] in ("error", "warning", "question", "info")
-    for d in s["drafts"]:
-        assert set(d) == {"in_reply_to", "to", "cc", "subject", "body"}
+    assert s["findings"] == [] and s["drafts"] == []
     assert doc["series"][1]["missing"] == [1, 2, 3, 4, 6, 7, 8]
+    # The real patch dropping HCR_FB from the guest flags (Marc Zyngier:
+    # "This breaks uniprocessor semantics for I-cache invalidation").
+    fb = doc["series"][2]
+    assert fb["message_id"] == "1603331829-33879-1-git-send-email-zhangshaokun@hisilicon.com"
+    assert fb["findings"], "the FB patch must draw a finding"
+    for f in fb["findings"]:
+        assert set(f) >= {"rule", "category", "severity", "patch", "file", "line", "register",
+                          "fields", "message", "evidence", "status"}
+        assert f["severity"] in ("error", "warning", "question", "info")
+    polarity = [f for f in fb["findings"] if f["category"] == "polarity"]
+    assert polarity and polarity[0]["file"] == "arch/arm64/include/asm/kvm_arm.h"
+    assert polarity[0]["register"] == "HCR_EL2" and "FB" in polarity[0]["fields"]
+    (draft,) = fb["drafts"]
+    assert set(draft) == {"in_reply_to", "to", "cc", "subject", "body"}
+    assert draft["in_reply_to"] == fb["message_id"]
+    assert draft["subject"] == ("Re: [RFC] KVM: arm64: Don't force broadcast tlbi when guest "
+                                "is running")
+    # The draft quotes the removed line of the hunk the finding was made on.
+    assert ">  #define HCR_GUEST_FLAGS" in draft["body"]
+    assert "> -\t\t\t HCR_BSU_IS | HCR_FB | HCR_TAC | \\" in draft["body"]
 
 
 def test_same_messages_in_two_inputs_are_checked_once(tmp_path):
@@ -120,10 +136,14 @@ def test_store_is_idempotent_and_links_revisions(migrated, tmp_path):
     proc = bot(tmp_path, "check", "--store", *files, db_url=url)
     assert proc.returncode == 0, proc.stderr
     first = _counts(url)
-    assert first["message"] == 2 + 1 + 8 + 5 == 16  # the missing-patch thread is a subset
-    assert first["series"] == 1 + 1 + 2
-    assert first["patch"] == 3 + 1 + 1 + 1
+    # always-on-nvhe (5), missing-patches (1), polarity-drop-fb (6), replies-only
+    # (2), revision-v2-reply-to-v1 (8), series-complete-v2 (5); the
+    # missing-patch thread is a subset of the complete one.
+    assert first["message"] == 5 + 1 + 6 + 2 + 8 + 5 == 27
+    assert first["series"] == 1 + 1 + 1 + 2 + 1
+    assert first["patch"] == 3 + 1 + 1 + 2 + 3
     assert first["trailer"] == 2
+    assert first["finding"] >= 2 and first["draft"] == 2  # FB polarity, host SMC trap
     proc = bot(tmp_path, "check", "--store", *files, db_url=url)
     assert proc.returncode == 0
     assert _counts(url) == first

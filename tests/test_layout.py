@@ -223,6 +223,7 @@ GLOBBED = {
     "threads": "tests/test_check.py",
     "labelled": "tests/test_rules_labelled.py",
     "rules": "tests/test_rules.py",
+    "golden": "tests/test_golden.py",
 }
 
 

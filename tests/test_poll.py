@@ -49,6 +49,9 @@ INITIAL_SERIES = {("20200529150656.7339-1-james.morse@arm.com", 2), (SP_EL0, 1),
 ANNOTATE_V2 = "20200214152513.43496-1-broonie@kernel.org"
 REVIEWED_BY = "20200427072825.ekcekll6f23bt2um@kamzik.brq.redhat.com"
 UNRELATED = "20200214074625.1913-1-yuzenghui@huawei.com"
+# The real patch dropping HCR_FB from the guest flags, with Marc Zyngier's
+# objection and the replies after it (six messages).
+DROP_FB = "1603331829-33879-1-git-send-email-zhangshaokun@hisilicon.com"
 
 
 @pytest.fixture
@@ -134,23 +137,28 @@ def test_new_mail_gives_exactly_the_expected_rows(migrated, inbox):
 
     inbox.deliver(DATA / "poll" / "annotate-asm-v2.mbox",
                   DATA / "poll" / "sp-el0-v1-reviewed-by.mbox",
-                  DATA / "poll" / "unrelated-sys-regs-typo.mbox")
+                  DATA / "poll" / "unrelated-sys-regs-typo.mbox",
+                  DATA / "threads" / "polarity-drop-fb-thread.mbox")
     report = poll(cfg)
     after = snapshot(cfg)
     new = {key: after[key] - before[key] for key in after}
 
-    assert new["messages"] == {ANNOTATE_V2, REVIEWED_BY}  # not the unrelated patch
+    drop_fb = after["messages"] - before["messages"] - {ANNOTATE_V2, REVIEWED_BY}
+    assert DROP_FB in drop_fb and len(drop_fb) == 6
+    assert new["messages"] == {ANNOTATE_V2, REVIEWED_BY} | drop_fb  # not the unrelated patch
     # v2 arrived in a thread of its own and is linked to v1.
-    assert new["series"] == {(ANNOTATE_V2, 2, ANNOTATE_V1[0], ())}
-    assert new["patches"] == {(ANNOTATE_V2, 1, 1)}
+    assert new["series"] == {(ANNOTATE_V2, 2, ANNOTATE_V1[0], ()), (DROP_FB, 1, None, ())}
+    assert new["patches"] == {(ANNOTATE_V2, 1, 1), (DROP_FB, 1, 1)}
     # The review is recorded against the patch it answers.
     assert new["trailers"] == {((SP_EL0, 1), REVIEWED_BY, "Reviewed-by",
                                 "Andrew Jones <drjones@redhat.com>")}
-    assert {mid for mid, _ in new["findings"]} <= {ANNOTATE_V2}
-    assert {mid for mid, _ in new["drafts"]} <= {ANNOTATE_V2}
+    # Only the FB patch draws findings and a draft; nothing stored before changes.
+    assert {mid for mid, _ in new["findings"]} == {DROP_FB}
+    assert new["drafts"] == {(DROP_FB, DROP_FB)}
     assert new["quarantine"] == set()
-    assert before["findings"] <= after["findings"] and before["drafts"] <= after["drafts"]
-    assert report.threads == 2 and report.requests == 3
+    assert before["findings"] == after["findings"] - new["findings"]
+    assert before["drafts"] == after["drafts"] - new["drafts"]
+    assert report.threads == 3 and report.requests == 4
 
 
 def test_a_revision_sent_in_the_same_thread_is_linked_with_its_trailers(migrated, inbox):
