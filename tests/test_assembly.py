@@ -101,3 +101,44 @@ def test_unrelated_threads_in_one_input_are_separated():
     # One thread per file; revision-v2-reply-to-v1 holds two series.
     assert len(threads) == 6
     assert sorted(len(t.series) for t in threads) == [0, 1, 1, 1, 1, 2]
+
+
+def _mbox_messages(path: Path) -> list[bytes]:
+    from bot.sources import InputSet as _Inputs
+    return [r.data for t in _Inputs([str(path)], InputConfig()).threads() for r in t]
+
+
+def test_what_b4_is_given_keeps_series_trailers_and_deep_followups(tmp_path):
+    """b4 sees a patch's diff header and series trailers only, and review
+    replies only when they may lead to a trailer: the series' change-id
+    below the diff and a Reviewed-by given in a reply to a review reply
+    must still come through."""
+    patch = next(d for d in _mbox_messages(THREADS / "series-complete-v2.mbox")
+                 if b"Subject: [PATCH v2 1/3]" in d)
+    # As `b4 send` writes them: below the diff, above the signature.
+    assert b"\n-- \n" in patch
+    patch = patch.replace(b"\n-- \n", b"\nchange-id: 20200529-actlr-1a2b3c\n"
+                          b"base-commit: 0123456789abcdef0123456789abcdef01234567\n-- \n", 1)
+    mid = b"20200529150656.7339-2-james.morse@arm.com"
+    review = (b"From: Marc Zyngier <maz@kernel.org>\nSubject: Re: [PATCH v2 1/3] x\n"
+              b"Message-ID: <review@kernel.org>\nIn-Reply-To: <" + mid + b">\n"
+              b"References: <" + mid + b">\n\nLooks odd to me, one question below.\n")
+    answer = (b"From: James Morse <james.morse@arm.com>\nSubject: Re: [PATCH v2 1/3] x\n"
+              b"Message-ID: <answer@arm.com>\nIn-Reply-To: <review@kernel.org>\n"
+              b"References: <" + mid + b"> <review@kernel.org>\n\nIt is fine, see above.\n")
+    ack = (b"From: Marc Zyngier <maz@kernel.org>\nSubject: Re: [PATCH v2 1/3] x\n"
+           b"Message-ID: <ack@kernel.org>\nIn-Reply-To: <answer@arm.com>\n"
+           b"References: <" + mid + b"> <review@kernel.org> <answer@arm.com>\n\n"
+           b"Fair enough.\n\nReviewed-by: Marc Zyngier <maz@kernel.org>\n")
+    path = tmp_path / "t.mbox"
+    path.write_bytes(b"".join(b"From x@y Thu Jan  1 00:00:00 1970\n" + m.rstrip(b"\n") + b"\n\n"
+                              for m in (patch, review, answer, ack)))
+    (thread,) = [assemble(raws) for raws in InputSet([str(path)], InputConfig()).threads()]
+    (series,) = thread.series
+    assert series.change_id == "20200529-actlr-1a2b3c"
+    (p1,) = series.patches
+    assert [(t.name, t.value, t.message_id) for t in p1.trailers] == [
+        ("Reviewed-by", "Marc Zyngier <maz@kernel.org>", "ack@kernel.org")]
+    # Our own view of the patch is whole: commit message and diff.
+    assert "CSSELR" in p1.subject and "ACTLR" in p1.body.message
+    assert p1.files and p1.files[0].hunks

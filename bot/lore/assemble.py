@@ -10,6 +10,7 @@ network, so assembly never reaches out to lore on its own.
 from __future__ import annotations
 
 import email.message
+import hashlib
 import logging
 import re
 
@@ -41,22 +42,75 @@ _MAYBE_TRAILER = re.compile(r"^\s*\w\S+:\s+\S.*(@\S+\.|https?://)|^\s*(fixes|obs
                             re.M | re.I)
 
 
-def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mail) -> None:
-    if not mail.has_diff and not _MAYBE_TRAILER.search(mail.body) \
-            and b4.LoreSubject(mail.subject).reply:
-        # A reply that gives no trailer matters to b4 only as a link in the
-        # thread; b4 scans every body line for trailers, and review replies
-        # are long, so it gets the headers alone.
-        msg.set_payload("")
+_DIFF_LINE = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+# What b4 reads from a patch body besides "it has a diff": the series
+# trailers b4 itself writes (base-commit:, change-id:, prerequisites).
+_SERIES_TRAILER = re.compile(r"^(base-commit|change-id|prerequisite-[\w-]+):.*$", re.M | re.I)
+_HUNK_NUMBERS = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@", re.M)
+
+
+def _set_body(msg: email.message.Message, text: str) -> None:
+    """Replace what b4 reads of a message with `text` (already decoded), as
+    one plain-text part."""
+    for name in ("Content-Type", "Content-Transfer-Encoding"):
+        del msg[name]
+    msg.set_payload(text, charset="utf-8")
+
+
+def _patch_hash(body: str) -> str:
+    """A stable content hash of a patch's diff: what b4 needs to match
+    follow-up trailers to patches across revisions within one mailbox (b4
+    would run `git patch-id` once per patch for it)."""
+    m = _DIFF_LINE.search(body)
+    diff = _HUNK_NUMBERS.sub("@@", body[m.start():] if m else body)
+    lines = (ln.rstrip() for ln in diff.split("\n") if ln[:1] in ("+", "-", "@", "d"))
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
+
+
+def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
+    """The messages b4 must see: patches, cover letters and other new
+    topics, replies that carry a diff or may give a trailer, and the replies
+    between those and the patch they answer (b4 walks In-Reply-To up to the
+    patch). A review reply that gives nothing and leads to nothing that does
+    is only a cost to b4."""
+    by_id = {m.message_id: m for m in mails}
+    needed: set[str] = set()
+    for mail in mails:
+        if not replies[mail.message_id]:
+            needed.add(mail.message_id)
+            continue
+        if _DIFF_LINE.search(mail.body) is None and _MAYBE_TRAILER.search(mail.body) is None:
+            continue
+        node: Mail | None = mail
+        while node is not None and node.message_id not in needed:
+            needed.add(node.message_id)
+            node = by_id.get(node.in_reply_to) if node.in_reply_to else None
+    return needed
+
+
+def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mail,
+                    reply: bool) -> None:
+    """Hand one parsed message to b4, with only the part of its body b4
+    uses: b4 decodes every body again and scans every line of it for
+    trailers, which would cost more than the rest of the pipeline."""
+    diff = _DIFF_LINE.search(mail.body)
+    if diff is not None and not reply:
+        # A patch: b4 needs to know it is one (the first file header of its
+        # diff, in whichever form b4 recognises) and the series trailers it
+        # reads from its body (base-commit:, change-id:); the commit message
+        # and the patch's own trailers are ours to read, not b4's.
+        hunk = mail.body.find("\n@@", diff.start())
+        first = mail.body[diff.start():hunk if hunk >= 0 else None][:4096]
+        tail = "\n".join(m.group(0) for m in _SERIES_TRAILER.finditer(mail.body))
+        _set_body(msg, "%s\n\n%s\n" % (first, tail))
+    elif diff is None and reply and not _MAYBE_TRAILER.search(mail.body):
+        # Only a link in the thread (an ancestor of a trailer): headers do.
+        _set_body(msg, "")
     # b4 annotates EmailMessage but reads only the compat32 Message API.
     lmbox.add_message(msg)  # type: ignore[arg-type]
     lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
-        # b4 matches follow-up trailers to patches across revisions by patch
-        # id, which it gets from one `git patch-id` process per patch. Within
-        # one mailbox any stable content hash serves; b4's own patchwork hash
-        # costs no process.
-        lmsg._git_patch_id = b4.LoreMessage.get_patchwork_hash(lmsg.body)
+        lmsg._git_patch_id = _patch_hash(mail.body)
 
 
 def assemble(raws: list[RawMessage]) -> Thread:
@@ -65,6 +119,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
     errors: list[MessageError] = []
     lmbox = b4.LoreMailbox()
     by_id: dict[str, Mail] = {}
+    parsed: list[tuple[RawMessage, email.message.Message, Mail]] = []
     for raw in raws:
         if raw.error is not None:
             errors.append(MessageError(origin=raw.origin, message_id=raw.message_id,
@@ -86,8 +141,14 @@ def assemble(raws: list[RawMessage]) -> Thread:
             continue
         by_id[mail.message_id] = mail
         mails.append(mail)
+        parsed.append((raw, msg, mail))
+    replies = {m.message_id: b4.LoreSubject(m.subject).reply for m in mails}
+    needed = _needed_by_b4(mails, replies)
+    for raw, msg, mail in parsed:
+        if mail.message_id not in needed:
+            continue
         try:
-            _add_to_mailbox(lmbox, msg, mail)
+            _add_to_mailbox(lmbox, msg, mail, replies[mail.message_id])
         except Exception as exc:  # noqa: BLE001 - b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
