@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.errors import BadInput, ConfigError
 from bot.regmodel.defines import evaluate_defines
+from bot.regmodel.facts import KvmFacts, read_facts
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
 from bot.regmodel.model import (
     Field,
@@ -38,6 +39,7 @@ from bot.regmodel.model import (
     ranges_to_mask,
 )
 from bot.regmodel.sysreg import parse_sysreg
+from bot.regmodel.tomlcheck import TomlTable as _Toml
 
 logger = logging.getLogger(__name__)
 
@@ -86,65 +88,7 @@ class KvmData:
     flag_sets: tuple[dict[str, Any], ...]
     functions: tuple[FunctionRole, ...]
     values: tuple[ValueExpr, ...]
-
-
-class _Toml:
-    """Typed access to one table of kvm.toml; errors name the dotted key."""
-
-    def __init__(self, data: Any, where: str, source: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError("%s: %s: expected a table" % (source, where))
-        self.data, self.where, self.source = data, where, source
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError("%s: %s.%s: %s" % (self.source, self.where, key, problem))
-
-    def only(self, *keys: str) -> None:
-        for key in self.data:
-            if key not in keys:
-                raise self.fail(key, "unknown key")
-
-    def text(self, key: str, default: str | None = None) -> str:
-        if key not in self.data:
-            if default is None:
-                raise self.fail(key, "missing")
-            return default
-        value = self.data[key]
-        if not isinstance(value, str):
-            raise self.fail(key, "expected a string")
-        return value
-
-    def texts(self, key: str, required: bool = False) -> tuple[str, ...]:
-        if key not in self.data:
-            if required:
-                raise self.fail(key, "missing")
-            return ()
-        value = self.data[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, "expected an array of strings")
-        return tuple(value)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.text(key, default)
-        if value not in choices:
-            raise self.fail(key, "must be one of %s, not %r" % (", ".join(choices), value))
-        return value
-
-    def sources(self, key: str, known: Mapping[str, str], required: bool = True) -> str:
-        value = self.text(key, None if required else "")
-        for sid in value.split():
-            if sid not in known:
-                raise self.fail(key, "unknown source id %r (add it to [sources])" % sid)
-        return value
-
-    def era(self, key: str, required: bool) -> str:
-        value = self.text(key, None if required else "")
-        if value:
-            try:
-                parse_era(value)
-            except ValueError as exc:
-                raise self.fail(key, str(exc)) from None
-        return value
+    facts: KvmFacts
 
 
 def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
@@ -154,7 +98,8 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("%s: not valid TOML: %s" % (source, exc)) from None
     top = _Toml(raw, "(top)", source)
-    top.only("schema", "sources", "registers", "flag_sets", "functions", "values")
+    top.only("schema", "sources", "registers", "flag_sets", "functions", "values", "places",
+             "guards", "storage", "ops")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")
     src = _Toml(raw.get("sources", {}), "sources", source)
@@ -186,7 +131,8 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         reg = t.text("register")
         if reg not in registers:
             raise t.fail("register", "%s is not under [registers]" % reg)
-        flag_sets.append({"name": t.text("name"), "register": reg, "era": t.era("era", True),
+        flag_sets.append({"name": t.text("name"), "register": reg,
+                          "era": t.era("era", True, parse_era),
                           "fields": t.texts("fields", True),
                           "source": t.sources("source", sources), "note": t.text("note", ""),
                           "where": t.where})
@@ -201,7 +147,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
             name=t.text("name"), role=Role(t.choice("role", tuple(Role))),
             layout=t.choice("layout", _LAYOUTS), files=t.texts("files", True),
             mode=t.choice("mode", _MODES), registers=t.texts("registers"),
-            era=t.era("era", False), source=t.sources("source", sources),
+            era=t.era("era", False, parse_era), source=t.sources("source", sources),
             note=t.text("note", "")))
     values: list[ValueExpr] = []
     for i, item in enumerate(_list(raw, "values", source)):
@@ -213,10 +159,11 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         values.append(ValueExpr(
             register=reg, side=t.choice("side", ("guest", "host")),
             expr=" ".join(t.text("expr").split()), mode=t.choice("mode", _MODES, "both"),
-            era=t.era("era", False), source=t.sources("source", sources),
+            era=t.era("era", False, parse_era), source=t.sources("source", sources),
             note=t.text("note", "")))
     return KvmData(sources=sources, registers=registers, flag_sets=tuple(flag_sets),
-                   functions=tuple(functions), values=tuple(values))
+                   functions=tuple(functions), values=tuple(values),
+                   facts=read_facts(raw, sources, source))
 
 
 def _list(raw: dict[str, Any], key: str, source: str) -> list[Any]:
@@ -319,6 +266,7 @@ def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
     registers, data = build_parts(sysreg_text, kvm_text)
     return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
                          functions=data.functions, values=data.values, sources=data.sources,
+                         facts=data.facts,
                          origin=origin)
 
 
@@ -333,6 +281,7 @@ def _shipped_model() -> RegisterModel:
     registers, data = shipped_parts()
     return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
                          functions=data.functions, values=data.values, sources=data.sources,
+                         facts=data.facts,
                          origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE))
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from bot.regmodel.facts import KvmFacts
+
 MASK64 = (1 << 64) - 1
 
 # Suffixes the kernel puts after a field name: gen-sysreg.awk emits the first
@@ -276,13 +278,16 @@ class RegisterModel:
                  values: Iterable[ValueExpr] = (),
                  sources: Mapping[str, str] | None = None,
                  origin: str = "shipped",
-                 kernel_version: tuple[int, ...] | None = None) -> None:
+                 kernel_version: tuple[int, ...] | None = None,
+                 facts: KvmFacts | None = None) -> None:
         self.registers: Mapping[str, Register] = MappingProxyType(dict(registers))
         self.flag_sets: tuple[FlagSet, ...] = tuple(flag_sets)
         self.functions: tuple[FunctionRole, ...] = tuple(functions)
         self.values: tuple[ValueExpr, ...] = tuple(values)
         self.sources: Mapping[str, str] = MappingProxyType(dict(sources or {}))
         self.origin = origin
+        # Where code runs, guards, storage of values, events (kvm.toml).
+        self.facts = facts if facts is not None else KvmFacts()
         # Set when loaded from a kernel tree: flag_set() then defaults to it.
         self.kernel_version = kernel_version
         self._by_upper = {name.upper(): reg for name, reg in self.registers.items()}

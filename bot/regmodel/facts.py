@@ -1,0 +1,168 @@
+"""KVM facts the rules reason with, as data: where code runs, which tests
+select a configuration, which memory holds a register value, which calls
+are events. Read from kvm.toml's [[places]], [[guards]], [[storage]] and
+[ops] (see the comments at its top) into frozen objects.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.errors import ConfigError
+from bot.regmodel.tomlcheck import TomlTable
+
+
+class Ctx(enum.StrEnum):
+    """One execution context: a configuration of KVM and where in it code runs."""
+
+    NVHE_HOST = "nvhe-host"
+    NVHE_HYP = "nvhe-hyp"
+    PKVM_HOST = "pkvm-host"
+    PKVM_HYP = "pkvm-hyp"
+    HVHE_HOST = "hvhe-host"
+    HVHE_HYP = "hvhe-hyp"
+    VHE = "vhe"
+
+    @property
+    def el(self) -> int:
+        """The exception level code runs at in this context."""
+        return 1 if self.value.endswith("-host") else 2
+
+    @property
+    def mode(self) -> str:
+        """nvhe, pkvm, hvhe or vhe."""
+        return self.value.split("-", 1)[0]
+
+
+ALL = frozenset(Ctx)
+EL1 = frozenset(c for c in Ctx if c.el == 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Place:
+    files: tuple[str, ...]
+    contexts: frozenset[Ctx]
+    source: str = ""
+    note: str = ""
+
+    def matches(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, g) for g in self.files)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    name: str
+    arg: str | None
+    true_in: frozenset[Ctx]
+    maybe_in: frozenset[Ctx]
+    source: str = ""
+    note: str = ""
+
+    def split(self, contexts: frozenset[Ctx]) -> tuple[frozenset[Ctx], frozenset[Ctx]]:
+        """(contexts where the guard can be true, where it can be false)."""
+        can_true = contexts & (self.true_in | self.maybe_in)
+        can_false = contexts - self.true_in
+        return can_true, can_false
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Storage:
+    pattern: re.Pattern[str]
+    name: str
+    register: str
+    kind: str
+    source: str = ""
+    note: str = ""
+
+
+_OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "irq_on",
+        "preempt_off", "preempt_on", "warn", "percpu")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvmFacts:
+    places: tuple[Place, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    storage: tuple[Storage, ...] = ()
+    ops: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def contexts_of(self, path: str) -> frozenset[Ctx]:
+        """Where code in `path` may run (every context when no place says)."""
+        for place in self.places:
+            if place.matches(path):
+                return place.contexts
+        return ALL
+
+    def guard(self, name: str, arg: str | None = None) -> Guard | None:
+        for g in self.guards:
+            if g.name == name and (g.arg is None or g.arg == arg):
+                return g
+        return None
+
+    def storage_of(self, compact: str) -> Storage | None:
+        """The storage an expression (its text without spaces) names."""
+        for st in self.storage:
+            if st.pattern.match(compact):
+                return st
+        return None
+
+    def op(self, kind: str, name: str) -> bool:
+        return name in self.ops.get(kind, frozenset())
+
+
+def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:
+    names = t.texts(key, required)
+    out = set()
+    for name in names:
+        try:
+            out.add(Ctx(name))
+        except ValueError:
+            raise t.fail(key, "unknown context %r (one of %s)"
+                         % (name, ", ".join(c.value for c in Ctx))) from None
+    return frozenset(out)
+
+
+def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> KvmFacts:
+    """The facts sections of kvm.toml; problems name the dotted key."""
+    places: list[Place] = []
+    for i, item in enumerate(_items(raw, "places", source)):
+        t = TomlTable(item, "places[%d]" % i, source)
+        t.only("files", "contexts", "source", "note")
+        places.append(Place(files=t.texts("files", True), contexts=_contexts(t, "contexts", True),
+                            source=t.sources("source", sources), note=t.text("note", "")))
+    guards: list[Guard] = []
+    for i, item in enumerate(_items(raw, "guards", source)):
+        t = TomlTable(item, "guards[%d]" % i, source)
+        t.only("name", "arg", "true_in", "maybe_in", "source", "note")
+        guards.append(Guard(name=t.text("name"), arg=t.text("arg", "") or None,
+                            true_in=_contexts(t, "true_in", False),
+                            maybe_in=_contexts(t, "maybe_in", False),
+                            source=t.sources("source", sources), note=t.text("note", "")))
+    storage: list[Storage] = []
+    for i, item in enumerate(_items(raw, "storage", source)):
+        t = TomlTable(item, "storage[%d]" % i, source)
+        t.only("match", "name", "register", "kind", "source", "note")
+        try:
+            pattern = re.compile(t.text("match"))
+        except re.error as exc:
+            raise t.fail("match", "not a regular expression: %s" % exc) from None
+        storage.append(Storage(pattern=pattern, name=t.text("name"), register=t.text("register"),
+                               kind=t.choice("kind", ("vcpu", "guest-hyp", "host-copy",
+                                                      "percpu")),
+                               source=t.sources("source", sources), note=t.text("note", "")))
+    ops_t = TomlTable(raw.get("ops", {}), "ops", source)
+    ops_t.only(*_OPS)
+    ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
+    return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops)
+
+
+def _items(raw: Mapping[str, Any], key: str, source: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError("%s: %s: expected an array of tables ([[%s]])" % (source, key, key))
+    return value
