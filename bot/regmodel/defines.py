@@ -157,6 +157,16 @@ def _genmask(h: int, low: int) -> int:
     return ((1 << (h - low + 1)) - 1) << low
 
 
+def _lowest(mask: int) -> int:
+    if mask <= 0:
+        raise _Unevaluable("an empty field mask")
+    return (mask & -mask).bit_length() - 1
+
+
+def _field_prep(mask: int, value: int) -> int:
+    return (value << _lowest(mask)) & mask
+
+
 def _bit(n: int) -> int:
     if not 0 <= n <= 63:
         raise _Unevaluable("BIT(%d)" % n)
@@ -177,6 +187,8 @@ _BUILTINS: dict[str, Callable[[list[int]], int]] = {
     "_ULL": _builtin_args(1)(lambda x: x),
     "_AC": _builtin_args(1)(lambda x: x),
     "_AT": _builtin_args(1)(lambda x: x),
+    "FIELD_PREP": _builtin_args(2)(lambda mask, val: _field_prep(mask, val)),
+    "FIELD_GET": _builtin_args(2)(lambda mask, val: (val & mask) >> _lowest(mask)),
 }
 # _AC(X, UL) pastes a suffix and _AT(T, X) names a type: only one argument of
 # each is a value.
@@ -417,3 +429,12 @@ def evaluate_defines(text: str, known: Mapping[str, Macro] | None = None) -> dic
         out[name] = Macro(name=name, expr=body, value=values[name], msb=msb, lsb=lsb,
                           line=lines[name], params=params)
     return out
+
+
+def evaluate_expression(expr: str, table: Mapping[str, Macro]) -> int | None:
+    """The value of one C constant expression over the macros of `table`
+    (64-bit unsigned), or None when it is not one."""
+    try:
+        return _Evaluator(dict(table), {}).evaluate(_tokenize(expr))
+    except (_Unevaluable, RecursionError, ValueError, OverflowError):
+        return None

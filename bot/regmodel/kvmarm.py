@@ -208,11 +208,33 @@ def legacy_macros(registers: Iterable[Register]) -> dict[str, Macro]:
     return out
 
 
-def kernel_macros(model: RegisterModel) -> dict[str, Macro]:
+def kernel_macros(model: RegisterModel, generated_first: bool = True) -> dict[str, Macro]:
     """Kernel macro names for the model's fields, as a `known` table for
     `evaluate_defines`: what gen-sysreg.awk generates (HCR_EL2_TGE,
     HCR_EL2_BSU_IS == 1) and the hand-written style (HCR_TGE, HCR_TPC,
-    HCR_BSU_IS == 1 << 10)."""
-    table = legacy_macros(model.registers.values())
-    table.update(generated_macros(model.registers.values()))
-    return table
+    HCR_BSU_IS == 1 << 10).
+
+    A few names exist in both styles with different meanings: kvm_arm.h's
+    MDCR_EL2_E2PB_MASK is the unshifted field mask (used as MASK << SHIFT),
+    the generated one is shifted. `generated_first` says which wins: the
+    generated one for kernels whose tools/sysreg has the register (6.13 and
+    later for MDCR_EL2), the hand-written one before."""
+    legacy = legacy_macros(model.registers.values())
+    generated = generated_macros(model.registers.values())
+    if generated_first:
+        return {**legacy, **generated}
+    return {**generated, **legacy, **_handwritten_masks(model.registers.values())}
+
+
+def _handwritten_masks(registers: Iterable[Register]) -> dict[str, Macro]:
+    """kvm_arm.h's MDCR_EL2_<FIELD>_MASK for multi-bit fields: unshifted
+    (UL(0x3) for E2PB, used as MASK << SHIFT), unlike the generated ones."""
+    out: dict[str, Macro] = {}
+    for reg in registers:
+        if reg.name + "_" not in reg.prefixes:
+            continue
+        for f in reg.fields:
+            if f.width > 1:
+                name = "%s_%s_MASK" % (reg.name, f.name)
+                out[name] = _mk(name, (1 << f.width) - 1)
+    return out

@@ -1,0 +1,652 @@
+"""Following a KVM function to what it does to the EL2 registers.
+
+The interpreter walks a function's statements (bot.rules.cstmt) with an
+abstract state: the value of each local as `Bits`, the value last written
+to each register, whether interrupts are masked and preemption disabled,
+and the execution contexts the path runs in (bot.regmodel.facts.Ctx). A
+test of the configuration (`has_vhe()`, `is_protected_kvm_enabled()`,
+`#ifdef __KVM_NVHE_HYPERVISOR__`, per kvm.toml's [[guards]]) splits the
+state by context; any other condition runs both branches and joins what
+they agree on. Calls to functions whose text is at hand are followed (their
+parameters bound to the arguments), others are recorded. What comes out is
+an ordered list of events (register writes with their values, isb, TLB
+maintenance, interrupt masking, stores to the vcpu's or the host's copies,
+memory loads, calls) and, per context, the value each register holds when
+the function returns. Pure: the functions are handed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from bot.regmodel.evaluate import Evaluator
+from bot.regmodel.facts import Ctx, KvmFacts
+from bot.rules.bits import MASK64, Bits
+from bot.rules.cexpr import (Assign, Binary, Call, Cast, Expr, Index, Member, Name, Num, Str,
+                             Ternary, Unary, Unknown, call_name, expr_text)
+from bot.rules.cstmt import (Asm, Block, Decl, ExprStmt, Function, If, Jump, Label, Loop,
+                             Preproc, Return, Stmt, Switch)
+
+WATCHED = ("HCR_EL2", "MDCR_EL2")
+_MAX_DEPTH = 5
+_MAX_STATES = 16
+_WIDTH = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "int": 32, "unsigned int": 32,
+          "unsigned": 32, "__u32": 32, "uint32_t": 32, "u64": 64, "unsigned long": 64,
+          "long": 64, "unsigned long long": 64, "__u64": 64, "uint64_t": 64, "s64": 64}
+_ASM_WORD = re.compile(r"\b(msr|mrs|isb|eret|tlbi|dsb|at|psb|tsb)\b\s*([\w.]*)", re.I)
+
+
+class Ev(enum.StrEnum):
+    WRITE = "write"
+    READ = "read"
+    ISB = "isb"
+    ISB_ERRATA = "isb-errata"   # an isb only an errata alternative provides
+    DSB = "dsb"
+    TLBI = "tlbi"
+    AT = "at"
+    ERET = "eret"
+    IRQ_OFF = "irq-off"
+    IRQ_ON = "irq-on"
+    PREEMPT_OFF = "preempt-off"
+    PREEMPT_ON = "preempt-on"
+    CALL = "call"
+    STORE = "store"
+    LOAD = "load"
+    WARN = "warn"
+    DECL = "decl"               # a local declared with a type narrower than 64 bits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    kind: Ev
+    line: int
+    function: str
+    path: str
+    contexts: frozenset[Ctx]
+    always: bool                # on every path of `contexts` through the function
+    depth: int = 0              # 0: the function itself; n: n calls down
+    register: str | None = None
+    value: Bits | None = None
+    storage: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    value: Bits
+    always: bool
+    line: int
+    function: str
+
+
+@dataclass(slots=True)
+class _State:
+    contexts: frozenset[Ctx]
+    env: dict[str, Bits] = field(default_factory=dict)
+    regs: dict[str, Written] = field(default_factory=dict)
+    irq_off: bool | None = False      # None: differs between paths
+    preempt_off: bool | None = False
+    always: bool = True
+    returned: bool = False
+    ret: Bits | None = None
+
+    def copy(self, contexts: frozenset[Ctx] | None = None) -> _State:
+        return _State(contexts=self.contexts if contexts is None else contexts,
+                      env=dict(self.env), regs=dict(self.regs), irq_off=self.irq_off,
+                      preempt_off=self.preempt_off, always=self.always,
+                      returned=self.returned, ret=self.ret)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """One context partition's result of running a function."""
+
+    contexts: frozenset[Ctx]
+    regs: Mapping[str, Written]
+    ret: Bits | None
+    irq_off: bool | None
+    preempt_off: bool | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trace:
+    function: Function
+    events: tuple[Event, ...]
+    outcomes: tuple[Outcome, ...]
+    unresolved: tuple[str, ...]      # calls followed nowhere
+    complete: bool                   # the whole text, every call that matters followed
+
+    def written(self, ctx: Ctx, register: str) -> Written | None:
+        for out in self.outcomes:
+            if ctx in out.contexts:
+                return out.regs.get(register)
+        return None
+
+
+def _join_bits(a: Bits | None, b: Bits | None) -> Bits | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a.join(b)
+
+
+def _join(a: _State, b: _State, pre: _State | None = None) -> _State:
+    """Two states of the same contexts after the two sides of a data-dependent
+    branch that started from `pre` (None: two unrelated paths). What comes
+    after runs on every path again, unless one side returned."""
+    outer = pre.always if pre is not None else (a.always and b.always)
+    if a.returned != b.returned:
+        out = (b if a.returned else a).copy()
+        out.always = False
+        out.ret = _join_bits(a.ret, b.ret)
+        return out
+    env = {k: a.env[k].join(b.env[k]) for k in a.env.keys() & b.env.keys()}
+    regs: dict[str, Written] = {}
+    before = pre.regs if pre is not None else {}
+    for reg in a.regs.keys() | b.regs.keys():
+        wa, wb = a.regs.get(reg), b.regs.get(reg)
+        if wa is not None and wb is not None:
+            # Written on both sides (or before the branch): on every path
+            # when each side wrote it or it was written on every path before.
+            fresh = wa is not before.get(reg) and wb is not before.get(reg)
+            always = (wa.always and wb.always) or (fresh and outer)
+            regs[reg] = Written(value=wa.value.join(wb.value), always=always,
+                                line=max(wa.line, wb.line), function=wa.function)
+        else:
+            w = wa or wb
+            assert w is not None
+            regs[reg] = replace(w, always=False)
+    return _State(contexts=a.contexts, env=env, regs=regs,
+                  irq_off=a.irq_off if a.irq_off == b.irq_off else None,
+                  preempt_off=a.preempt_off if a.preempt_off == b.preempt_off else None,
+                  always=outer, returned=a.returned and b.returned,
+                  ret=_join_bits(a.ret, b.ret))
+
+
+def register_name(operand: str, accessor: str = "") -> str:
+    """`hcr_el2`, `SYS_HCR_EL2`, (`write_sysreg_el1`, `SYS_TCR`) -> canonical."""
+    name = operand.strip().upper()
+    if name.startswith("SYS_"):
+        name = name[4:]
+    m = re.search(r"_(el[012]2?)$", accessor)
+    if m and not re.search(r"_EL[0-3]2?$", name):
+        name += "_" + m.group(1).upper().rstrip("2") if m.group(1) != "el12" else "_EL1"
+    return name
+
+
+class Interpreter:
+    """Runs functions against one set of facts, one evaluator and the
+    functions at hand (by name) for following calls."""
+
+    def __init__(self, facts: KvmFacts, evaluator: Evaluator,
+                 functions: Mapping[str, list[Function]]) -> None:
+        self.facts = facts
+        self.ev = evaluator
+        self.functions = functions
+        self.events: list[Event] = []
+        self.unresolved: list[str] = []
+        self._stack: list[str] = []
+        self._locals: set[str] = set()
+
+    # -- entry point -------------------------------------------------------------
+
+    def run(self, fn: Function, contexts: frozenset[Ctx] | None = None) -> Trace:
+        self.events = []
+        self.unresolved = []
+        self._locals = set()
+        ctxs = contexts if contexts is not None else self.facts.contexts_of(fn.path)
+        start = _State(contexts=ctxs)
+        for p in fn.params:
+            start.env[p.name] = Bits.source("param:" + p.name)
+        states = self._call_body(fn, [start], depth=0)
+        outcomes = tuple(Outcome(contexts=s.contexts, regs=dict(s.regs), ret=s.ret,
+                                 irq_off=s.irq_off, preempt_off=s.preempt_off)
+                         for s in states)
+        return Trace(function=fn, events=tuple(self.events), outcomes=outcomes,
+                     unresolved=tuple(dict.fromkeys(self.unresolved)),
+                     complete=fn.complete and not self.unresolved)
+
+    def _call_body(self, fn: Function, states: list[_State], depth: int) -> list[_State]:
+        self._stack.append(fn.name)
+        try:
+            out = self._block(fn.body, states, fn, depth)
+        finally:
+            self._stack.pop()
+        for s in out:
+            s.returned = False
+        return out
+
+    # -- statements --------------------------------------------------------------
+
+    def _block(self, stmts: tuple[Stmt, ...], states: list[_State], fn: Function,
+               depth: int) -> list[_State]:
+        pp: list[tuple[frozenset[Ctx] | None, bool]] = []
+        for stmt in stmts:
+            if isinstance(stmt, Preproc):
+                states = self._preproc(stmt, states, pp)
+                continue
+            nxt: list[_State] = []
+            for st in states:
+                if st.returned:
+                    nxt.append(st)
+                    continue
+                nxt.extend(self._stmt(stmt, st, fn, depth))
+            states = _merge(nxt)
+        return states
+
+    def _preproc(self, stmt: Preproc, states: list[_State],
+                 stack: list[tuple[frozenset[Ctx] | None, bool]]) -> list[_State]:
+        """#ifdef of a configuration macro restricts the contexts; any other
+        #if makes what follows conditional, until its #endif."""
+        text = stmt.text.lstrip("#").strip()
+        word = text.split(None, 1)[0] if text else ""
+        if word in ("if", "ifdef", "ifndef", "elif", "else", "endif"):
+            for st in states:
+                if word in ("if", "ifdef", "ifndef", "elif", "else"):
+                    st.always = False
+        return states
+
+    def _stmt(self, stmt: Stmt, st: _State, fn: Function, depth: int) -> list[_State]:
+        if isinstance(stmt, Block):
+            return self._block(stmt.stmts, [st], fn, depth)
+        if isinstance(stmt, ExprStmt):
+            self._eval(stmt.expr, st, fn, depth, stmt.line)
+            name = call_name(stmt.expr)
+            if name is not None and name not in self.functions and not self._known_op(name) \
+                    and not name.isupper():
+                # A call made for its effects, whose body is not at hand: it
+                # may write what the rules look for.
+                self.unresolved.append(name)
+            return [st]
+        if isinstance(stmt, Decl):
+            for d in stmt.names:
+                self._locals.add(d.name)
+                if d.init is None:
+                    st.env.pop(d.name, None)
+                    continue
+                value = self._eval(d.init, st, fn, depth, stmt.line)
+                width = _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""))
+                if width is not None and width < 64 and not d.pointer:
+                    self._emit(Ev.DECL, st, fn, depth, stmt.line, value=value,
+                               name="%s %s" % (stmt.type, d.name))
+                    value = value & Bits.const((1 << width) - 1)
+                st.env[d.name] = value
+            return [st]
+        if isinstance(stmt, If):
+            return self._if(stmt, st, fn, depth)
+        if isinstance(stmt, (Loop, Switch)):
+            body = stmt.body
+            if isinstance(stmt, Loop) and not isinstance(stmt.cond, Unknown):
+                self._eval(stmt.cond, st, fn, depth, stmt.line)
+            inner = st.copy()
+            inner.always = False
+            after = self._stmt(body, inner, fn, depth)
+            return [_join(st, a, st) for a in after if a.contexts == st.contexts] or [st]
+        if isinstance(stmt, Return):
+            if stmt.value is not None:
+                st.ret = _join_bits(st.ret, self._eval(stmt.value, st, fn, depth, stmt.line))
+            st.returned = True
+            return [st]
+        if isinstance(stmt, Asm):
+            self._asm(stmt.text, st, fn, depth, stmt.line)
+        return [st]  # Jump, Label, Preproc
+
+    def _if(self, stmt: If, st: _State, fn: Function, depth: int) -> list[_State]:
+        split = self._guard(stmt.cond, st.contexts)
+        if split is None:
+            self._eval(stmt.cond, st, fn, depth, stmt.line)
+            then_st, else_st = st.copy(), st.copy()
+            then_st.always = else_st.always = False
+            outs_then = self._stmt(stmt.then, then_st, fn, depth)
+            outs_else = self._stmt(stmt.other, else_st, fn, depth) if stmt.other else [else_st]
+            joined: list[_State] = []
+            for a in outs_then:
+                b = next((x for x in outs_else if x.contexts == a.contexts), None)
+                joined.append(_join(a, b, st) if b is not None else a)
+            for b in outs_else:
+                if not any(b.contexts == a.contexts for a in outs_then):
+                    joined.append(b)
+            return joined
+        true_ctx, false_ctx, pure = split
+        out: list[_State] = []
+        for ctxs, branch in ((true_ctx, stmt.then), (false_ctx, stmt.other)):
+            if not ctxs:
+                continue
+            sub = st.copy(ctxs)
+            if not pure:
+                sub.always = False
+            out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
+        return out
+
+    def _guard(self, cond: Expr, contexts: frozenset[Ctx]
+               ) -> tuple[frozenset[Ctx], frozenset[Ctx], bool] | None:
+        """(contexts where the condition can hold, where it can fail, whether
+        it is a configuration test only) for a condition that tests the
+        configuration; None for a data-dependent one."""
+        if isinstance(cond, Unary) and cond.op == "!":
+            inner = self._guard(cond.operand, contexts)
+            return (inner[1], inner[0], inner[2]) if inner is not None else None
+        if isinstance(cond, Call) and isinstance(cond.func, Name) and cond.func.id in (
+                "likely", "unlikely") and cond.args:
+            return self._guard(cond.args[0], contexts)
+        if isinstance(cond, Binary) and cond.op in ("&&", "||"):
+            left = self._guard(cond.left, contexts)
+            right = self._guard(cond.right, contexts)
+            if left is None and right is None:
+                return None
+            full = (contexts, contexts, False)
+            lt, lf, lp = left if left is not None else full
+            rt, rf, rp = right if right is not None else full
+            if cond.op == "&&":
+                return lt & rt, lf | rf, lp and rp
+            return lt | rt, lf & rf, lp and rp
+        name: str | None = None
+        arg: str | None = None
+        if isinstance(cond, Call) and isinstance(cond.func, Name):
+            name = cond.func.id
+            if cond.args and isinstance(cond.args[0], Name):
+                arg = cond.args[0].id
+        elif isinstance(cond, Name):
+            name = cond.id
+        if name is None:
+            return None
+        guard = self.facts.guard(name, arg)
+        if guard is None:
+            return None
+        can_true, can_false = guard.split(contexts)
+        return can_true, can_false, not guard.maybe_in
+
+    # -- expressions ---------------------------------------------------------------
+
+    def _emit(self, kind: Ev, st: _State, fn: Function, depth: int, line: int,
+              **kw: object) -> None:
+        self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
+                                 contexts=st.contexts, always=st.always, depth=depth,
+                                 **kw))  # type: ignore[arg-type]
+
+    def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
+        if isinstance(expr, Num):
+            return Bits.const(expr.value)
+        if isinstance(expr, Name):
+            if expr.id in st.env:
+                return st.env[expr.id]
+            value = self.ev.value(expr.id)
+            if value is not None:
+                return Bits.const(value)
+            if expr.id.isupper() or expr.id in self._locals:
+                return Bits.unknown()  # a macro the model does not know, or an unset local
+            return Bits.source("load:" + expr.id)
+        if isinstance(expr, Str | Unknown):
+            return Bits.unknown()
+        if isinstance(expr, Assign):
+            return self._assign(expr, st, fn, depth, line)
+        if isinstance(expr, Call):
+            return self._call(expr, st, fn, depth, line)
+        if isinstance(expr, Unary):
+            if expr.op == "~":
+                return ~self._eval(expr.operand, st, fn, depth, line)
+            if expr.op == "*":
+                return self._load(expr, st, fn, depth, line)
+            if expr.op == "&":
+                return Bits.unknown()
+            if expr.op.startswith("post") or expr.op in ("++", "--"):
+                self._eval(expr.operand, st, fn, depth, line)
+                return Bits.unknown()
+            inner = self._eval(expr.operand, st, fn, depth, line)
+            if expr.op == "-" and inner.value is not None:
+                return Bits.const(-inner.value)
+            return Bits.unknown()
+        if isinstance(expr, Cast):
+            inner = self._eval(expr.operand, st, fn, depth, line)
+            width = _WIDTH.get(expr.type.replace("const ", ""))
+            if width is not None and width < 64:
+                return inner & Bits.const((1 << width) - 1)
+            return inner
+        if isinstance(expr, Member | Index):
+            return self._load(expr, st, fn, depth, line)
+        if isinstance(expr, Ternary):
+            split = self._guard(expr.cond, st.contexts)
+            if split is None:
+                self._eval(expr.cond, st, fn, depth, line)
+            return self._eval(expr.then, st, fn, depth, line).join(
+                self._eval(expr.other, st, fn, depth, line))
+        return self._binary(expr, st, fn, depth, line)
+
+    def _binary(self, expr: Binary, st: _State, fn: Function, depth: int, line: int) -> Bits:
+        const = self.ev.value(expr_text(expr)) if _constant_shape(expr) else None
+        if const is not None:
+            return Bits.const(const)
+        left = self._eval(expr.left, st, fn, depth, line)
+        right = self._eval(expr.right, st, fn, depth, line)
+        op = expr.op
+        if op == "|":
+            return left | right
+        if op == "&":
+            return left & right
+        if op == "^":
+            return left ^ right
+        if op in ("<<", ">>") and right.value is not None:
+            return left.shl(right.value) if op == "<<" else left.shr(right.value)
+        if left.value is not None and right.value is not None:
+            value = self.ev.value("%d %s %d" % (left.value, op, right.value))
+            if value is not None:
+                return Bits.const(value)
+        if op == ",":
+            return right
+        return Bits.unknown()
+
+    def _storage(self, expr: Expr) -> tuple[str, str] | None:
+        """(source name, storage name) of an expression naming a register
+        value's storage (kvm.toml [[storage]])."""
+        compact = expr_text(expr).replace(" ", "")
+        st = self.facts.storage_of(compact)
+        if st is None:
+            return None
+        return "%s:%s" % (st.kind, st.name), st.name
+
+    def _load(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
+        known = self._storage(expr)
+        if known is not None:
+            source, name = known
+            if "@" + name in st.env:
+                return st.env["@" + name]
+            self._emit(Ev.LOAD, st, fn, depth, line, storage=name, name=source)
+            return Bits.source(source)
+        text = expr_text(expr).replace(" ", "")
+        self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + text)
+        return Bits.source("load:" + text)
+
+    def _assign(self, expr: Assign, st: _State, fn: Function, depth: int, line: int) -> Bits:
+        value = self._eval(expr.value, st, fn, depth, line)
+        target = expr.target
+        op = expr.op
+        known = self._storage(target) if not isinstance(target, Name) else None
+        key: str | None = None
+        if isinstance(target, Name):
+            key = target.id
+        elif known is not None:
+            key = "@" + known[1]
+        if op != "=":
+            old = st.env.get(key) if key is not None else None
+            if old is None:
+                old = self._eval(target, st, fn, depth, line)
+            if op == "|=":
+                value = old | value
+            elif op == "&=":
+                value = old & value
+            elif op == "^=":
+                value = old ^ value
+            elif op in ("<<=", ">>=") and value.value is not None:
+                value = old.shl(value.value) if op == "<<=" else old.shr(value.value)
+            else:
+                value = Bits.unknown()
+        if key is not None:
+            st.env[key] = value
+        if known is not None:
+            self._emit(Ev.STORE, st, fn, depth, line, storage=known[1], value=value)
+        elif not isinstance(target, Name):
+            self._emit(Ev.STORE, st, fn, depth, line,
+                       storage=expr_text(target).replace(" ", ""), value=value)
+        return value
+
+    def _call(self, expr: Call, st: _State, fn: Function, depth: int, line: int) -> Bits:
+        name = call_name(expr)
+        facts = self.facts
+        if name is None:
+            for a in expr.args:
+                self._eval(a, st, fn, depth, line)
+            return Bits.unknown()
+        args = expr.args
+        if facts.op("read", name) and args:
+            reg = register_name(expr_text(args[0]), name)
+            self._emit(Ev.READ, st, fn, depth, line, register=reg)
+            written = st.regs.get(reg)
+            if written is not None and written.always:
+                return written.value
+            return Bits.source("live:" + reg)
+        if facts.op("write", name) and len(args) >= 2:
+            value = self._eval(args[0], st, fn, depth, line)
+            reg = register_name(expr_text(args[-1]), name)
+            self._write(reg, value, st, fn, depth, line)
+            return Bits.unknown()
+        if facts.op("clear_set", name) and len(args) >= 3:
+            reg = register_name(expr_text(args[0]), name)
+            clear = self._eval(args[1], st, fn, depth, line)
+            setv = self._eval(args[2], st, fn, depth, line)
+            self._emit(Ev.READ, st, fn, depth, line, register=reg)
+            before = st.regs[reg].value if reg in st.regs and st.regs[reg].always \
+                else Bits.source("live:" + reg)
+            self._write(reg, (before & ~clear) | setv, st, fn, depth, line)
+            return Bits.unknown()
+        for kind, ev in (("isb", Ev.ISB), ("dsb", Ev.DSB), ("tlbi", Ev.TLBI), ("at", Ev.AT),
+                         ("irq_off", Ev.IRQ_OFF), ("irq_on", Ev.IRQ_ON),
+                         ("preempt_off", Ev.PREEMPT_OFF), ("preempt_on", Ev.PREEMPT_ON),
+                         ("warn", Ev.WARN)):
+            if facts.op(kind, name):
+                for a in args:
+                    self._eval(a, st, fn, depth, line)
+                self._emit(ev, st, fn, depth, line, name=name)
+                if ev in (Ev.IRQ_OFF, Ev.IRQ_ON):
+                    st.irq_off = ev is Ev.IRQ_OFF
+                elif ev in (Ev.PREEMPT_OFF, Ev.PREEMPT_ON):
+                    st.preempt_off = ev is Ev.PREEMPT_OFF
+                return Bits.unknown()
+        known = self._storage(expr)
+        if known is not None:
+            return self._load(expr, st, fn, depth, line)
+        const = self.ev.value(expr_text(expr))
+        if const is not None:
+            return Bits.const(const)
+        if name in ("asm", "ALTERNATIVE"):
+            self._asm(" ".join(expr_text(a) for a in args), st, fn, depth, line)
+            return Bits.unknown()
+        values = [self._eval(a, st, fn, depth, line) for a in args]
+        callee = self._callee(name, fn)
+        if callee is not None and depth < _MAX_DEPTH and name not in self._stack:
+            return self._inline(callee, values, st, fn, depth, line)
+        self._emit(Ev.CALL, st, fn, depth, line, name=name)
+        return Bits.source("call:" + name)
+
+    def _known_op(self, name: str) -> bool:
+        return any(self.facts.op(kind, name) for kind in self.facts.ops)
+
+    def _callee(self, name: str, caller: Function) -> Function | None:
+        options = self.functions.get(name, [])
+        if not options:
+            return None
+        same = [f for f in options if f.path == caller.path]
+        return (same or options)[0]
+
+    def _inline(self, callee: Function, values: list[Bits], st: _State, fn: Function,
+                depth: int, line: int) -> Bits:
+        self._emit(Ev.CALL, st, fn, depth, line, name=callee.name)
+        inner = _State(contexts=st.contexts, regs=dict(st.regs), irq_off=st.irq_off,
+                       preempt_off=st.preempt_off, always=st.always)
+        for i, p in enumerate(callee.params):
+            inner.env[p.name] = values[i] if i < len(values) else Bits.source("param:" + p.name)
+        outs = self._call_body(callee, [inner], depth + 1)
+        mine = [o for o in outs if o.contexts <= st.contexts] or outs
+        ret: Bits | None = None
+        for o in mine:
+            ret = _join_bits(ret, o.ret)
+        merged = mine[0]
+        for o in mine[1:]:
+            merged = _join(merged, replace(o, contexts=merged.contexts))
+        st.regs = merged.regs
+        st.irq_off, st.preempt_off = merged.irq_off, merged.preempt_off
+        if not callee.complete:
+            self.unresolved.append(callee.name)
+        return ret if ret is not None else Bits.unknown()
+
+    def _write(self, reg: str, value: Bits, st: _State, fn: Function, depth: int,
+               line: int) -> None:
+        self._emit(Ev.WRITE, st, fn, depth, line, register=reg, value=value)
+        st.regs[reg] = Written(value=value, always=st.always, line=line, function=fn.name)
+
+    def _asm(self, text: str, st: _State, fn: Function, depth: int, line: int) -> None:
+        """Inline assembly: msr/mrs, isb (an errata ALTERNATIVE's isb is not
+        unconditional), eret, TLBI, AT, dsb."""
+        errata = "ALTERNATIVE" in text
+        for m in _ASM_WORD.finditer(text):
+            word = m.group(1).lower()
+            if word == "isb":
+                self._emit(Ev.ISB_ERRATA if errata else Ev.ISB, st, fn, depth, line, name="isb")
+            elif word == "eret":
+                self._emit(Ev.ERET, st, fn, depth, line)
+            elif word == "tlbi":
+                self._emit(Ev.TLBI, st, fn, depth, line, name="tlbi")
+            elif word == "at":
+                self._emit(Ev.AT, st, fn, depth, line, name="at")
+            elif word in ("dsb", "psb", "tsb"):
+                self._emit(Ev.DSB, st, fn, depth, line, name=word)
+            elif word == "msr":
+                reg = register_name(m.group(2))
+                if reg:
+                    self._write(reg, Bits.unknown(), st, fn, depth, line)
+            elif word == "mrs":
+                self._emit(Ev.READ, st, fn, depth, line, register=register_name(m.group(2)))
+
+
+def _constant_shape(expr: Expr) -> bool:
+    """Only numbers and upper-case names (macros): worth one evaluator call."""
+    if isinstance(expr, Num):
+        return True
+    if isinstance(expr, Name):
+        return expr.id.isupper() or expr.id.startswith("_")
+    if isinstance(expr, Binary):
+        return _constant_shape(expr.left) and _constant_shape(expr.right)
+    if isinstance(expr, Unary):
+        return expr.op in ("~", "-") and _constant_shape(expr.operand)
+    if isinstance(expr, Cast):
+        return _constant_shape(expr.operand)
+    if isinstance(expr, Call) and isinstance(expr.func, Name):
+        return expr.func.id.isupper() and all(_constant_shape(a) for a in expr.args)
+    return False
+
+
+def _merge(states: list[_State]) -> list[_State]:
+    """Keep the number of states bounded: join states of equal contexts."""
+    if len(states) <= 1:
+        return states
+    by_ctx: dict[frozenset[Ctx], _State] = {}
+    order: list[frozenset[Ctx]] = []
+    for s in states:
+        if s.contexts in by_ctx:
+            by_ctx[s.contexts] = _join(by_ctx[s.contexts], s)
+        else:
+            by_ctx[s.contexts] = s
+            order.append(s.contexts)
+    out = [by_ctx[c] for c in order]
+    if len(out) > _MAX_STATES:
+        merged = out[0]
+        for s in out[1:]:
+            merged = _join(replace(merged, contexts=merged.contexts | s.contexts),
+                           replace(s, contexts=merged.contexts | s.contexts))
+        out = [merged]
+    return out
+
+
+__all__ = ["MASK64", "WATCHED", "Ev", "Event", "Interpreter", "Outcome", "Trace", "Written",
+           "register_name"]
