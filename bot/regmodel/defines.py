@@ -187,7 +187,7 @@ _BUILTINS: dict[str, Callable[[list[int]], int]] = {
     "_ULL": _builtin_args(1)(lambda x: x),
     "_AC": _builtin_args(1)(lambda x: x),
     "_AT": _builtin_args(1)(lambda x: x),
-    "FIELD_PREP": _builtin_args(2)(lambda mask, val: _field_prep(mask, val)),
+    "FIELD_PREP": _builtin_args(2)(_field_prep),
     "FIELD_GET": _builtin_args(2)(lambda mask, val: (val & mask) >> _lowest(mask)),
 }
 # _AC(X, UL) pastes a suffix and _AT(T, X) names a type: only one argument of

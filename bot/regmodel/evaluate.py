@@ -17,7 +17,6 @@ from bot.regmodel.defines import evaluate_defines, evaluate_expression
 from bot.regmodel.kvmarm import kernel_macros
 from bot.regmodel.model import Macro, RegisterModel, parse_version
 
-
 # The first release whose tools/sysreg generates MDCR_EL2's macros (REVIEW-GUIDE
 # section 1): before it, kvm_arm.h's hand-written names mean what they say.
 _GENERATED_SINCE = (6, 13)

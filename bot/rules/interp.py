@@ -25,10 +25,36 @@ from dataclasses import dataclass, field, replace
 from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import Ctx, KvmFacts
 from bot.rules.bits import MASK64, Bits
-from bot.rules.cexpr import (Assign, Binary, Call, Cast, Expr, Index, Member, Name, Num, Str,
-                             Ternary, Unary, Unknown, call_name, expr_text)
-from bot.rules.cstmt import (Asm, Block, Decl, ExprStmt, Function, If, Jump, Label, Loop,
-                             Preproc, Return, Stmt, Switch)
+from bot.rules.cexpr import (
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Expr,
+    Index,
+    Member,
+    Name,
+    Num,
+    Str,
+    Ternary,
+    Unary,
+    Unknown,
+    call_name,
+    expr_text,
+)
+from bot.rules.cstmt import (
+    Asm,
+    Block,
+    Decl,
+    ExprStmt,
+    Function,
+    If,
+    Loop,
+    Preproc,
+    Return,
+    Stmt,
+    Switch,
+)
 
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 _MAX_DEPTH = 5
