@@ -268,8 +268,12 @@ class SeriesView:
         return (p for p in self.patches if p.index > pv.index and p.relevant)
 
     def file_after(self, pv: PatchView, path: str) -> str | None:
+        return self.file_after_index(pv.index, path)
+
+    def file_after_index(self, index: int, path: str) -> str | None:
+        """`path` after patch `index` (0: at the base), from the kernel tree."""
         getter = getattr(self.tree, "file_after", None)
-        return getter(pv.index, path) if getter is not None else None
+        return getter(index, path) if getter is not None else None
 
     def function(self, pv: PatchView, fv: FileView, name: str) -> FunctionText:
         """The function `name` in `fv` after patch `pv`."""

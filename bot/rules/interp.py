@@ -98,6 +98,8 @@ class Event:
     value: Bits | None = None
     storage: str | None = None
     name: str = ""
+    irq_off: bool | None = None       # interrupts masked at this point (None: it depends)
+    preempt_off: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,6 +392,7 @@ class Interpreter:
               **kw: object) -> None:
         self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
                                  contexts=st.contexts, always=st.always, depth=depth,
+                                 irq_off=st.irq_off, preempt_off=st.preempt_off,
                                  **kw))  # type: ignore[arg-type]
 
     def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:

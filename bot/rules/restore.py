@@ -1,8 +1,14 @@
 """Rule families 3, 4, 5 and 9: what the host gets back on the way out.
 
-Host restore on every path, the same value after a "no functional change"
-refactor, constants kept constant on the exit path, and the PMU/SPE/trace
-ownership the host expects in MDCR_EL2.
+Each is a comparison of the traces of bot.rules.semantic: the value the
+functions of the save/restore map leave in HCR_EL2/MDCR_EL2, bit by bit and
+per configuration, before and after the patch. A path that no longer
+restores the host's value (host-restore); a restored value whose bits now
+come from somewhere else, or are forced where they were kept (same-value);
+a host value that was a compile-time constant becoming a load on every
+exit (hot-path-load); the host's HPMN or SPE/trace-buffer ownership lost on
+exit, or feature bits set blindly at init (pmu-ownership). What the commit
+message says never decides a finding.
 """
 
 from __future__ import annotations
@@ -11,25 +17,39 @@ import re
 
 from bot.data import Series
 from bot.parse.csource import split_args
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.facts import Ctx
 from bot.rules import model as M
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, normalize, view
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
+from bot.rules.bits import SourceKind, source_kind
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
+from bot.rules.flow import (
+    RESTORE_ROLES,
+    SWITCH_ROLES,
+    WATCHED,
+    always_written,
+    changed_event,
+    contexts_of,
+    decided,
+    field_mask,
+    field_names,
+    has_memory,
+    modes,
+    semantics,
+    source_words,
+    value_words,
+)
+from bot.rules.interp import Ev
+from bot.rules.semantic import Pair
 
-_EXIT_ROLES = ("exit", "panic", "early-exit")
 _PATH_ROLES = ("entry", "exit", "panic", "early-exit", "tlb-to-guest", "tlb-to-host")
-_RESTORE_CALL = re.compile(r"\b(_*deactivate_traps\w*|__load_host_stage2|"
-                           r"__debug_switch_to_host\w*|sysreg_restore_host\w*)\s*\(")
-_CALL = re.compile(r"\b([a-z_]\w*)\s*\(")
-_NOT_CALLS = {"if", "for", "while", "switch", "return", "sizeof", "write_sysreg",
-              "read_sysreg", "isb", "likely", "unlikely", "has_vhe", "BUG_ON", "WARN_ON"}
-_REASON = re.compile(r"(?i)\bvar(y|ies)\b|depend|protected|hvhe|configur|"
-                     r"differ|chosen at|decided at|at init time")
-_PTRAUTH_ONLY = re.compile(r"(?i)\b(api|apk|ptrauth|pointer auth)")
-_OWNERSHIP = re.compile(r"MDCR_EL2_(HPMN|E2PB|E2TB)")
+_OWNED = ("HPMN", "E2PB", "E2TB")
+_VARIES = re.compile(r"(?i)\bvar(y|ies)\b|depends? on|chosen at|at init|protected mode|"
+                     r"per[- ]cpu|differ")
 _FEATURE_BITS = re.compile(r"MDCR_EL2_(E2PB|E2TB|TPMS|TTRF|HPMD|HCCD|PMSSE|EnSPM|HPMFZ\w*|"
                            r"PMEE|EBWE|TDCC|MTPME|HLP)")
 _PROBE = re.compile(r"(?i)id_aa64dfr\d|pmsver|pmuver|tracebuf|tracever|\bcbz\b|\bcbnz\b|"
-                    r"\bb\.(lt|eq|ne|ge)\b|\btbz\b|cpus_have|has_\w+\(|system_supports|"
+                    r"\b(b\.(lt|eq|ne|ge))\b|\btbz\b|cpus_have|has_\w+\(|system_supports|"
                     r"kvm_has_feat|_feature\(")
 
 
@@ -37,8 +57,20 @@ def _roles(ctx: Context, fv: FileView, name: str | None) -> str | None:
     return M.role(ctx.regmodel, name, fv.path)
 
 
-def _writes_reg(ln: Line, reg: str) -> bool:
-    return bool(ln.facts.writes(reg))
+def _where(pv: PatchView, pair: Pair, register: str, side: str) -> tuple[FileView | None,
+                                                                        Line | None]:
+    """The diff line a finding about `register` in this pair is quoted at:
+    the changed write of it, else the changed line that feeds it."""
+    trace = pair.after if side == "new" else pair.before
+    if trace is not None:
+        hit = changed_event(pv, trace.events, side, (Ev.WRITE,), register)
+        if hit is not None:
+            return pv.file(hit[0].path), hit[1]
+    ln = pair.anchor
+    for fv in pv.files:
+        if ln is not None and ln in fv.lines:
+            return fv, ln
+    return pv.file(pair.key.path), ln
 
 
 @rule(id="host-restore", category=Category.HOST_RESTORE, severity=Severity.WARNING,
@@ -53,34 +85,28 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
     emit = Emit(rule="host-restore", category=Category.HOST_RESTORE, sv=sv)
     for pv in sv.relevant():
         _stale_callers(emit, sv, pv, ctx)
-        added_writes = {(reg, ln.function) for f in pv.files for ln in f.changed
-                        if ln.added for reg in M.WATCHED if _writes_reg(ln, reg)}
-        added_regs = {reg for reg, _ in added_writes}
-        for fv in pv.files:
-            if not fv.hyp or fv.deleted:
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        for pair in sem.pairs():
+            if pair.role not in RESTORE_ROLES or pair.before is None or pair.after is None:
                 continue
-            for ln in fv.changed:
-                if not ln.removed or _roles(ctx, fv, ln.function) not in _EXIT_ROLES:
+            for reg in WATCHED:
+                lost = [c for c in contexts_of(pair)
+                        if always_written(pair.before, c, reg) is not None
+                        and always_written(pair.after, c, reg) is None]
+                if not lost:
                     continue
-                for reg in M.WATCHED:
-                    if not _writes_reg(ln, reg) or (reg, ln.function) in added_writes:
-                        continue
-                    if _restored_elsewhere(sv, pv, fv, ln, reg, added_regs):
-                        continue
-                    fn = sv.function(pv, fv, ln.function or "")
-                    if not fn.lines:
-                        continue  # the function itself went away: not a path any more
-                    texts = [t for _, t in fn.lines]
-                    # A restore helper still called may write it (its body is not here).
-                    helper = any(_RESTORE_CALL.search(t) for t in texts)
-                    new_calls = {m.group(1) for x in fv.changed if x.added
-                                 and x.function == ln.function
-                                 for m in _CALL.finditer(x.code)} - _NOT_CALLS
-                    sev = Severity.WARNING if fn.complete and not new_calls and not helper \
-                        else Severity.QUESTION
-                    emit(sev, pv, fv, ln, register=reg,
-                         message="%s() no longer writes the host's %s on its way back to the "
-                         "host: which path restores it now?" % (ln.function, reg))
+                fv, ln = _where(pv, pair, reg, "old")
+                if ln is None:
+                    continue
+                partly = any(pair.after.written(c, reg) is not None for c in lost)
+                emit(Severity.WARNING if decided(pair) else Severity.QUESTION, pv, fv, ln,
+                     register=reg,
+                     message="%s() no longer writes the host's %s on %s way back to the "
+                     "host (%s)%s: which path restores it now?" % (
+                         pair.key.name, reg, "every" if not partly else "each",
+                         modes(lost), "" if not partly else ", only on some paths"))
     return emit.out
 
 
@@ -142,63 +168,80 @@ def _post_texts(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[int, 
     return [(ln.new_no or 0, ln.text) for ln in fv.lines if ln.new_side]
 
 
-def _restored_elsewhere(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line, reg: str,
-                        added_regs: set[str]) -> bool:
-    """The same write, moved to a helper or another file within the patch."""
-    return normalize(ln.text) in pv.moved
 
 
-def _value_ops(pv: PatchView, removed: bool) -> dict[tuple[str, str, tuple[str, ...]], Line]:
-    out: dict[tuple[str, str, tuple[str, ...]], Line] = {}
-    for fv in pv.files:
-        for ln in fv.changed:
-            if ln.removed != removed:
-                continue
-            for a in ln.facts.assigns:
-                key = (a.register, a.op, tuple(sorted(M.macros(a.value))))
-                if key[2]:
-                    out.setdefault(key, ln)
-            for acc in ln.facts.accesses:
-                if acc.register in M.WATCHED and acc.kind != "read":
-                    names = tuple(sorted(M.macros(acc.value + " " + acc.clear + " " + acc.set)))
-                    if names:
-                        out.setdefault((acc.register, "write", names), ln)
-    return out
+_FLAGS_DEFINE = re.compile(r"^\s*#\s*define\s+(HCR|MDCR)_\w*(FLAGS|MASK)\w*")
+
+
+def _flags_changed(pv: PatchView) -> bool:
+    """The patch defines or redefines a flag set: a constant restored value
+    that changes with it is the deliberate change the flag rules judge."""
+    return any(_FLAGS_DEFINE.match(ln.text) for fv in pv.files for ln in fv.changed)
 
 
 @rule(id="same-value", category=Category.SAME_VALUE, severity=Severity.WARNING,
-      summary='a "no functional change" patch changes the host value')
+      summary="the value restored to the host changes where it comes from")
 def same_value(series: Series, ctx: Context) -> list[Finding]:
-    """A refactor that says it changes nothing must hand the host exactly
-    the value it had before. Dropping a mask or an OR while moving the
-    restore code changes a trap bit for every host, and nobody looks for
-    it because the commit message promised nothing changed."""
+    """The host's HCR_EL2/MDCR_EL2 on the way out is a contract: bits the
+    host owns are kept (read back or saved at entry), bits KVM owns are
+    forced. A change that takes the kept bits from elsewhere (the vcpu's
+    copy, a constant), forces what was kept or keeps what was forced, or
+    adds a mask that drops host bits, changes every host, however small
+    the diff, and the write that shows it may be twenty lines away."""
     sv = view(series, ctx)
     emit = Emit(rule="same-value", category=Category.SAME_VALUE, sv=sv)
+    model = ctx.regmodel
+    if not isinstance(model, RegisterModel):
+        return emit.out
     for pv in sv.relevant():
-        if not pv.claims_no_change:
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
             continue
-        before = _value_ops(pv, removed=True)
-        after = _value_ops(pv, removed=False)
-        after_names = {n for key in after for n in key[2]}
-        for key, ln in before.items():
-            if key in after:
+        for pair in sem.pairs():
+            if pair.role not in RESTORE_ROLES or pair.before is None or pair.after is None:
                 continue
-            lost = [n for n in key[2] if n not in after_names]
-            if not lost:
-                continue
-            fv = next(f for f in pv.files if ln in f.lines)
-            emit(Severity.WARNING, pv, fv, ln, register=key[0],
-                 fields=M.field_names(ctx.regmodel, " ".join(lost)),
-                 message="the commit message says no functional change, but %s no longer "
-                 "appears in the %s value: the host gets a different %s." % (
-                     ", ".join(lost), key[0], key[0]))
+            flags = _flags_changed(pv)
+            for reg in WATCHED:
+                changed: dict[int, list[Ctx]] = {}
+                worst = ""
+                for c in contexts_of(pair):
+                    old = always_written(pair.before, c, reg)
+                    new = always_written(pair.after, c, reg)
+                    if old is None or new is None:
+                        continue
+                    diff = old.differs(new)
+                    # A constant becoming a load is hot-path-load's question.
+                    if not diff or (old.is_const and has_memory(new)):
+                        continue
+                    kept = diff & old.src_mask
+                    if kept:
+                        worst = "kept"
+                    elif diff & old.known & new.src_mask:
+                        worst = worst or "forced"
+                    elif flags:
+                        continue  # constant bits the patch's new flag set changes
+                    else:
+                        worst = worst or "const"
+                    changed.setdefault(diff, []).append(c)
+                for diff, ctxs in changed.items():
+                    old = always_written(pair.before, ctxs[0], reg)
+                    new = always_written(pair.after, ctxs[0], reg)
+                    assert old is not None and new is not None
+                    fv, ln = _where(pv, pair, reg, "new")
+                    if ln is None:
+                        continue
+                    names = field_names(model, reg, diff)
+                    sure = decided(pair) and not (old.unknown_mask | new.unknown_mask) & diff
+                    emit(Severity.WARNING if sure and worst != "const" else Severity.QUESTION,
+                         pv, fv, ln, register=reg, fields=names,
+                         message="the host's %s written by %s() changes (%s): %s %s %s and "
+                         "%s now %s%s" % (
+                             reg, pair.key.name, modes(ctxs),
+                             "/".join(names) or M.bits_text(diff),
+                             "was" if len(names) == 1 else "were", value_words(old, diff),
+                             "is" if len(names) == 1 else "are", value_words(new, diff),
+                             "." if worst != "const" else ": is that meant for every host?"))
     return emit.out
-
-
-def _constant(expr: str) -> bool:
-    expr = expr.strip()
-    return bool(expr) and re.fullmatch(r"[A-Z0-9_|&~()<>\s]+|0x[0-9a-fA-F]+|\d+", expr) is not None
 
 
 @rule(id="hot-path-load", category=Category.HOT_PATH_LOAD, severity=Severity.QUESTION,
@@ -206,34 +249,87 @@ def _constant(expr: str) -> bool:
 def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
     """Every guest exit restores the host's HCR_EL2. When that value is a
     compile-time constant the restore is an immediate; turning it into a
-    load from per-CPU or global data costs on every exit and needs a host
+    load from per-CPU or vcpu data costs on every exit and needs a host
     configuration that really varies. Flags that are harmless when their
-    feature is absent (API/APK) are no such reason."""
+    feature is absent (API/APK) are no such reason. A WARN or new state
+    loads on the world-switch path cost on every entry and exit too."""
     sv = view(series, ctx)
     emit = Emit(rule="hot-path-load", category=Category.HOT_PATH_LOAD, sv=sv)
     for pv in sv.relevant():
-        for fv in pv.files:
-            gone = {(ln.function, acc.register) for ln in fv.changed if ln.removed
-                    for acc in ln.facts.accesses
-                    if acc.register in M.WATCHED and acc.kind == "write" and _constant(acc.value)}
-            if not gone:
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        stored = _stored_values(sem.pairs())
+        for pair in sem.pairs():
+            if pair.before is None or pair.after is None:
                 continue
-            for ln in fv.changed:
-                if not ln.added or _roles(ctx, fv, ln.function) not in _EXIT_ROLES:
-                    continue
-                for acc in ln.facts.accesses:
-                    key = (ln.function, acc.register)
-                    if key not in gone or acc.kind != "write" or _constant(acc.value):
-                        continue
-                    if _REASON.search(pv.message):
-                        continue
-                    sev = Severity.WARNING if _PTRAUTH_ONLY.search(pv.message) else \
-                        Severity.QUESTION
-                    emit(sev, pv, fv, ln, register=acc.register,
-                         message="the host %s restored in %s() was a constant and is now "
-                         "loaded from memory on every exit: which host configuration makes it "
-                         "vary?" % (acc.register, ln.function))
+            if pair.role in RESTORE_ROLES:
+                _constant_to_load(emit, pv, pair, stored)
+            if pair.role in SWITCH_ROLES:
+                _new_warn(emit, pv, pair)
     return emit.out
+
+
+def _stored_values(pairs: list[Pair]) -> dict[str, set[int | None]]:
+    """What the patch's functions store into each storage, after it."""
+    out: dict[str, set[int | None]] = {}
+    for pair in pairs:
+        if pair.after is None:
+            continue
+        for e in pair.after.events:
+            if e.kind is Ev.STORE and e.storage and e.value is not None:
+                out.setdefault(e.storage, set()).add(e.value.value)
+    return out
+
+
+def _constant_to_load(emit: Emit, pv: PatchView, pair: Pair,
+                      stored: dict[str, set[int | None]]) -> None:
+    assert pair.before is not None and pair.after is not None
+    for reg in WATCHED:
+        hit: list[Ctx] = []
+        source = ""
+        for c in contexts_of(pair):
+            old = always_written(pair.before, c, reg)
+            new = always_written(pair.after, c, reg)
+            if old is None or new is None or not old.is_const or not has_memory(new):
+                continue
+            mem = [n for n in new.sources() if source_kind(n) is not SourceKind.LIVE]
+            if not mem:
+                continue
+            storage = mem[0].partition(":")[2]
+            values = stored.get(storage, set())
+            if len(values) > 1 or None in values:
+                continue  # the patch makes it vary by configuration: the reason is there
+            hit.append(c)
+            source = mem[0]
+        if not hit:
+            continue
+        fv, ln = _where(pv, pair, reg, "new")
+        if ln is None:
+            continue
+        # The commit message may give the reason; the patch must show it.
+        claim = _VARIES.search(pv.message)
+        ask = ("the commit message says it varies, but the patch does not show where %s is "
+               "chosen: which host configuration sets it differently?" % source_words(source)
+               if claim else "which host configuration makes it vary?")
+        emit(Severity.QUESTION, pv, fv, ln, register=reg,
+             message="the host %s restored in %s() was a compile-time constant (%s) and is "
+             "now loaded from %s on every exit: %s" % (
+                 reg, pair.key.name, modes(hit), source_words(source), ask))
+
+
+def _new_warn(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    assert pair.before is not None and pair.after is not None
+    before = sum(1 for e in pair.before.events if e.kind is Ev.WARN)
+    hit = changed_event(pv, pair.after.events, "new", (Ev.WARN,))
+    after = sum(1 for e in pair.after.events if e.kind is Ev.WARN)
+    if hit is None or after <= before:
+        return
+    e, ln = hit
+    emit(Severity.QUESTION, pv, pv.file(e.path), ln, register=None,
+         message="%s() runs on every guest %s: does the %s() it gains need to be evaluated "
+         "there, on the world-switch path?" % (
+             pair.key.name, "entry" if pair.role is Role.ENTRY else "exit", e.name))
 
 
 @rule(id="pmu-ownership", category=Category.PMU_OWNERSHIP, severity=Severity.WARNING,
@@ -246,30 +342,66 @@ def pmu_ownership(series: Series, ctx: Context) -> list[Finding]:
     blind OR."""
     sv = view(series, ctx)
     emit = Emit(rule="pmu-ownership", category=Category.PMU_OWNERSHIP, sv=sv)
+    model = ctx.regmodel
+    if not isinstance(model, RegisterModel):
+        return emit.out
     for pv in sv.relevant():
-        added_text = " ".join(ln.code for f in pv.files for ln in f.changed if ln.added)
-        for fv in pv.files:
-            for ln in fv.changed:
-                role = _roles(ctx, fv, ln.function)
-                if ln.removed and role in _EXIT_ROLES and not fv.deleted:
-                    for m in _OWNERSHIP.finditer(ln.code):
-                        if m.group(0) in added_text:
-                            continue
-                        emit(Severity.WARNING, pv, fv, ln, register="MDCR_EL2",
-                             fields=(m.group(1),),
-                             message="the host's MDCR_EL2.%s is no longer restored in %s(): "
-                             "host perf/SPE/trace expect it back on exit." % (
-                                 m.group(1), ln.function))
-                        break
-                elif ln.added and role == "init" and _FEATURE_BITS.search(ln.code) and (
-                        "|=" in ln.code or "orr" in ln.code):
-                    if _probed_before(fv, ln):
-                        continue
-                    fld = _FEATURE_BITS.search(ln.code).group(1)  # type: ignore[union-attr]
-                    emit(Severity.QUESTION, pv, fv, ln, register="MDCR_EL2", fields=(fld,),
-                         message="MDCR_EL2.%s is set here without a visible feature check: is "
-                         "the feature probed first?" % fld)
+        sem = semantics(sv, pv, ctx)
+        if sem is not None:
+            for pair in sem.pairs():
+                if pair.role in RESTORE_ROLES and pair.before is not None \
+                        and pair.after is not None:
+                    _ownership(emit, pv, pair, model)
+        _blind_feature_bits(emit, pv, ctx)
     return emit.out
+
+
+def _ownership(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:
+    reg = "MDCR_EL2"
+    for name in _OWNED:
+        mask = field_mask(model, reg, name)
+        lost: list[Ctx] = []
+        pick = None
+        for c in contexts_of(pair):
+            old = always_written(pair.before, c, reg)
+            new = always_written(pair.after, c, reg)
+            if old is None:
+                continue
+            if new is None:
+                if pair.after is not None and pair.after.written(c, reg) is None:
+                    continue  # no longer written at all: host-restore says so
+                lost.append(c)
+                continue
+            if old.differs(new, mask):
+                lost.append(c)
+                pick = (old, new)
+        if not lost:
+            continue
+        fv, ln = _where(pv, pair, reg, "new")
+        if ln is None:
+            continue
+        how = ("were %s and are now %s" % (value_words(pick[0], mask), value_words(pick[1], mask))
+               if pick is not None else "are no longer restored on every path")
+        emit(Severity.WARNING if decided(pair) else Severity.QUESTION, pv, fv, ln,
+             register=reg, fields=(name,),
+             message="on exit through %s() the host's MDCR_EL2.%s bits %s (%s): host "
+             "perf/SPE/trace expect their own setting back." % (
+                 pair.key.name, name, how, modes(lost)))
+
+
+def _blind_feature_bits(emit: Emit, pv: PatchView, ctx: Context) -> None:
+    for fv in pv.files:
+        for ln in fv.changed:
+            if not ln.added or _roles(ctx, fv, ln.function) != "init":
+                continue
+            m = _FEATURE_BITS.search(ln.code)
+            if m is None or not ("|=" in ln.code or "orr" in ln.code):
+                continue
+            if _probed_before(fv, ln):
+                continue
+            emit(Severity.QUESTION, pv, fv, ln, register="MDCR_EL2", fields=(m.group(1),),
+                 message="MDCR_EL2.%s is set here without a visible feature check: is the "
+                 "feature probed first?" % m.group(1))
 
 
 def _probed_before(fv: FileView, ln: Line) -> bool:

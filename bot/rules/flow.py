@@ -1,0 +1,172 @@
+"""What the value rules share: the patch's semantic model, once per patch,
+and the words for contexts, registers and fields in a finding.
+
+Every rule that compares values or orderings gets its `PatchSemantics` here
+(memoised on the Context, like the line view of bot.rules.analysis), and
+decides its severity the same way: a finding is decided (error/warning)
+only when the function after the patch was seen whole (or read from the
+kernel tree) and no call the bot cannot follow appeared with the patch; it
+is a question otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.facts import Ctx
+from bot.rules.analysis import FileView, Line, PatchView, SeriesView
+from bot.rules.bits import MASK64, Bits, SourceKind, source_kind
+from bot.rules.core import Context
+from bot.rules.interp import Ev, Event, Trace
+from bot.rules.semantic import Pair, PatchSemantics
+
+WATCHED = ("HCR_EL2", "MDCR_EL2")
+# Roles that hand the host its registers back (REVIEW-GUIDE section 4).
+RESTORE_ROLES = frozenset({Role.EXIT, Role.PANIC, Role.EARLY_EXIT, Role.TLB_TO_HOST,
+                           Role.VCPU_PUT})
+# Roles on the world switch: run on every guest entry and exit.
+SWITCH_ROLES = frozenset({Role.ENTRY, Role.EXIT, Role.EARLY_EXIT, Role.RUN})
+_MODE_WORDS = {"nvhe": "nVHE", "pkvm": "protected nVHE", "hvhe": "hVHE", "vhe": "VHE"}
+
+
+def semantics(sv: SeriesView, pv: PatchView, ctx: Context) -> PatchSemantics | None:
+    """The semantic model of patch `pv` (None without a register model)."""
+    model = ctx.regmodel
+    if not isinstance(model, RegisterModel):
+        return None
+    key = ("semantics", pv.index, id(sv))
+    sem = ctx.memo.get(key)
+    if sem is None:
+        base = getattr(getattr(sv.tree, "base", None), "version", None)
+        sem = PatchSemantics(sv, pv, model, era=base)
+        ctx.memo[key] = sem
+    assert isinstance(sem, PatchSemantics)
+    return sem
+
+
+def modes(contexts: Iterable[Ctx]) -> str:
+    """'nVHE and protected nVHE', 'VHE': the configurations, in words."""
+    names = list(dict.fromkeys(_MODE_WORDS[c.mode] for c in sorted(contexts)))
+    if len(names) <= 1:
+        return names[0] if names else "no configuration"
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def decided(pair: Pair) -> bool:
+    """The bot saw all of the function after the patch, and the patch added
+    no call it cannot follow."""
+    if pair.after is None or pair.before is None:
+        return False
+    whole = pair.from_tree or pair.after.function.complete
+    new_calls = set(pair.after.unresolved) - set(pair.before.unresolved)
+    return whole and not new_calls
+
+
+def line_at(pv: PatchView, path: str, number: int, side: str) -> Line | None:
+    """The diff line of `path` with that line number on one side."""
+    fv = pv.file(path)
+    if fv is None:
+        return None
+    for ln in fv.lines:
+        if (ln.new_no if side == "new" else ln.old_no) == number and (
+                ln.new_side if side == "new" else ln.old_side):
+            return ln
+    return None
+
+
+def file_of(pv: PatchView, path: str) -> FileView | None:
+    return pv.file(path)
+
+
+def changed_event(pv: PatchView, events: Iterable[Event], side: str,
+                  kinds: tuple[Ev, ...], register: str | None = None) -> tuple[Event, Line] | None:
+    """The first event of these kinds that sits on a line the patch changed."""
+    for e in events:
+        if e.kind not in kinds or (register is not None and e.register != register):
+            continue
+        ln = line_at(pv, e.path, e.line, side)
+        if ln is not None and ln.kind.value != " ":
+            return e, ln
+    return None
+
+
+def field_names(model: RegisterModel, register: str, mask: int) -> tuple[str, ...]:
+    reg = model.register(register)
+    if reg is None:
+        return ()
+    return tuple(f.name for f in reg.fields if f.mask & mask)
+
+
+def field_mask(model: RegisterModel, register: str, *names: str) -> int:
+    reg = model.register(register)
+    mask = 0
+    for name in names:
+        f = reg.field(name) if reg is not None else None
+        if f is not None:
+            mask |= f.mask
+    return mask
+
+
+def has_memory(value: Bits, mask: int = MASK64) -> bool:
+    return any(source_kind(name) in _MEMORY for name in value.sources(mask))
+
+
+_MEMORY = (SourceKind.VCPU, SourceKind.GUEST_HYP, SourceKind.HOST_COPY, SourceKind.PERCPU,
+           SourceKind.LOAD)
+
+
+def source_words(name: str) -> str:
+    """A value source as a reviewer would name it."""
+    kind, _, rest = name.partition(":")
+    if kind == "live":
+        return "the live %s (read back)" % rest
+    if kind == "param":
+        return "the parameter %s" % rest
+    if kind == "call":
+        return "what %s() returns" % rest
+    if kind == "load":
+        return rest
+    return {"vcpu.hcr_el2": "vcpu->arch.hcr_el2", "vcpu.mdcr_el2": "vcpu->arch.mdcr_el2",
+            "host-copy.mdcr_el2": "the host's saved MDCR_EL2 copy",
+            "percpu.init_params.hcr_el2": "the per-CPU kvm_init_params.hcr_el2",
+            "guest-hyp.HCR_EL2": "the guest hypervisor's HCR_EL2",
+            "guest-hyp.MDCR_EL2": "the guest hypervisor's MDCR_EL2"}.get(rest, rest)
+
+
+def value_words(value: Bits, mask: int) -> str:
+    """How the bits of `mask` of a value are made, in words."""
+    parts: list[str] = []
+    forced1 = value.ones & mask
+    forced0 = value.zeros & mask
+    if forced1:
+        parts.append("set")
+    if forced0:
+        parts.append("cleared")
+    for name in value.sources(mask):
+        parts.append("taken from " + source_words(name))
+    if value.unknown_mask & mask:
+        parts.append("not known")
+    return " / ".join(parts) or "not known"
+
+
+def always_written(trace: Trace | None, ctx: Ctx, register: str) -> Bits | None:
+    """The value `register` holds when the function returns, if every path
+    of `ctx` writes it."""
+    if trace is None:
+        return None
+    w = trace.written(ctx, register)
+    return w.value if w is not None and w.always else None
+
+
+def contexts_of(pair: Pair) -> list[Ctx]:
+    """The contexts both traces cover."""
+    seen: list[Ctx] = []
+    for trace in (pair.before, pair.after):
+        if trace is None:
+            continue
+        for out in trace.outcomes:
+            for c in sorted(out.contexts):
+                if c not in seen:
+                    seen.append(c)
+    return seen

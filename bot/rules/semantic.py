@@ -1,0 +1,267 @@
+"""The semantic model of one patch: its functions before and after, and what
+they do to HCR_EL2/MDCR_EL2 in each execution context.
+
+For every function the patch changes, and every function of the
+save/restore map (kvm.toml [[functions]]) that reaches one of them through
+calls the text shows, the interpreter (bot.rules.interp) is run on the
+function as it was before the patch and as it is after. With a kernel tree
+(`Context.tree`, a TreeSnapshot) both sides are whole files at the patch's
+base and after it; without one they are what the hunks show, and a trace
+says it is incomplete. Rules compare the two traces: a value that changed,
+a write that went away, a barrier that is no longer between a write and
+what depends on it. Pure: everything comes from the series and the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bot.parse.csource import c_functions, is_asm
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.evaluate import Evaluator
+from bot.regmodel.facts import Ctx
+from bot.rules.analysis import FileView, Line, PatchView, SeriesView
+from bot.rules.cexpr import Call, Name
+from bot.rules.cstmt import Decl, ExprStmt, Function, If, Loop, Return, function_from_lines, walk
+from bot.rules.interp import Interpreter, Trace
+
+_DEF_LINE = r"^[A-Za-z_][^;]*\b%s\s*\("
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FnKey:
+    path: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pair:
+    """One function before and after the patch, traced in its contexts."""
+
+    key: FnKey
+    role: Role | None
+    before: Trace | None
+    after: Trace | None
+    changed: tuple[Line, ...]       # the patch's changed lines in this function
+    reaches: tuple[FnKey, ...]      # changed functions it reaches through calls
+    from_tree: bool
+
+    @property
+    def anchor(self) -> Line | None:
+        """The changed line a finding about this pair is quoted at."""
+        added = [ln for ln in self.changed if ln.added]
+        pick = added or list(self.changed)
+        return pick[0] if pick else None
+
+
+def _group(lines: list[Line], side: str) -> dict[str, list[Line]]:
+    out: dict[str, list[Line]] = {}
+    for ln in lines:
+        if ln.function and (ln.new_side if side == "new" else ln.old_side):
+            out.setdefault(ln.function, []).append(ln)
+    return out
+
+
+def hunk_functions(fv: FileView, side: str) -> list[Function]:
+    """The functions one side of a file's hunks shows, as far as it shows them."""
+    out: list[Function] = []
+    for name, lines in _group(list(fv.lines), side).items():
+        numbered = [((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in lines]
+        numbered.sort()
+        contiguous = all(b[0] - a[0] == 1 for a, b in zip(numbered, numbered[1:], strict=False))
+        start = re.compile(_DEF_LINE % re.escape(name))
+        has_start = any(start.match(text) for _, text in numbered[:4])
+        has_end = contiguous and numbered[-1][1].startswith("}")
+        out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
+                                       has_end=has_end and has_start))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def file_functions(path: str, text: str) -> tuple[Function, ...]:
+    """Every function of a whole C file (memoised by content: the same file
+    is read for many patches of a series)."""
+    lines = text.split("\n")
+    out: list[Function] = []
+    for span in c_functions(text):
+        numbered = [(i + 1, lines[i]) for i in range(span.start, min(span.end, len(lines) - 1) + 1)]
+        out.append(function_from_lines(span.name, path, numbered, has_start=span.has_start,
+                                       has_end=span.has_end))
+    return tuple(out)
+
+
+def calls_of(fn: Function) -> set[str]:
+    """Names of the functions `fn` calls."""
+    out: set[str] = set()
+    for stmt in walk(fn.body):
+        exprs = []
+        if isinstance(stmt, ExprStmt):
+            exprs.append(stmt.expr)
+        elif isinstance(stmt, Decl):
+            exprs.extend(d.init for d in stmt.names if d.init is not None)
+        elif isinstance(stmt, If | Loop):
+            exprs.append(stmt.cond)
+        elif isinstance(stmt, Return) and stmt.value is not None:
+            exprs.append(stmt.value)
+        for expr in exprs:
+            out.update(_call_names(expr))
+    return out
+
+
+def _call_names(expr: object) -> Iterator[str]:
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call):
+            if isinstance(node.func, Name):
+                yield node.func.id
+            stack.extend(node.args)
+            stack.append(node.func)
+        elif hasattr(node, "__slots__"):
+            for slot in node.__slots__:
+                value = getattr(node, slot, None)
+                if isinstance(value, tuple):
+                    stack.extend(value)
+                elif value is not None and not isinstance(value, str | int | bool):
+                    stack.append(value)
+
+
+@dataclass(slots=True)
+class _Side:
+    functions: dict[str, list[Function]] = field(default_factory=dict)
+    evaluator: Evaluator | None = None
+
+    def add(self, fn: Function) -> None:
+        self.functions.setdefault(fn.name, []).append(fn)
+
+    def get(self, key: FnKey) -> Function | None:
+        for fn in self.functions.get(key.name, []):
+            if fn.path == key.path:
+                return fn
+        return None
+
+
+class PatchSemantics:
+    """Before/after traces of the functions one patch changes or reaches."""
+
+    def __init__(self, sv: SeriesView, pv: PatchView, model: RegisterModel,
+                 era: str | None = None) -> None:
+        self.sv = sv
+        self.pv = pv
+        self.model = model
+        self.facts = model.facts
+        self.before = _Side()
+        self.after = _Side()
+        self.from_tree = False
+        tree = sv.tree
+        files = [fv for fv in pv.files if not is_asm(fv.path)
+                 and fv.path.endswith((".c", ".h"))]
+        snapshot_paths: list[str] = []
+        if tree is not None and getattr(tree, "applied", True):
+            snapshot_paths = sorted({p for _, p in getattr(tree, "files", {})})
+        if snapshot_paths:
+            self.from_tree = True
+            for path in snapshot_paths:
+                if not path.endswith((".c", ".h")):
+                    continue
+                old = sv.file_after_index(pv.index - 1, path)
+                new = sv.file_after_index(pv.index, path)
+                for text, side in ((old, self.before), (new, self.after)):
+                    if text is not None:
+                        for fn in file_functions(path, text):
+                            side.add(fn)
+        else:
+            for fv in files:
+                for fn in hunk_functions(fv, "old"):
+                    self.before.add(fn)
+                for fn in hunk_functions(fv, "new"):
+                    self.after.add(fn)
+        base = Evaluator(model, era)
+        self.before.evaluator = base.with_defines(_side_text(files, "old"))
+        self.after.evaluator = base.with_defines(_side_text(files, "new"))
+        self.changed: dict[FnKey, list[Line]] = {}
+        for fv in files:
+            for ln in fv.changed:
+                if ln.function:
+                    self.changed.setdefault(FnKey(path=fv.path, name=ln.function), []).append(ln)
+        self._pairs: list[Pair] | None = None
+
+    def role(self, key: FnKey) -> Role | None:
+        fr = self.model.role(key.name, key.path)
+        return fr.role if fr is not None else None
+
+    def contexts(self, key: FnKey) -> frozenset[Ctx]:
+        return self.facts.contexts_of(key.path)
+
+    def _trace(self, side: _Side, key: FnKey) -> Trace | None:
+        fn = side.get(key)
+        if fn is None or side.evaluator is None:
+            return None
+        interp = Interpreter(self.facts, side.evaluator, side.functions)
+        return interp.run(fn, self.contexts(key))
+
+    def _reaching(self) -> dict[FnKey, set[FnKey]]:
+        """Functions that reach a changed function through calls (on either
+        side), with the changed functions each reaches."""
+        changed_names = {k.name for k in self.changed}
+        out: dict[FnKey, set[FnKey]] = {k: {k} for k in self.changed}
+        for side in (self.before, self.after):
+            graph = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
+                     for fns in side.functions.values() for fn in fns}
+            memo: dict[FnKey, set[str]] = {}
+
+            def reach(key: FnKey, seen: frozenset[FnKey], g: dict[FnKey, set[str]] = graph,
+                      m: dict[FnKey, set[str]] = memo, s: _Side = side) -> set[str]:
+                if key in m:
+                    return m[key]
+                found = set(g.get(key, ())) & changed_names
+                for name in g.get(key, ()):
+                    for fn in s.functions.get(name, []):
+                        sub = FnKey(path=fn.path, name=fn.name)
+                        if sub not in seen and len(seen) < 6:
+                            found |= reach(sub, seen | {sub})
+                m[key] = found
+                return found
+
+            for key in graph:
+                names = reach(key, frozenset({key}))
+                if names:
+                    targets = {k for k in self.changed if k.name in names}
+                    out.setdefault(key, set()).update(targets)
+        return out
+
+    def pairs(self) -> list[Pair]:
+        """Every changed function and every role function reaching one."""
+        if self._pairs is not None:
+            return self._pairs
+        pairs: list[Pair] = []
+        for key, reached in sorted(self._reaching().items(), key=lambda kv: (kv[0].path,
+                                                                             kv[0].name)):
+            role = self.role(key)
+            if key not in self.changed and role is None:
+                continue
+            lines: list[Line] = []
+            for k in sorted(reached, key=lambda k: (k.path, k.name)):
+                lines.extend(self.changed.get(k, []))
+            pairs.append(Pair(key=key, role=role, before=self._trace(self.before, key),
+                              after=self._trace(self.after, key), changed=tuple(lines),
+                              reaches=tuple(sorted(reached, key=lambda k: (k.path, k.name))),
+                              from_tree=self.from_tree))
+        self._pairs = pairs
+        return pairs
+
+
+def _side_text(files: list[FileView], side: str) -> str:
+    """The #define lines of one side of the patch's headers, for the
+    evaluator (a macro the patch changes has its old value before)."""
+    out: list[str] = []
+    for fv in files:
+        if not fv.path.endswith(".h"):
+            continue
+        for ln in fv.lines:
+            if ln.new_side if side == "new" else ln.old_side:
+                out.append(ln.text)
+    return "\n".join(out)
