@@ -117,6 +117,13 @@ class Reporter:
         s = res.series
         w = self.out.write
         w("%s v%d: %s\n  by %s\n" % (s.message_id, s.revision, s.subject, s.author))
+        if res.comparison is not None:
+            earlier = res.comparison.earlier
+            still = sum(f.revision_status is RevisionStatus.STILL_PRESENT
+                        for f in res.rules.findings)
+            w("  compared with v%d (%s, %s): %d new, %d still present, %d resolved\n" % (
+                earlier.revision, earlier.source, earlier.message_id,
+                len(res.rules.findings) - still, still, len(res.comparison.resolved)))
         for p in s.patches:
             w("  [%d/%d] %s\n" % (p.index, p.total, p.subject))
             for t in p.trailers:
