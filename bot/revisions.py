@@ -61,12 +61,12 @@ def match(current: Sequence[Finding], earlier: Sequence[Finding],
     by_print: dict[str, list[int]] = {}
     for j, f in enumerate(earlier):
         by_print.setdefault(f.fingerprint, []).append(j)
-    for i, f in enumerate(current):
-        candidates = [j for j in by_print.get(f.fingerprint, ()) if j not in used]
-        if candidates:
-            best = min(candidates, key=lambda j: _same_place(f, earlier[j]))
-            pairs[i] = best
-            used.add(best)
+    exact = sorted((_same_place(f, earlier[j]), i, j) for i, f in enumerate(current)
+                   for j in by_print.get(f.fingerprint, ()))
+    for _place, i, j in exact:
+        if i not in pairs and j not in used:
+            pairs[i] = j
+            used.add(j)
     scored: list[tuple[float, bool, int, int, int]] = []
     for i, f in enumerate(current):
         if i in pairs:
