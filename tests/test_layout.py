@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # Reply drafts rendered from findings.
     "drafts": (("bot.drafts", "bot.drafts.*"), ("base", "parse", "drafts")),
     # The database: models, migrations, queries.
-    "store": (("bot.store", "bot.store.*"), ("base", "store")),
+    "store": (("bot.store", "bot.store.*"), ("base", "revisions", "store")),
     # Orchestration and interfaces on top: may use every layer.
     "top": (("bot.__main__", "bot.cli", "bot.pipeline", "bot.check", "bot.report",
              "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*"),

@@ -254,6 +254,34 @@ def test_stored_trailers_carry_to_a_new_thread(migrated, tmp_path):
     assert carried == [(1, "Acked-by", 1), (1, "Reviewed-by", 1), (5, "Acked-by", 1)]
 
 
+def test_a_revision_stored_before_the_one_it_follows_is_compared_when_that_arrives(
+        migrated, tmp_path):
+    """v2's thread is stored first (in an archive, v1's thread completes
+    with its last reply, often after v2 was posted); storing v1 then marks
+    v2's findings against it and v1's resolved ones."""
+    v1_file, v2_file = split(CONSTRUCTED, tmp_path)
+    (v2,) = check(migrated, v2_file, store=True)
+    assert v2["compared_to"] is None
+    check(migrated, v1_file, store=True)
+    v1_id, v2_id = series_id(migrated, C_V1), series_id(migrated, C_V2)
+    (v1_width,) = rows(migrated, Finding, Finding.series_id == v1_id)
+    stored = {f.rule: f for f in rows(migrated, Finding, Finding.series_id == v2_id)}
+    assert (stored["register-width"].revision_status, stored["register-width"].first_seen,
+            stored["register-width"].continues_id) == (RevisionStatus.STILL_PRESENT, 1,
+                                                       v1_width.id)
+    assert (stored["host-flags"].revision_status, stored["host-flags"].first_seen) == (
+        RevisionStatus.NEW, 2)
+    assert v1_width.resolved_in_id is None
+    (v2_row,) = rows(migrated, Series, Series.id == v2_id)
+    assert v2_row.previous_id == v1_id
+
+    # The same with a fix in the later revision: v1's finding is resolved in v2.
+    check(migrated, OPTIN_V2, store=True)
+    check(migrated, OPTIN_V1, store=True)
+    (width,) = rows(migrated, Finding, Finding.series_id == series_id(migrated, OPTIN_V1_MID))
+    assert width.resolved_in_id == series_id(migrated, OPTIN_V2_MID)
+
+
 @pytest.mark.parametrize("order", ["v1 first", "same input"])
 def test_compare_to_wins_over_the_stored_revision(migrated, tmp_path, order):
     if order == "v1 first":
@@ -262,3 +290,57 @@ def test_compare_to_wins_over_the_stored_revision(migrated, tmp_path, order):
     assert v1["compared_to"]["source"] == "compare-to"
     (width,) = rows(migrated, Finding, Finding.series_id == series_id(migrated, OPTIN_V1_MID))
     assert (width.revision_status, width.first_seen) == (RevisionStatus.NEW, 1)
+
+
+# -- migration 0005 on rows stored before it ----------------------------------
+
+
+def test_migration_computes_key_and_fingerprint_of_stored_findings_and_back(db_url, tmp_path):
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from bot.data import Category, Severity
+    from bot.data import Finding as FindingData
+    from bot.store import db
+    from tests.conftest import make_config
+
+    engine = db.make_engine(make_config(tmp_path, BOT_DATABASE_URL=db_url))
+    db.upgrade(engine, "0001")
+    evidence = ["\tu16 imm = (hcr >> shift) & GENMASK(16, 0);", "  x  =  1;"]
+    mid = "20201109113233.9012-24-dbrazdil@google.com"
+    old = hashlib.sha256("\x1f".join([
+        "register-width", "arch/arm64/kvm/arm.c", "HCR_EL2", "",
+        "\x1e".join(" ".join(e.split()) for e in evidence), mid]).encode()).hexdigest()[:40]
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    now = sa.func.now()
+    with engine.begin() as conn:
+        conn.execute(t["message"].insert().values(id=1, message_id=mid, subject="", from_addr="",
+                                                  headers={}, raw=b"", created_at=now))
+        conn.execute(t["series"].insert().values(
+            id=1, message_id="s@x", lineage="l", subject="s", author="a", revision=1, total=24,
+            missing=[], thread_id="", created_at=now, updated_at=now))
+        conn.execute(t["patch"].insert().values(id=1, series_id=1, message_id=1, index=23,
+                                                total=24, subject="", files=[]))
+        conn.execute(t["finding"].insert().values(
+            id=1, series_id=1, patch_index=23, rule="register-width", category="register-width",
+            severity="warning", file="arch/arm64/kvm/arm.c", line=1867, register="HCR_EL2",
+            fields=[], message="m", evidence="\n".join(evidence), fingerprint=old,
+            status="dismissed", created_at=now))
+
+    db.upgrade(engine)
+    same = FindingData(rule="register-width", category=Category.REGISTER_WIDTH,
+                       severity=Severity.WARNING, patch=23, file="arch/arm64/kvm/arm.c",
+                       line=1867, register="HCR_EL2", fields=(), message="m",
+                       evidence=tuple(evidence), message_id=mid)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT key, fingerprint, status, revision_status "
+                                   "FROM finding")).one()
+    assert tuple(row) == (same.key, same.fingerprint, "dismissed", None)
+
+    db.downgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT fingerprint FROM finding")).scalar_one() == old
+    engine.dispose()

@@ -66,7 +66,7 @@ def edit(text: str, old: str, new: str) -> str:
 
 def reorder_files(text: str) -> str:
     """The patch's file diffs in reverse order (every hunk moves)."""
-    head, sep, rest = text.partition("\ndiff --git ")
+    head, _sep, rest = text.partition("\ndiff --git ")
     tail_at = rest.index("\n-- \n")
     blocks = ("diff --git " + rest[:tail_at + 1]).split("\ndiff --git ")
     blocks = [b if b.startswith("diff --git ") else "diff --git " + b for b in blocks]

@@ -25,9 +25,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.data import (
+    EarlierFinding,
+    EarlierSource,
+    Mail,
+    MessageError,
+    RevisionComparison,
+    RuleResult,
+    SeriesResult,
+    Status,
+    ThreadResult,
+)
 from bot.data import Finding as FindingData
-from bot.data import Mail, MessageError, RevisionComparison, SeriesResult, ThreadResult
 from bot.data import Series as SeriesData
+from bot.revisions import as_earlier, compare
 from bot.store.models import (
     Draft,
     Finding,
@@ -147,6 +158,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
     stats = StoreStats()
     data = res.series
     row = session.scalars(select(Series).where(Series.message_id == data.message_id)).first()
+    relinked: list[Series] = []
     if row is None:
         prev = previous_revision(session, data)
         row = Series(message_id=data.message_id, lineage=data.lineage,
@@ -165,6 +177,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
             prev = session.get(Series, later.previous_id) if later.previous_id else None
             if prev is None or prev.revision < row.revision:
                 later.previous_id = row.id
+                relinked.append(later)
     elif list(row.missing) != list(data.missing) or row.total != data.total:
         row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
     have = dict(session.execute(select(Patch.index, Patch.id)
@@ -193,7 +206,48 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
          "body": _text(d.body), "state": "pending",
          "created_at": utcnow(), "updated_at": utcnow()} for d in res.drafts],
         ["series_id", "in_reply_to"])
+    for later in relinked:
+        _compare_later(session, later, row, res)
     return stats
+
+
+def finding_data(row: Finding) -> EarlierFinding:
+    """A stored finding as a revision after its own is compared with it."""
+    dismissed = row.status is FindingStatus.DISMISSED
+    data = FindingData(
+        rule=row.rule, category=row.category, severity=row.severity, patch=row.patch_index,
+        file=row.file, line=row.line, register=row.register, fields=tuple(row.fields),
+        message=row.message, evidence=tuple(row.evidence.split("\n")) if row.evidence else (),
+        status=Status.OPEN if dismissed else Status(str(row.status)), function=row.function,
+        revision_status=row.revision_status, first_seen=row.first_seen)
+    return EarlierFinding(finding=data, first_seen=row.first_seen or row.series.revision,
+                          dismissed=dismissed, ref=row.id)
+
+
+def _compare_later(session: Session, later: Series, row: Series, res: SeriesResult) -> None:
+    """A later revision stored before this one (its thread came first, as
+    when v1 gets its last reply after v2 is posted): its stored findings
+    against this one, as if it had been checked after it. Its drafts stay
+    as they were rendered."""
+    stored = list(session.scalars(select(Finding).where(Finding.series_id == later.id)
+                                  .order_by(Finding.id)))
+    current = [finding_data(f) for f in stored]
+    pre = tuple(e.finding for e in current if e.finding.status is Status.PRE_EXISTING)
+    found = tuple(e.finding for e in current if e.finding.status is not Status.PRE_EXISTING)
+    earlier = as_earlier(res, EarlierSource.DATABASE)
+    marked, comparison = compare(RuleResult(findings=found, pre_existing=pre, errors=()),
+                                 earlier, later.revision)
+    by_key = {f.key: f for f in session.scalars(select(Finding)
+                                                 .where(Finding.series_id == row.id))}
+    rows_by_key = {e.finding.key: r for e, r in zip(current, stored, strict=True)}
+    for f in marked.findings + marked.pre_existing:
+        target = rows_by_key[f.key]
+        prior = comparison.continued.get(f.key)
+        target.revision_status, target.first_seen = f.revision_status, f.first_seen
+        target.continues = by_key.get(prior.finding.key) if prior is not None else None
+        if prior is not None and prior.dismissed:
+            target.status = FindingStatus.DISMISSED
+    _record_resolved(session, later, comparison, by_key)
 
 
 def _earlier_rows(session: Session, comparison: RevisionComparison) -> dict[str, Finding]:

@@ -13,26 +13,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.data import EarlierFinding, EarlierRevision, EarlierSource, RawMessage, Status
-from bot.data import Finding as FindingData
+from bot.data import EarlierFinding, EarlierRevision, EarlierSource, RawMessage
 from bot.data import Series as SeriesData
 from bot.store.models import Finding, FindingStatus, Message, Patch, Series, Trailer
-from bot.store.queries import previous_revision
+from bot.store.queries import finding_data, previous_revision
 
 # How far up a reply chain a trailer is followed to its patch.
 _MAX_DEPTH = 50
-
-
-def _finding(row: Finding, revision: int) -> EarlierFinding:
-    dismissed = row.status is FindingStatus.DISMISSED
-    data = FindingData(
-        rule=row.rule, category=row.category, severity=row.severity, patch=row.patch_index,
-        file=row.file, line=row.line, register=row.register, fields=tuple(row.fields),
-        message=row.message, evidence=tuple(row.evidence.split("\n")) if row.evidence else (),
-        status=Status.OPEN if dismissed else Status(str(row.status)), function=row.function,
-        revision_status=row.revision_status, first_seen=row.first_seen)
-    return EarlierFinding(finding=data, first_seen=row.first_seen or revision,
-                          dismissed=dismissed, ref=row.id)
 
 
 def _trailer_mail(session: Session, series: Series) -> tuple[RawMessage, ...]:
@@ -73,7 +60,7 @@ def stored_earlier(session: Session, data: SeriesData) -> EarlierRevision | None
     for row in session.scalars(select(Finding).where(Finding.series_id == prev.id)
                                .order_by(Finding.id)):
         (pre if row.status is FindingStatus.PRE_EXISTING else findings).append(
-            _finding(row, prev.revision))
+            finding_data(row))
     return EarlierRevision(message_id=prev.message_id, revision=prev.revision,
                            source=EarlierSource.DATABASE, findings=tuple(findings),
                            pre_existing=tuple(pre), messages=_trailer_mail(session, prev))
