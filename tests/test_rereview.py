@@ -21,6 +21,7 @@ from bot.data import RevisionStatus
 from bot.store.db import Database
 from bot.store.models import Draft, Finding, FindingStatus, Patch, Series, Trailer
 from tests.conftest import DATA
+from tests.pi import public_inbox  # noqa: F401  (the module's server)
 
 REV = DATA / "revisions"
 OPTIN_V1 = REV / "opt-in-nvhe-v1-trimmed.mbox"      # GENMASK(16, 0) into a u16 (patch 23)
@@ -344,3 +345,36 @@ def test_migration_computes_key_and_fingerprint_of_stored_findings_and_back(db_u
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT fingerprint FROM finding")).scalar_one() == old
     engine.dispose()
+
+
+# -- the poller ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("polls", ["v1 then v2", "both in one poll"])
+def test_the_poller_compares_a_new_revision_with_the_stored_one(migrated, public_inbox, polls):
+    """Real mail through a real public-inbox: opt-in v1 in one poll, its v2
+    (a new thread) in the next; or both in one poll, in whatever order the
+    archive hands them over."""
+    from bot.lore.client import LoreClient
+    from bot.poller import Poller
+
+    inbox = public_inbox.create()
+    cfg = dataclasses.replace(migrated, lore=dataclasses.replace(migrated.lore, url=inbox.url))
+
+    def poll() -> None:
+        database = Database(cfg)
+        try:
+            with LoreClient(cfg.lore) as client:
+                Poller(cfg, database, client).cycle()
+        finally:
+            database.close()
+
+    inbox.deliver(OPTIN_V1)
+    if polls == "v1 then v2":
+        poll()
+        (width,) = rows(cfg, Finding)
+        assert width.resolved_in_id is None
+    inbox.deliver(OPTIN_V2)
+    poll()
+    (width,) = rows(cfg, Finding)
+    assert width.resolved_in_id == series_id(cfg, OPTIN_V2_MID)
