@@ -228,12 +228,13 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
             if mail.has_diff and not subject.reply and subject.revision >= series.revision:
                 continue  # not an earlier revision: b4 would mix it into this one
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, msg, mail)
+            _add_to_mailbox(lmbox, msg, mail, subject.reply)
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
-        _add_to_mailbox(lmbox, message_from_bytes(mail.raw), mail)
+        _add_to_mailbox(lmbox, message_from_bytes(mail.raw), mail,
+                        b4.LoreSubject(mail.subject).reply)
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried
