@@ -159,6 +159,20 @@ def test_text_output_says_since_when(tmp_path):
            "arch/arm64/kvm/arm.c:1867: GENMASK(16, 0)" in proc.stdout
 
 
+def test_a_real_finding_followed_across_renumbering_and_a_file_move(tmp_path):
+    """"Split off nVHE hyp code": v1 09/15 splits hyp/debug-sr.c and moves the
+    u32 __kvm_get_mdcr_el2 (pre-existing); in v4 it is 10/15 and the VHE half
+    lives in hyp/vhe/debug-sr.c instead of staying in hyp/debug-sr.c."""
+    (v4,) = check(plain_config(tmp_path), DATA / "labelled" / "clean-split-debug-sr.mbox",
+                  compare_to=(REV / "split-nvhe-v1-debug-sr.mbox",))
+    assert v4["compared_to"]["revision"] == 1 and v4["findings"] == []
+    assert sorted((f["patch"], f["file"], f["revision_status"], f["first_seen"])
+                  for f in v4["pre_existing"]) == [
+        (10, "arch/arm64/kvm/hyp/nvhe/debug-sr.c", "still-present", 1),
+        (10, "arch/arm64/kvm/hyp/vhe/debug-sr.c", "still-present", 1)]
+    assert v4["resolved"] == []  # pre-existing code is never "resolved" by a series
+
+
 def test_trailers_of_a_real_earlier_revision_carry_to_unchanged_patches(tmp_path):
     """errata 1319367 v1 -> v2, a new thread: patches 1 and 5 are unchanged
     (same patch-id), patch 4 changed, so its v1 Reviewed-by stays behind."""
