@@ -93,6 +93,8 @@ class CompareTo:
             if len({k.lineage for k in author}) == 1:
                 same = author
         if not same:
+            logger.info("compare-to: no earlier revision of %s v%d (%s) there",
+                        series.message_id, series.revision, series.subject)
             return []
         before = [k for k in same if k.earlier.revision < series.revision] or same
         chosen = max(before, key=lambda k: k.earlier.revision)

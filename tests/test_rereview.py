@@ -93,6 +93,13 @@ def test_compare_to_a_real_earlier_revision_in_another_thread(tmp_path):
     assert v2["drafts"] == []  # nothing is said about what was fixed
 
 
+def test_a_bad_compare_to_source_is_refused_in_one_line(tmp_path):
+    proc = cli(tmp_path, "--compare-to", str(tmp_path / "nothing.mbox"), str(OPTIN_V2))
+    assert proc.returncode == 2
+    assert proc.stderr == "bot: error: %s: no such file or directory\n" % (tmp_path / "nothing.mbox")
+    assert proc.stdout == ""
+
+
 def test_compare_to_the_rfc_whose_subject_changed(tmp_path):
     """RFC "Always-on nVHE hypervisor" -> v1 "Opt-in always-on nVHE hypervisor":
     no common lineage; the one earlier series by the same author is used."""
