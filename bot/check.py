@@ -8,6 +8,12 @@ a local mbox.
 The whole input is validated (first pass of `bot.sources.InputSet`) before
 any thread is checked or stored, so a bad input stores nothing. With
 `--store`, each thread is stored in its own transaction.
+
+Re-review: with `--compare-to SOURCE` (any SOURCE as above), the series
+there are checked first and each series of the input is compared with its
+earlier revision among them; with `--store`, with the revision stored
+before it (bot.history). A later revision in the same thread is compared
+with the earlier one in any case.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import os
 from typing import IO, TextIO
 
 from bot.config import Config
+from bot.history import CompareTo, combined, stored_lookup
 from bot.lore.client import LoreClient, split_message_url
-from bot.pipeline import Checker
+from bot.pipeline import Checker, Lookup
 from bot.report import Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -28,13 +35,21 @@ logger = logging.getLogger(__name__)
 
 
 def run_check(cfg: Config, sources: list[str], *, fmt: str, fail_on: str, store: bool,
-              kernel_tree: str | None, out: TextIO) -> int:
+              kernel_tree: str | None, out: TextIO,
+              compare_to: list[str] | None = None) -> int:
     if kernel_tree:
         cfg = dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules,
                                                                  kernel_tree=kernel_tree))
     with contextlib.ExitStack() as fetched:
         inputs = InputSet(_fetch_remote(cfg, sources, fetched), cfg.input)
-        return _run(cfg, inputs, fmt=fmt, fail_on=fail_on, store=store, out=out)
+        earlier = None
+        if compare_to:
+            earlier_inputs = InputSet(_fetch_remote(cfg, compare_to, fetched), cfg.input)
+            checker = Checker(cfg)
+            earlier = CompareTo(checker.check_thread(raws) for raws in earlier_inputs.threads())
+            logger.info("compare-to: %d series", len(earlier))
+        return _run(cfg, inputs, fmt=fmt, fail_on=fail_on, store=store, out=out,
+                    compare_to=earlier)
 
 
 def _remote(cfg: Config, spec: str) -> tuple[str, str] | None:
@@ -68,18 +83,21 @@ def _fetch_remote(cfg: Config, sources: list[str],
 
 
 def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
-         out: TextIO) -> int:
+         out: TextIO, compare_to: CompareTo | None = None) -> int:
     database = None
+    lookups: list[Lookup] = [compare_to.earlier] if compare_to is not None else []
     if store:  # SQLAlchemy is imported only when storing
         from bot.store.db import Database
         from bot.store.queries import StoreStats, save_thread
         database = Database(cfg)
         stored = StoreStats()
+        lookups.append(stored_lookup(database))
     checker = Checker(cfg)
     reporter = Reporter(fmt, out)
+    lookup = combined(*lookups) if lookups else None
     try:
         for raws in inputs.threads():
-            result = checker.check_thread(raws)
+            result = checker.check_thread(raws, lookup)
             if database is not None:
                 with database.transaction() as session:
                     stored += save_thread(session, result)

@@ -54,7 +54,8 @@ def _setup_logging(level: str, verbose: int) -> None:
 def _cmd_check(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.check import run_check
     return run_check(cfg, args.sources, fmt=args.format, fail_on=args.fail_on,
-                     store=args.store, kernel_tree=args.kernel_tree, out=sys.stdout)
+                     store=args.store, kernel_tree=args.kernel_tree, out=sys.stdout,
+                     compare_to=args.compare_to)
 
 
 def _cmd_poll(args: argparse.Namespace, cfg: botconfig.Config) -> int:
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="record messages, series, findings and drafts in the database")
     check.add_argument("--kernel-tree", metavar="PATH",
                        help="kernel git tree to apply the series to (overrides rules.kernel_tree)")
+    check.add_argument("--compare-to", metavar="SOURCE", action="append",
+                       help="an earlier revision (any SOURCE as above; may be repeated): mark "
+                       "each finding new or still present, list what is resolved")
     check.set_defaults(func=_cmd_check)
 
     poll = sub.add_parser("poll", help="one poll cycle: new series and replies from lore "

@@ -110,6 +110,7 @@ class DraftsConfig:
     reviewer_name: str = "KVM sysreg review bot"
     reviewer_email: str = ""
     signature: str = ""
+    repeat_still_present: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -188,6 +188,10 @@ class Trailer:
     value: str
     message_id: str
     author: str
+    # The earlier revision the trailer was given to, when b4 carried it over
+    # to this patch because the patch is unchanged (same patch-id); None
+    # when it was given to this revision.
+    revision: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,6 +360,32 @@ class Status(enum.StrEnum):
     PRE_EXISTING = "pre-existing"
 
 
+class RevisionStatus(enum.StrEnum):
+    """A finding against the earlier revision of its series: raised for the
+    first time, or raised before and still there. (A finding of the earlier
+    revision that is gone is a `ResolvedFinding`.)"""
+
+    NEW = "new"
+    STILL_PRESENT = "still-present"
+
+
+_C_COMMENT = re.compile(r"/\*.*?(\*/|$)|//.*$")
+_C_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|0[xX][0-9A-Fa-f]+[uUlL]*|[0-9]+[uUlL]*|\S")
+
+
+def code_tokens(lines: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Evidence as C tokens: comments, spacing, tabs and line breaks gone, so
+    re-indented, re-wrapped or re-commented code reads the same."""
+    out: list[str] = []
+    for line in lines:
+        out.extend(_C_TOKEN.findall(_C_COMMENT.sub(" ", line)))
+    return tuple(out)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:40]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     rule: str
@@ -372,6 +402,11 @@ class Finding:
     message_id: str = ""
     # The function the finding is in (None: file scope or commit message).
     function: str | None = None
+    # Against the earlier revision of the series, when one is known
+    # (bot.revisions): new or still present, and the revision where it was
+    # first raised. None when no earlier revision was compared.
+    revision_status: RevisionStatus | None = None
+    first_seen: int | None = None
     # The file diff and hunk of the patch the finding was made on (None for
     # a finding on the commit message), so a draft quotes it without
     # searching for it again.
@@ -380,12 +415,23 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
-        """Stable across re-checks and line moves: rule, place and evidence."""
-        key = "\x1f".join([self.rule, self.file or "", self.register or "",
-                           ",".join(self.fields),
-                           "\x1e".join(" ".join(e.split()) for e in self.evidence),
-                           self.message_id])
-        return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+        """The finding's identity across revisions of its series: the rule,
+        the register and fields, the function and the evidence as C tokens.
+        Not the patch (patches are reordered and renumbered), not the line
+        (code moves), not the file (code moves between files, as in the 5.9
+        split of the hyp code), not the Message-ID."""
+        return _digest(self.rule, self.register or "", ",".join(sorted(self.fields)),
+                       self.function or "", " ".join(code_tokens(self.evidence)))
+
+    @property
+    def key(self) -> str:
+        """The finding's identity within one series: rule, patch, file,
+        register, fields and evidence. Two findings of one series with the
+        same fingerprint (the same line in the VHE and the nVHE switch.c,
+        or in two patches) have different keys."""
+        return _digest(self.rule, str(self.patch), self.file or "", self.register or "",
+                       ",".join(self.fields),
+                       "\x1e".join(" ".join(e.split()) for e in self.evidence))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -401,6 +447,66 @@ class RuleResult:
     findings: tuple[Finding, ...]
     pre_existing: tuple[Finding, ...]
     errors: tuple[str, ...]
+
+
+# -- revisions --------------------------------------------------------------
+
+
+class EarlierSource(enum.StrEnum):
+    """Where the earlier revision a series was compared with came from."""
+
+    THREAD = "thread"            # an earlier revision in the same thread
+    COMPARE_TO = "compare-to"    # given with `bot check --compare-to`
+    DATABASE = "database"        # stored by an earlier check or poll
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EarlierFinding:
+    """A finding of an earlier revision, as a later one is compared with it."""
+
+    finding: Finding
+    # The revision where it was first raised (the earlier revision itself,
+    # or one before it that it continues).
+    first_seen: int
+    # A maintainer dismissed it (or the finding it continues).
+    dismissed: bool = False
+    # Its stored row, when it came from the database.
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EarlierRevision:
+    """An earlier revision of a series: its findings, and the mail b4 needs
+    to carry its trailers over to the later revision (its patches that
+    received trailers and the replies giving them)."""
+
+    message_id: str
+    revision: int
+    source: EarlierSource
+    findings: tuple[EarlierFinding, ...] = ()
+    pre_existing: tuple[EarlierFinding, ...] = ()
+    messages: tuple[RawMessage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedFinding:
+    """A finding of the earlier revision that the later one no longer has."""
+
+    finding: Finding          # as found on the earlier revision (its patch numbering)
+    revision: int             # the earlier revision
+    first_seen: int
+    resolved_in: int          # the revision that no longer has it
+    ref: int | None = None    # its stored row, when it came from the database
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevisionComparison:
+    """A series compared with its earlier revision: what each of its
+    findings continues (by `Finding.key`), and what is gone."""
+
+    earlier: EarlierRevision
+    continued: Mapping[str, EarlierFinding] = field(default_factory=dict)
+    resolved: tuple[ResolvedFinding, ...] = ()
 
 
 # -- drafts -----------------------------------------------------------------
@@ -430,6 +536,8 @@ class SeriesResult:
     series: Series
     rules: RuleResult
     drafts: tuple[Draft, ...]
+    # Against the earlier revision, when one was known.
+    comparison: RevisionComparison | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,10 @@ One draft per patch that has open findings at or above `question`: the
 reply quotes the lines each finding is about (file header, hunk header and a
 few lines of context) and puts the finding's sentence under them, as a
 maintainer would. Resolved-in-series and pre-existing findings never reach a
-draft. Templates are plain text with StrictUndefined; nothing from a mail
+draft. A finding raised on an earlier revision of the series and still
+present says so in one line ("Still present since v3."); which findings
+reach the renderer at all (not one dismissed before) is decided upstream
+(bot.revisions.drafted). Templates are plain text with StrictUndefined; nothing from a mail
 chooses a template or a path.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import jinja2
 
 from bot.config import DraftsConfig
-from bot.data import Draft, Finding, LineKind, Patch, Series, Severity, Status
+from bot.data import Draft, Finding, LineKind, Patch, RevisionStatus, Series, Severity, Status
 
 _CONTEXT_LINES = 5
 _DRAFT_MIN = Severity.QUESTION
@@ -64,6 +67,13 @@ def _quote_for(patch: Patch, finding: Finding) -> str:
     return _quote([patch.subject])
 
 
+def _comment(finding: Finding) -> str:
+    """The finding's sentence, and whether it was raised before."""
+    if finding.revision_status is RevisionStatus.STILL_PRESENT and finding.first_seen:
+        return "%s\n\nStill present since v%d." % (finding.message, finding.first_seen)
+    return finding.message
+
+
 def _date(patch: Patch) -> str:
     if patch.mail.date is None:
         return "an unknown date"
@@ -96,7 +106,7 @@ def render(series: Series, findings: tuple[Finding, ...], cfg: DraftsConfig) -> 
         if patch is None:
             continue
         items = sorted(by_patch[index], key=lambda f: (f.file or "", f.line or 0))
-        blocks = [{"quote": _quote_for(patch, f), "comment": f.message} for f in items]
+        blocks = [{"quote": _quote_for(patch, f), "comment": _comment(f)} for f in items]
         body = env.get_template("reply-body.txt.j2").render(
             date=_date(patch), author=patch.mail.author or patch.mail.from_email,
             blocks=blocks, rules=sorted({f.rule for f in items}),

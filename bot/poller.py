@@ -40,6 +40,7 @@ from typing import IO, TextIO
 from bot.config import Config, LoreConfig
 from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, NotFound, Transient
+from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
 from bot.pipeline import Checker
 from bot.sources import StreamInput, read_stream
@@ -148,6 +149,7 @@ class Poller:
         self.checker = checker if checker is not None else Checker(cfg)
         self.stop = stop
         self.name = cursor_name(cfg.lore, client.base)
+        self._earlier = stored_lookup(database)
 
     def cycle(self) -> CycleReport:
         lore = self.cfg.lore
@@ -178,10 +180,11 @@ class Poller:
                     report.skipped += 1
                     continue
                 report.threads += 1
-                work = self._check(*fetched)
+                # The previous thread is stored before this one is checked,
+                # so that a revision finds the one before it in the database.
                 if pending is not None:
                     self._commit(pending, report)
-                pending = work
+                pending = self._check(*fetched)
         self._commit(pending, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
@@ -253,7 +256,9 @@ class Poller:
     def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
         work = _Work(thread_id=msgid, raws=raws)
         try:
-            work.result = self.checker.check_thread(raws)
+            work.result = self.checker.check_thread(raws, self._earlier)
+        except Transient:
+            raise  # the database went away while reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
             logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
                              msgid, len(raws))

@@ -5,10 +5,19 @@ written incrementally (one series at a time) but is always exactly one
 document:
 
     {"series": [{"message_id", "subject", "revision", "author",
-                 "patches": [{"index", "total", "message_id", "subject", "files"}],
+                 "patches": [{"index", "total", "message_id", "subject", "files",
+                              "trailers"}],
                  "missing": [...], "findings": [...], "pre_existing": [...],
-                 "drafts": [...]}],
+                 "drafts": [...], "compared_to", "resolved": [...]}],
      "errors": [...]}
+
+Re-review (bot.revisions): each finding has `revision_status` ("new" or
+"still-present") and `first_seen` (the revision where it was first raised),
+both null when no earlier revision was compared; `compared_to` names that
+revision ({"message_id", "revision", "source"}, or null) and `resolved`
+lists its findings this revision no longer has (each with `revision`,
+`first_seen` and `resolved_in`). A trailer has `revision` when b4 carried
+it over from an earlier revision (null when given to this one).
 """
 
 from __future__ import annotations
@@ -16,7 +25,15 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from bot.data import Finding, SeriesResult, Severity, ThreadResult
+from bot.data import (
+    Finding,
+    ResolvedFinding,
+    RevisionStatus,
+    SeriesResult,
+    Severity,
+    ThreadResult,
+    Trailer,
+)
 
 TOOL = "kvm-sysreg"
 
@@ -29,18 +46,38 @@ def series_dict(res: SeriesResult) -> dict[str, Any]:
         "revision": s.revision,
         "author": s.author,
         "patches": [{"index": p.index, "total": p.total, "message_id": p.message_id,
-                     "subject": p.subject, "files": list(p.paths)} for p in s.patches],
+                     "subject": p.subject, "files": list(p.paths),
+                     "trailers": [_trailer(t) for t in p.trailers]} for p in s.patches],
         "missing": list(s.missing),
         "findings": [_finding(f) for f in res.rules.findings],
         "pre_existing": [_finding(f) for f in res.rules.pre_existing],
         "drafts": [d.as_dict() for d in res.drafts],
+        "compared_to": None if res.comparison is None else {
+            "message_id": res.comparison.earlier.message_id,
+            "revision": res.comparison.earlier.revision,
+            "source": str(res.comparison.earlier.source)},
+        "resolved": [_resolved(r) for r in res.comparison.resolved] if res.comparison else [],
     }
 
 
 def _finding(f: Finding) -> dict[str, Any]:
     out = f.as_dict()
     out["status"] = str(f.status)
+    out["revision_status"] = str(f.revision_status) if f.revision_status else None
+    out["first_seen"] = f.first_seen
     return out
+
+
+def _resolved(r: ResolvedFinding) -> dict[str, Any]:
+    out = r.finding.as_dict()
+    out["status"] = str(r.finding.status)
+    out.update(revision=r.revision, first_seen=r.first_seen, resolved_in=r.resolved_in)
+    return out
+
+
+def _trailer(t: Trailer) -> dict[str, Any]:
+    return {"name": t.name, "value": t.value, "author": t.author,
+            "message_id": t.message_id, "revision": t.revision}
 
 
 class Reporter:
@@ -80,16 +117,33 @@ class Reporter:
         s = res.series
         w = self.out.write
         w("%s v%d: %s\n  by %s\n" % (s.message_id, s.revision, s.subject, s.author))
+        if res.comparison is not None:
+            earlier = res.comparison.earlier
+            still = sum(f.revision_status is RevisionStatus.STILL_PRESENT
+                        for f in res.rules.findings)
+            w("  compared with v%d (%s, %s): %d new, %d still present, %d resolved\n" % (
+                earlier.revision, earlier.source, earlier.message_id,
+                len(res.rules.findings) - still, still, len(res.comparison.resolved)))
         for p in s.patches:
             w("  [%d/%d] %s\n" % (p.index, p.total, p.subject))
+            for t in p.trailers:
+                w("      %s: %s%s\n" % (t.name, t.value,
+                                       " (given to v%d)" % t.revision if t.revision else ""))
         if s.missing:
             w("  missing: %s\n" % ", ".join(str(i) for i in s.missing))
         for f in res.rules.findings:
             where = "%s:%s" % (f.file, f.line) if f.file else "commit message"
-            w("  %s %s [%s] patch %d %s: %s\n" % (f.severity, f.rule, f.category, f.patch,
-                                                 where, f.message))
+            since = ("  (still present since v%s)" % f.first_seen
+                     if f.revision_status is RevisionStatus.STILL_PRESENT else "")
+            w("  %s %s [%s] patch %d %s: %s%s\n" % (f.severity, f.rule, f.category, f.patch,
+                                                   where, f.message, since))
             if f.status != "open":
                 w("    (%s)\n" % f.status)
+        for r in res.comparison.resolved if res.comparison else ():
+            gone = r.finding
+            where = "%s:%s" % (gone.file, gone.line) if gone.file else "commit message"
+            w("  resolved: %s [%s] raised on v%d, patch %d %s: %s\n" % (
+                gone.rule, gone.category, r.revision, gone.patch, where, gone.message))
         if res.rules.pre_existing:
             w("  %d pre-existing finding(s) in code the series does not change\n"
               % len(res.rules.pre_existing))

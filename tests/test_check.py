@@ -41,7 +41,7 @@ def test_json_contract(tmp_path):
     assert s["author"] == "James Morse <james.morse@arm.com>"
     assert [p["index"] for p in s["patches"]] == [1, 2, 3]
     p1 = s["patches"][0]
-    assert set(p1) == {"index", "total", "message_id", "subject", "files"}
+    assert set(p1) == {"index", "total", "message_id", "subject", "files", "trailers"}
     assert p1["total"] == 3
     assert p1["files"] == ["arch/arm64/kvm/sys_regs.c"]
     assert s["missing"] == []

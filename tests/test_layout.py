@@ -37,14 +37,17 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "regmodel": (("bot.regmodel", "bot.regmodel.*"), ("base", "parse", "regmodel")),
     # The rules engine: pure checks over the parsed series and the model.
     "rules": (("bot.rules", "bot.rules.*"), ("base", "parse", "regmodel", "rules")),
+    # Re-review: a revision's findings against the earlier revision's.
+    "revisions": (("bot.revisions",), ("base", "revisions")),
     # Reply drafts rendered from findings.
     "drafts": (("bot.drafts", "bot.drafts.*"), ("base", "parse", "drafts")),
     # The database: models, migrations, queries.
-    "store": (("bot.store", "bot.store.*"), ("base", "store")),
+    "store": (("bot.store", "bot.store.*"), ("base", "revisions", "store")),
     # Orchestration and interfaces on top: may use every layer.
     "top": (("bot.__main__", "bot.cli", "bot.pipeline", "bot.check", "bot.report",
-             "bot.poller", "bot.daemon", "bot.web", "bot.web.*"),
-            ("base", "input", "parse", "regmodel", "rules", "drafts", "store", "top")),
+             "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*"),
+            ("base", "input", "parse", "regmodel", "rules", "revisions", "drafts", "store",
+             "top")),
 }
 
 # Third-party modules a layer must never import.
@@ -55,6 +58,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, tuple[str, ...]] = {
     "parse": IO_LIBRARIES,
     "regmodel": IO_LIBRARIES,
     "rules": IO_LIBRARIES,
+    "revisions": IO_LIBRARIES,
     "drafts": IO_LIBRARIES,
 }
 # The b4 boundary: the only modules that may import b4 or liblore.
@@ -197,7 +201,7 @@ def test_the_layer_test_fails_on_a_planted_import(tmp_path, module, planted, exp
 
 
 PURE = ["bot.data", "bot.threads", "bot.parse.mail", "bot.parse.diff", "bot.parse.csource",
-        "bot.rules", "bot.regmodel", "bot.drafts"]
+        "bot.rules", "bot.regmodel", "bot.revisions", "bot.drafts"]
 
 
 def test_pure_stages_load_no_io_libraries():

@@ -5,14 +5,22 @@ letter, patches 1..N and follow-ups by revision, notices missing patches and
 collects follow-up trailers. This module feeds it and converts its objects
 into ours at the boundary; nothing of b4 leaks out. b4 is told it has no
 network, so assembly never reaches out to lore on its own.
+
+Trailers given to an earlier revision reach the patches of a later one
+that b4 finds unchanged (same patch-id), marked with the revision they were
+given to: within one thread as b4 assembles it, and from an earlier
+revision elsewhere (another thread, a file, the database) through
+`carry_trailers`, which gives b4 both in one mailbox.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 
 import b4
 
@@ -164,25 +172,93 @@ def assemble(raws: list[RawMessage]) -> Thread:
             continue
         if lser is None:
             continue
-        converted = _convert(lser, by_id, thread_id)
+        converted = _convert(lser, lmbox, by_id, thread_id)
         if converted is not None:
             series.append(converted)
     return Thread(messages=tuple(mails), series=tuple(series), errors=tuple(errors))
 
 
-def _trailers(lmsg: b4.LoreMessage, by_id: dict[str, Mail]) -> tuple[Trailer, ...]:
+def _answered_revision(lmbox: b4.LoreMailbox, msgid: str) -> int | None:
+    """The revision of the patch a reply (or a reply to a reply) answers."""
+    seen: set[str] = set()
+    lmsg = lmbox.msgid_map.get(msgid)
+    while lmsg is not None and lmsg.msgid not in seen:
+        seen.add(lmsg.msgid)
+        if lmsg.has_diff and not lmsg.reply:
+            return int(lmsg.revision)
+        lmsg = lmbox.msgid_map.get(lmsg.in_reply_to) if lmsg.in_reply_to else None
+    return None
+
+
+def _trailers(lmsg: b4.LoreMessage, lmbox: b4.LoreMailbox, by_id: dict[str, Mail],
+              revision: int) -> tuple[Trailer, ...]:
     out: list[Trailer] = []
     for ltr in lmsg.followup_trailers:
         src = getattr(ltr, "lmsg", None)
         mid = src.msgid if src is not None else ""
+        given = _answered_revision(lmbox, mid) if mid else None
+        if given is not None and given > revision:
+            # b4 carries trailers between revisions both ways; one given to
+            # a later revision says nothing about this one.
+            continue
         author = by_id[mid].author if mid in by_id else ""
-        trailer = Trailer(name=ltr.name, value=ltr.value, message_id=mid, author=author)
+        trailer = Trailer(name=ltr.name, value=ltr.value, message_id=mid, author=author,
+                          revision=given if given is not None and given < revision else None)
         if trailer not in out:
             out.append(trailer)
     return tuple(out)
 
 
-def _convert(lser: b4.LoreSeries, by_id: dict[str, Mail], thread_id: str) -> Series | None:
+def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
+    """`series` with the trailers given to an earlier revision (`earlier`:
+    its patches and the replies giving the trailers) added to the patches
+    b4 finds unchanged, the way `b4 am` carries them: by patch-id."""
+    if not earlier or not series.patches:
+        return series
+    lmbox = b4.LoreMailbox()
+    by_id: dict[str, Mail] = {}
+    current = {p.message_id for p in series.patches}
+    for raw in earlier:
+        if raw.error is not None or raw.message_id in current:
+            continue
+        try:
+            msg = message_from_bytes(raw.data)
+            mail = parse_mail(raw.data, msg, raw.message_id)
+            subject = b4.LoreSubject(mail.subject)
+            if mail.has_diff and not subject.reply and subject.revision >= series.revision:
+                continue  # not an earlier revision: b4 would mix it into this one
+            by_id[mail.message_id] = mail
+            _add_to_mailbox(lmbox, msg, mail, subject.reply)
+        except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
+            logger.debug("%s: not used for trailers: %s", raw.origin, exc)
+    for mail in series.messages:
+        by_id[mail.message_id] = mail
+        _add_to_mailbox(lmbox, message_from_bytes(mail.raw), mail,
+                        b4.LoreSubject(mail.subject).reply)
+    try:
+        lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
+    except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried
+        logger.warning("%s: b4 could not carry trailers over: %s", series.message_id, exc)
+        return series
+    if lser is None:
+        return series
+    carried: dict[str, tuple[Trailer, ...]] = {}
+    for lmsg in lser.patches[1:]:
+        if lmsg is not None and lmsg.msgid in current:
+            carried[lmsg.msgid] = tuple(t for t in _trailers(lmsg, lmbox, by_id,
+                                                             series.revision)
+                                        if t.revision is not None)
+    patches = []
+    for p in series.patches:
+        known = {(t.name, t.value, t.message_id) for t in p.trailers}
+        more = tuple(t for t in carried.get(p.message_id, ())
+                     if (t.name, t.value, t.message_id) not in known)
+        patches.append(dataclasses.replace(p, trailers=p.trailers + more) if more else p)
+    return dataclasses.replace(series, patches=tuple(patches))
+
+
+def _convert(lser: b4.LoreSeries, lmbox: b4.LoreMailbox, by_id: dict[str, Mail],
+             thread_id: str) -> Series | None:
     patches: list[Patch] = []
     missing: list[int] = []
     total = max(len(lser.patches) - 1, 0)
@@ -196,7 +272,8 @@ def _convert(lser: b4.LoreSeries, by_id: dict[str, Mail], thread_id: str) -> Ser
         if mail is None:
             continue
         patches.append(Patch(index=index, total=total, mail=mail, subject=mail.subject,
-                             body=split_body(mail.body), trailers=_trailers(lmsg, by_id)))
+                             body=split_body(mail.body),
+                             trailers=_trailers(lmsg, lmbox, by_id, lser.revision)))
     if not patches:
         return None
     cover_l = lser.patches[0] if lser.patches else None

@@ -67,9 +67,9 @@ def run(series: Series, ctx: Context, cfg: RulesConfig,
             if not _path_allowed(spec, finding, cfg):
                 continue
             finding = dataclasses.replace(finding, severity=_severity(spec, finding, cfg))
-            if finding.fingerprint in seen:
+            if finding.key in seen:
                 continue
-            seen.add(finding.fingerprint)
+            seen.add(finding.key)
             (pre if finding.status is Status.PRE_EXISTING else findings).append(finding)
     order = {"open": 0, "resolved-in-series": 1, "pre-existing": 2}
     findings.sort(key=lambda f: (f.patch, f.file or "", f.line or 0, order[f.status], f.rule))

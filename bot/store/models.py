@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.data import Category, Severity
+from bot.data import Category, RevisionStatus, Severity
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -106,7 +106,8 @@ class Series(Base):
 
     patches: Mapped[list[Patch]] = relationship(back_populates="series",
                                                 order_by="Patch.index")
-    findings: Mapped[list[Finding]] = relationship(back_populates="series")
+    findings: Mapped[list[Finding]] = relationship(back_populates="series",
+                                                  foreign_keys="Finding.series_id")
     drafts: Mapped[list[Draft]] = relationship(back_populates="series")
 
 
@@ -139,14 +140,24 @@ class Trailer(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(998))
     author: Mapped[str] = mapped_column(String(512), default="")
+    # The earlier revision it was given to, when b4 carried it over to this
+    # unchanged patch; NULL when given to this revision.
+    revision: Mapped[int | None] = mapped_column(Integer)
 
     patch: Mapped[Patch] = relationship(back_populates="trailers")
 
 
 class Finding(Base):
+    """A finding of one revision. `key` identifies it within its series;
+    `fingerprint` across revisions (bot.data.Finding). Against the earlier
+    revision: `revision_status` (NULL when none was known), `first_seen`
+    (the revision where it was first raised), `continues_id` (the earlier
+    revision's finding it continues, when stored) and, on the earlier
+    revision's finding, `resolved_in_id` (the revision that no longer has
+    it). A dismissal carries over to the finding that continues it."""
+
     __tablename__ = "finding"
-    __table_args__ = (UniqueConstraint("series_id", "fingerprint",
-                                       name="uq_finding_series_fingerprint"),)
+    __table_args__ = (UniqueConstraint("series_id", "key", name="uq_finding_series_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"),
@@ -161,12 +172,23 @@ class Finding(Base):
     fields: Mapped[list[str]] = mapped_column(JSON, default=list)
     message: Mapped[str] = mapped_column(Text)
     evidence: Mapped[str] = mapped_column(Text, default="")
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    function: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[FindingStatus] = mapped_column(_enum(FindingStatus, "finding_status"),
                                                   default=FindingStatus.OPEN)
+    revision_status: Mapped[RevisionStatus | None] = mapped_column(
+        _enum(RevisionStatus, "finding_revision_status"))
+    first_seen: Mapped[int | None] = mapped_column(Integer)
+    continues_id: Mapped[int | None] = mapped_column(
+        ForeignKey("finding.id", ondelete="SET NULL"), index=True)
+    resolved_in_id: Mapped[int | None] = mapped_column(
+        ForeignKey("series.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
 
-    series: Mapped[Series] = relationship(back_populates="findings")
+    series: Mapped[Series] = relationship(back_populates="findings",
+                                          foreign_keys=[series_id])
+    continues: Mapped[Finding | None] = relationship(remote_side=[id])
 
 
 class Draft(Base):

@@ -2,8 +2,13 @@
 
 Storing is idempotent: messages by Message-ID, series by the Message-ID of
 their cover letter (or first patch), patches by (series, index), findings by
-(series, fingerprint), drafts by (series, message replied to), quarantined
+(series, key), drafts by (series, message replied to), quarantined
 mail by the digest of its bytes. Storing the same input twice adds nothing.
+
+A series compared with its earlier revision (`SeriesResult.comparison`)
+stores each finding's status against it and a link to the finding it
+continues (a dismissal carries over), and marks the earlier revision's
+findings it no longer has as resolved in it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.data import (
+    EarlierFinding,
+    EarlierSource,
+    Mail,
+    MessageError,
+    RevisionComparison,
+    RuleResult,
+    SeriesResult,
+    Status,
+    ThreadResult,
+)
 from bot.data import Finding as FindingData
-from bot.data import Mail, MessageError, SeriesResult, ThreadResult
 from bot.data import Series as SeriesData
+from bot.revisions import as_earlier, compare
 from bot.store.models import (
     Draft,
     Finding,
@@ -142,6 +158,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
     stats = StoreStats()
     data = res.series
     row = session.scalars(select(Series).where(Series.message_id == data.message_id)).first()
+    relinked: list[Series] = []
     if row is None:
         prev = previous_revision(session, data)
         row = Series(message_id=data.message_id, lineage=data.lineage,
@@ -160,6 +177,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
             prev = session.get(Series, later.previous_id) if later.previous_id else None
             if prev is None or prev.revision < row.revision:
                 later.previous_id = row.id
+                relinked.append(later)
     elif list(row.missing) != list(data.missing) or row.total != data.total:
         row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
     have = dict(session.execute(select(Patch.index, Patch.id)
@@ -175,11 +193,12 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                                     .where(Patch.series_id == row.id)).all())
     trailers = [{"patch_id": have[p.index], "message_id": t.message_id,
                  "name": _text(t.name, 64), "value": _text(t.value, 998),
-                 "author": _text(t.author, 512)}
+                 "author": _text(t.author, 512), "revision": t.revision}
                 for p in data.patches for t in p.trailers]
     stats.trailers += _insert_ignore(session, Trailer.__table__, trailers,
                                      ["patch_id", "message_id", "name", "value"])
-    stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing)
+    stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing,
+                                     res.comparison)
     stats.drafts += _insert_ignore(session, Draft.__table__, [
         {"series_id": row.id, "patch_index": d.patch, "in_reply_to": d.in_reply_to,
          "references": list(d.references), "to_addrs": [_text(a) for a in d.to],
@@ -187,28 +206,109 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
          "body": _text(d.body), "state": "pending",
          "created_at": utcnow(), "updated_at": utcnow()} for d in res.drafts],
         ["series_id", "in_reply_to"])
+    for later in relinked:
+        _compare_later(session, later, row, res)
     return stats
 
 
-def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...]) -> int:
-    existing = {f.fingerprint: f for f in session.scalars(
+def finding_data(row: Finding) -> EarlierFinding:
+    """A stored finding as a revision after its own is compared with it."""
+    dismissed = row.status is FindingStatus.DISMISSED
+    data = FindingData(
+        rule=row.rule, category=row.category, severity=row.severity, patch=row.patch_index,
+        file=row.file, line=row.line, register=row.register, fields=tuple(row.fields),
+        message=row.message, evidence=tuple(row.evidence.split("\n")) if row.evidence else (),
+        status=Status.OPEN if dismissed else Status(str(row.status)), function=row.function,
+        revision_status=row.revision_status, first_seen=row.first_seen)
+    return EarlierFinding(finding=data, first_seen=row.first_seen or row.series.revision,
+                          dismissed=dismissed, ref=row.id)
+
+
+def _compare_later(session: Session, later: Series, row: Series, res: SeriesResult) -> None:
+    """A later revision stored before this one (its thread came first, as
+    when v1 gets its last reply after v2 is posted): its stored findings
+    against this one, as if it had been checked after it. Its drafts stay
+    as they were rendered."""
+    stored = list(session.scalars(select(Finding).where(Finding.series_id == later.id)
+                                  .order_by(Finding.id)))
+    current = [finding_data(f) for f in stored]
+    pre = tuple(e.finding for e in current if e.finding.status is Status.PRE_EXISTING)
+    found = tuple(e.finding for e in current if e.finding.status is not Status.PRE_EXISTING)
+    earlier = as_earlier(res, EarlierSource.DATABASE)
+    marked, comparison = compare(RuleResult(findings=found, pre_existing=pre, errors=()),
+                                 earlier, later.revision)
+    by_key = {f.key: f for f in session.scalars(select(Finding)
+                                                 .where(Finding.series_id == row.id))}
+    rows_by_key = {e.finding.key: r for e, r in zip(current, stored, strict=True)}
+    for f in marked.findings + marked.pre_existing:
+        target = rows_by_key[f.key]
+        prior = comparison.continued.get(f.key)
+        target.revision_status, target.first_seen = f.revision_status, f.first_seen
+        target.continues = by_key.get(prior.finding.key) if prior is not None else None
+        if prior is not None and prior.dismissed:
+            target.status = FindingStatus.DISMISSED
+    _record_resolved(session, later, comparison, by_key)
+
+
+def _earlier_rows(session: Session, comparison: RevisionComparison) -> dict[str, Finding]:
+    """The stored findings of the revision compared with, by key (none when
+    it is not stored, e.g. given with --compare-to from a file)."""
+    earlier = session.scalars(select(Series).where(
+        Series.message_id == comparison.earlier.message_id)).first()
+    if earlier is None:
+        return {}
+    return {f.key: f for f in session.scalars(select(Finding)
+                                               .where(Finding.series_id == earlier.id))}
+
+
+def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...],
+                   comparison: RevisionComparison | None) -> int:
+    existing = {f.key: f for f in session.scalars(
         select(Finding).where(Finding.series_id == row.id))}
+    earlier = _earlier_rows(session, comparison) if comparison is not None else {}
     added = 0
     for f in found:
-        old = existing.get(f.fingerprint)
-        if old is not None:
+        prior = comparison.continued.get(f.key) if comparison is not None else None
+        continues = None
+        if prior is not None:
+            continues = (session.get(Finding, prior.ref) if prior.ref is not None
+                         else earlier.get(prior.finding.key))
+        status = _status(f)
+        if prior is not None and prior.dismissed:
+            status = FindingStatus.DISMISSED  # the maintainer said so on an earlier revision
+        old = existing.get(f.key)
+        if old is None:
+            old = Finding(series_id=row.id, patch_index=f.patch, rule=f.rule,
+                          category=f.category, severity=f.severity, file=_text(f.file),
+                          line=f.line, register=f.register, fields=list(f.fields),
+                          message=_text(f.message), evidence=_text("\n".join(f.evidence)),
+                          key=f.key, status=status)
+            session.add(old)
+            added += 1
+        elif old.status is not FindingStatus.DISMISSED and old.status != status:
             # A later patch of the series may have arrived and resolved it;
             # a maintainer's dismissal stands.
-            if old.status is not FindingStatus.DISMISSED and old.status != _status(f):
-                old.status = _status(f)
-            continue
-        session.add(Finding(series_id=row.id, patch_index=f.patch, rule=f.rule,
-                            category=f.category, severity=f.severity, file=_text(f.file),
-                            line=f.line, register=f.register, fields=list(f.fields),
-                            message=_text(f.message), evidence=_text("\n".join(f.evidence)),
-                            fingerprint=f.fingerprint, status=_status(f)))
-        added += 1
+            old.status = status
+        old.fingerprint, old.function = f.fingerprint, _text(f.function, 255)
+        if comparison is not None or old.revision_status is None:
+            old.revision_status, old.first_seen = f.revision_status, f.first_seen
+            old.continues = continues
+    if comparison is not None:
+        _record_resolved(session, row, comparison, earlier)
     return added
+
+
+def _record_resolved(session: Session, row: Series, comparison: RevisionComparison,
+                     earlier: dict[str, Finding]) -> None:
+    """Mark the earlier revision's findings this one no longer has as
+    resolved in it (and no longer those it has again)."""
+    for f in session.scalars(select(Finding).where(Finding.resolved_in_id == row.id)):
+        f.resolved_in_id = None
+    for gone in comparison.resolved:
+        old = (session.get(Finding, gone.ref) if gone.ref is not None
+               else earlier.get(gone.finding.key))
+        if old is not None:
+            old.resolved_in_id = row.id
 
 
 def save_thread(session: Session, result: ThreadResult) -> StoreStats:
