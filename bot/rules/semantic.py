@@ -15,6 +15,7 @@ what depends on it. Pure: everything comes from the series and the model.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ def hunk_functions(fv: FileView, side: str) -> list[Function]:
     for name, lines in _group(list(fv.lines), side).items():
         numbered = [((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in lines]
         numbered.sort()
-        contiguous = all(b[0] - a[0] == 1 for a, b in zip(numbered, numbered[1:], strict=False))
+        contiguous = all(b[0] - a[0] == 1 for a, b in itertools.pairwise(numbered))
         start = re.compile(_DEF_LINE % re.escape(name))
         has_start = any(start.match(text) for _, text in numbered[:4])
         has_end = contiguous and numbered[-1][1].startswith("}")
