@@ -456,10 +456,16 @@ class Function:
     end: int
     has_start: bool              # the signature is in the text
     has_end: bool                # the closing brace is in the text
+    gaps: bool = False           # lines between start and end are missing (two hunks)
 
     @property
     def complete(self) -> bool:
-        return self.has_start and self.has_end
+        return self.has_start and self.has_end and not self.gaps
+
+    @property
+    def seen_from_start(self) -> bool:
+        """Every line from the signature on is in the text (as far as it goes)."""
+        return self.has_start and not self.gaps
 
     @property
     def inline(self) -> bool:
@@ -505,7 +511,7 @@ def _signature(toks: list[Tok], name: str) -> tuple[tuple[Param, ...], str, tupl
 
 
 def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
-                        has_start: bool, has_end: bool) -> Function:
+                        has_start: bool, has_end: bool, gaps: bool = False) -> Function:
     """A `Function` from its numbered lines (the whole function, or the part
     of it a hunk side shows)."""
     if not lines:
@@ -520,6 +526,12 @@ def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
         parts.append("\n" * max(no - prev, 1 if parts else 0) + text)
         prev = no
     text = "".join(parts)
+    if not has_start:
+        # A fragment that begins inside a comment: blank it up to its end,
+        # keeping the line count.
+        close, opening = text.find("*/"), text.find("/*")
+        if close >= 0 and (opening < 0 or close < opening):
+            text = "\n" * text.count("\n", 0, close) + " " + text[close + 2:]
     toks = tokenize(text, first)
     params: tuple[Param, ...] = ()
     returns = ""
@@ -538,7 +550,7 @@ def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
         body = ()
     return Function(name=name, path=path, params=params, returns=returns, qualifiers=quals,
                     body=body, start=first, end=lines[-1][0], has_start=has_start,
-                    has_end=has_end)
+                    has_end=has_end, gaps=gaps)
 
 
 def walk(stmts: tuple[Stmt, ...] | list[Stmt]) -> list[Stmt]:

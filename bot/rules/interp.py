@@ -100,6 +100,9 @@ class Event:
     name: str = ""
     irq_off: bool | None = None       # interrupts masked at this point (None: it depends)
     preempt_off: bool | None = None
+    # Every function on the way here was seen from its start: what the state
+    # says (interrupts, values) is not missing lines the text did not show.
+    seen: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,16 +219,21 @@ class Interpreter:
         self.events: list[Event] = []
         self.unresolved: list[str] = []
         self._stack: list[str] = []
+        self._unseen = 0
         self._locals: set[str] = set()
 
     # -- entry point -------------------------------------------------------------
 
-    def run(self, fn: Function, contexts: frozenset[Ctx] | None = None) -> Trace:
+    def run(self, fn: Function, contexts: frozenset[Ctx] | None = None,
+            irq_off: bool | None = False) -> Trace:
+        """Trace `fn` in `contexts` (default: where its file runs), starting
+        with interrupts masked, unmasked or unknown (None) as its callers
+        leave them."""
         self.events = []
         self.unresolved = []
         self._locals = set()
         ctxs = contexts if contexts is not None else self.facts.contexts_of(fn.path)
-        start = _State(contexts=ctxs)
+        start = _State(contexts=ctxs, irq_off=irq_off)
         for p in fn.params:
             start.env[p.name] = Bits.source("param:" + p.name)
         states = self._call_body(fn, [start], depth=0)
@@ -238,10 +246,13 @@ class Interpreter:
 
     def _call_body(self, fn: Function, states: list[_State], depth: int) -> list[_State]:
         self._stack.append(fn.name)
+        unseen = not fn.seen_from_start
+        self._unseen += unseen
         try:
             out = self._block(fn.body, states, fn, depth)
         finally:
             self._stack.pop()
+            self._unseen -= unseen
         for s in out:
             s.returned = False
         return out
@@ -393,7 +404,7 @@ class Interpreter:
         self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
                                  contexts=st.contexts, always=st.always, depth=depth,
                                  irq_off=st.irq_off, preempt_off=st.preempt_off,
-                                 **kw))  # type: ignore[arg-type]
+                                 seen=self._unseen == 0, **kw))  # type: ignore[arg-type]
 
     def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
         if isinstance(expr, Num):

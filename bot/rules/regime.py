@@ -13,6 +13,8 @@ import re
 
 from bot.data import Series
 from bot.parse.csource import line_facts
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.facts import Ctx
 from bot.rules import model as M
 from bot.rules.analysis import (
     Emit,
@@ -24,7 +26,11 @@ from bot.rules.analysis import (
     normalize,
     view,
 )
+from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.flow import contexts_of, decided, line_at, semantics
+from bot.rules.interp import Ev, Event, Trace
+from bot.rules.semantic import Pair
 
 _REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
 _CLEAR_TGE = re.compile(r"~\s*\(?\s*HCR_(?:EL2_)?TGE|&=\s*~\s*HCR_(?:EL2_)?TGE")
@@ -74,53 +80,203 @@ def _before(fn: FunctionText, no: int) -> list[str]:
 @rule(id="barrier", category=Category.BARRIER, severity=Severity.WARNING,
       summary="a TGE/E2H change without isb(), or TGE cleared with interrupts unmasked")
 def barrier(series: Series, ctx: Context) -> list[Finding]:
-    """Changing HCR_EL2.TGE or E2H changes the translation regime, and the
-    change is only guaranteed to be seen after a context synchronisation
-    event: code that relies on it needs an isb() first (an ERET also does).
-    While TGE is clear the host's own EL0 regime is not in force, so an
-    interrupt taken then runs host code with the guest's configuration:
-    TGE is cleared only with interrupts masked."""
+    """Changing HCR_EL2.TGE or E2H (or stage-2 state: VM, FWB) changes the
+    translation regime, and the change is only guaranteed to be seen after
+    a context synchronisation event: the TLBI or AT that relies on it needs
+    an unconditional isb() first (an ERET also does; an isb that only an
+    errata alternative provides is not one). While TGE is clear the host's
+    own EL0 regime is not in force, so an interrupt taken then runs host
+    code with the guest's configuration: TGE is cleared only with
+    interrupts masked."""
     sv = view(series, ctx)
     emit = Emit(rule="barrier", category=Category.BARRIER, sv=sv)
+    mdl = ctx.regmodel
     for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx) if isinstance(mdl, RegisterModel) else None
+        if sem is not None and isinstance(mdl, RegisterModel):
+            for pair in sem.pairs():
+                if pair.after is not None and pair.role not in _ERET_ROLES:
+                    _regime_sync(emit, pv, pair, mdl)
         for fv in pv.files:
-            if not fv.hyp and not fv.path.endswith(("tlb.c", "switch.c", "switch.h")):
-                continue
-            for ln in fv.changed:
-                if ln.removed and ln.facts.isb:
-                    _removed_isb(emit, sv, pv, fv, ln, ctx.regmodel)
-                if not ln.added or not ln.facts.accesses:
-                    continue
-                role = M.role(ctx.regmodel, ln.function, fv.path)
-                if role in ("entry", "exit", "early-exit"):
-                    continue  # ERET or the return to the host synchronises
-                fn_lines = fv.in_function(ln.function)
-                names = _regime_write(ln, fn_lines, ctx.regmodel)
-                if not names:
-                    continue
-                fn = sv.function(pv, fv, ln.function or "")
-                later = _after(fn, ln.new_no or 0)
-                if not any(_SYNC.search(t) for t in later):
-                    decided = fn.complete
-                    emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln,
-                         register="HCR_EL2", fields=names,
-                         message="this write changes HCR_EL2.%s but no isb() follows it in %s()"
-                         "%s: the new regime is not guaranteed to be in effect for what comes "
-                         "next." % ("/".join(names), ln.function,
-                                    "" if decided else " as far as the patch shows"))
-                if "TGE" in names and (_CLEAR_TGE.search(ln.code) or any(
-                        _CLEAR_TGE.search(x.code) for x in fn_lines
-                        if (x.new_no or 0) <= (ln.new_no or 0))) and not fv.nvhe:
-                    earlier = _before(fn, ln.new_no or 0)
-                    if any(op in t for t in earlier for op in _IRQ_OFF):
-                        continue
-                    decided = fn.complete
-                    emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln,
-                         register="HCR_EL2", fields=("TGE",),
-                         message="HCR_EL2.TGE is cleared in %s() without interrupts masked%s: "
-                         "an interrupt taken now runs the host with the guest's regime." % (
-                             ln.function, "" if decided else " as far as the patch shows"))
+            if fv.asm or fv.path.endswith("el2_setup.h"):
+                _asm_barrier(emit, sv, pv, fv, mdl)
     return emit.out
+
+
+# Roles that end in an exception return (to the guest, or to the host's
+# EL0/EL1): the return synchronises what they wrote.
+_ERET_ROLES = (Role.ENTRY, Role.EXIT, Role.EARLY_EXIT)
+_TLB_ROLES = (Role.TLB_TO_GUEST, Role.TLB_TO_HOST)
+
+
+def _regime_masks(mdl: RegisterModel) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in mdl.facts.ops.get("regime", frozenset()):
+        reg, _, name = item.partition(".")
+        f = mdl.lookup(name, reg)
+        if reg == "HCR_EL2" and f is not None:
+            out[f.name] = f.mask
+    return out
+
+
+def _regime_writes(trace: Trace, c: Ctx, masks: dict[str, int]
+                   ) -> list[tuple[int, Event, tuple[str, ...], bool]]:
+    """HCR_EL2 writes that may change a regime field on the paths of `c`:
+    (index, event, fields, TGE known cleared)."""
+    out = []
+    prev: Bits | None = None
+    for i, e in enumerate(trace.events):
+        if c not in e.contexts or e.kind is not Ev.WRITE or e.register != "HCR_EL2" \
+                or e.value is None:
+            continue
+        names = []
+        for name, mask in masks.items():
+            new = e.value
+            if new.src_mask & mask and all(s.startswith("live:")
+                                           for s in new.sources(mask)) and prev is None:
+                continue  # kept as it was
+            if prev is not None and not prev.differs(new, mask):
+                continue
+            if not (new.known & mask) and prev is None:
+                continue  # not known to change anything
+            names.append(name)
+        tge = masks.get("TGE", 0)
+        out.append((i, e, tuple(names), bool(e.value.zeros & tge)))
+        prev = e.value
+    return [w for w in out if w[2]]
+
+
+def _synced(trace: Trace, index: int, c: Ctx, to_end: bool) -> Event | None:
+    """The unconditional isb (or ERET) after event `index`, before the next
+    TLBI/AT (and, with `to_end`, before the function returns)."""
+    for e in trace.events[index + 1:]:
+        if c not in e.contexts:
+            continue
+        if e.kind in (Ev.ISB, Ev.ERET) and e.always:
+            return e
+        if e.kind in (Ev.TLBI, Ev.AT):
+            return None
+    return None if to_end else trace.events[-1]
+
+
+def _needs_sync(trace: Trace, index: int, c: Ctx, role: Role | None) -> bool:
+    """Something relies on the new regime: a TLBI/AT later in the trace, or
+    the TLB helper's caller."""
+    if role in _TLB_ROLES:
+        return True
+    return any(e.kind in (Ev.TLBI, Ev.AT) and c in e.contexts
+               for e in trace.events[index + 1:])
+
+
+def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None:
+    masks = _regime_masks(mdl)
+    after, before = pair.after, pair.before
+    assert after is not None
+    reported: set[tuple[str, int]] = set()
+    for c in contexts_of(pair):
+        new_writes = _regime_writes(after, c, masks)
+        old_writes = _regime_writes(before, c, masks) if before is not None else []
+        for n, (i, e, names, tge_clear) in enumerate(new_writes):
+            needs = _needs_sync(after, i, c, pair.role)
+            synced = _synced(after, i, c, to_end=pair.role in _TLB_ROLES)
+            old = old_writes[n] if n < len(old_writes) else None
+            was_synced = old is not None and before is not None and _synced(
+                before, old[0], c, to_end=pair.role in _TLB_ROLES) is not None
+            ln = line_at(pv, e.path, e.line, "new")
+            if needs and synced is None and ("sync", e.line) not in reported:
+                removed = _removed(pv, before, old[0] if old else None, c)
+                where = removed if removed is not None else ln
+                if where is None or (ln is not None and ln.kind.value == " " and removed is None
+                                     and not was_synced and not _changed_near(pair, e)):
+                    continue
+                if was_synced and removed is None and where is ln and ln is not None \
+                        and ln.kind.value == " ":
+                    where = pair.anchor or ln
+                reported.add(("sync", e.line))
+                sure = decided(pair) or (pair.after is not None and was_synced)
+                emit(Severity.WARNING if sure else Severity.QUESTION, pv,
+                     pv.file(e.path) if removed is None else pv.file(removed_path(pv, removed)),
+                     where, register="HCR_EL2", fields=names,
+                     message=("this %s the isb() that made the HCR_EL2.%s change in %s() take "
+                              "effect before %s: what synchronises it now?" if was_synced else
+                              "this write changes HCR_EL2.%s but no unconditional isb() follows "
+                              "it in %s() before %s: the new regime is not guaranteed to be in "
+                              "effect.")
+                     % ((("removes" if removed is not None else "loses"), "/".join(names),
+                         e.function, _what(pair.role)) if was_synced else
+                        ("/".join(names), e.function, _what(pair.role))))
+            if tge_clear and c is Ctx.VHE and ("irq", e.line) not in reported:
+                old_masked = old is not None and old[1].irq_off is True
+                if e.irq_off is True or (e.irq_off is None and not old_masked):
+                    continue
+                if e.irq_off is False and not (pair.from_tree or e.seen or old_masked):
+                    continue
+                where = ln if ln is not None and ln.kind.value != " " else pair.anchor
+                if where is None:
+                    continue
+                reported.add(("irq", e.line))
+                emit(Severity.WARNING if e.irq_off is False else Severity.QUESTION, pv,
+                     pv.file(e.path), where, register="HCR_EL2", fields=("TGE",),
+                     message="HCR_EL2.TGE is cleared in %s() %s: an interrupt taken now runs "
+                     "the host with the guest's regime." % (
+                         e.function, "with interrupts unmasked" if e.irq_off is False
+                         else "without interrupts masked on every path"))
+
+
+def removed_path(pv: PatchView, ln: Line) -> str:
+    for fv in pv.files:
+        if ln in fv.lines:
+            return fv.path
+    return ""
+
+
+def _removed(pv: PatchView, before: Trace | None, index: int | None, c: Ctx) -> Line | None:
+    """The removed isb line that synchronised write `index` before the patch."""
+    if before is None or index is None:
+        return None
+    for e in before.events[index + 1:]:
+        if c in e.contexts and e.kind is Ev.ISB:
+            ln = line_at(pv, e.path, e.line, "old")
+            if ln is not None and ln.removed:
+                return ln
+            return None
+    return None
+
+
+def _changed_near(pair: Pair, e: Event) -> bool:
+    return any(ln.new_no is not None and abs(ln.new_no - e.line) <= 3 for ln in pair.changed)
+
+
+def _what(role: Role | None) -> str:
+    if role in _TLB_ROLES:
+        return "it returns to the TLB maintenance that relies on it"
+    return "the TLB maintenance that relies on it"
+
+
+def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object) -> None:
+    """Assembly (head.S, hyp-init.S, el2_setup.h): line facts, as before."""
+    for ln in fv.changed:
+        if ln.removed and ln.facts.isb:
+            _removed_isb(emit, sv, pv, fv, ln, mdl)
+        if not ln.added or not ln.facts.accesses:
+            continue
+        role = M.role(mdl, ln.function, fv.path)
+        if role in ("entry", "exit", "early-exit"):
+            continue
+        fn_lines = fv.in_function(ln.function)
+        names = _regime_write(ln, fn_lines, mdl)
+        if not names:
+            continue
+        fn = sv.function(pv, fv, ln.function or "")
+        later = _after(fn, ln.new_no or 0)
+        if not any(_SYNC.search(t) for t in later):
+            decided_ = fn.complete
+            emit(Severity.WARNING if decided_ else Severity.QUESTION, pv, fv, ln,
+                 register="HCR_EL2", fields=names,
+                 message="this write changes HCR_EL2.%s but no isb() follows it in %s()"
+                 "%s: the new regime is not guaranteed to be in effect for what comes "
+                 "next." % ("/".join(names), ln.function,
+                            "" if decided_ else " as far as the patch shows"))
 
 
 def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Line,

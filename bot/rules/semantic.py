@@ -30,6 +30,13 @@ from bot.rules.cstmt import Decl, ExprStmt, Function, If, Loop, Return, function
 from bot.rules.interp import Interpreter, Trace
 
 _DEF_LINE = r"^[A-Za-z_][^;]*\b%s\s*\("
+# Interrupts as the callers of each role leave them: the world switch runs
+# with DAIF masked (kvm_vcpu_run_vhe, the nVHE hyp's exception entry); the
+# TLB helpers are called with interrupts on and mask them themselves. Any
+# other function: unknown.
+_IRQS_AT_START: dict[Role | None, bool | None] = {
+    Role.ENTRY: True, Role.EXIT: True, Role.EARLY_EXIT: True, Role.PANIC: True,
+    Role.RUN: True, Role.TLB_TO_GUEST: False, Role.TLB_TO_HOST: True}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,9 +82,9 @@ def hunk_functions(fv: FileView, side: str) -> list[Function]:
         contiguous = all(b[0] - a[0] == 1 for a, b in itertools.pairwise(numbered))
         start = re.compile(_DEF_LINE % re.escape(name))
         has_start = any(start.match(text) for _, text in numbered[:4])
-        has_end = contiguous and numbered[-1][1].startswith("}")
         out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
-                                       has_end=has_end and has_start))
+                                       has_end=numbered[-1][1].startswith("}"),
+                                       gaps=not contiguous))
     return out
 
 
@@ -202,7 +209,7 @@ class PatchSemantics:
         if fn is None or side.evaluator is None:
             return None
         interp = Interpreter(self.facts, side.evaluator, side.functions)
-        return interp.run(fn, self.contexts(key))
+        return interp.run(fn, self.contexts(key), irq_off=_IRQS_AT_START.get(self.role(key)))
 
     def _reaching(self) -> dict[FnKey, set[FnKey]]:
         """Functions that reach a changed function through calls (on either
