@@ -159,6 +159,67 @@ def always_written(trace: Trace | None, ctx: Ctx, register: str) -> Bits | None:
     return w.value if w is not None and w.always else None
 
 
+Stores = dict[tuple[str, Ctx], list[Bits]]
+
+
+def series_stores(sv: SeriesView, ctx: Context) -> Stores:
+    """What the series, after each of its patches, stores into the per-CPU
+    and host-copy storage of a register value, per context (the init code
+    choosing kvm_init_params.hcr_el2, for instance)."""
+    key = ("stores", id(sv))
+    found = ctx.memo.get(key)
+    if isinstance(found, dict):
+        return found
+    out: Stores = {}
+    for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        for pair in sem.pairs():
+            if pair.after is None:
+                continue
+            for e in pair.after.events:
+                if e.kind is Ev.STORE and e.storage and e.value is not None \
+                        and e.storage.startswith(("percpu.", "host-copy.")):
+                    for c in e.contexts:
+                        values = out.setdefault((e.storage, c), [])
+                        if e.value not in values:
+                            values.append(e.value)
+    ctx.memo[key] = out
+    return out
+
+
+def resolve(value: Bits, c: Ctx, stores: Stores) -> Bits:
+    """`value` with bits loaded from per-CPU storage replaced by the one
+    constant the series stores there in context `c`, when it stores one."""
+    out = value
+    for name, mask in value.srcs:
+        kind, _, storage = name.partition(":")
+        if kind not in ("percpu", "host-copy"):
+            continue
+        stored = stores.get((storage, c), [])
+        if len(stored) == 1 and stored[0].is_const:
+            keep = Bits(ones=out.ones, zeros=out.zeros,
+                        srcs=tuple((n, m) for n, m in out.srcs if n != name))
+            out = _replace(keep, stored[0], mask)
+    return out
+
+
+def _replace(value: Bits, const: Bits, mask: int) -> Bits:
+    return Bits(ones=value.ones | (const.ones & mask), zeros=value.zeros | (const.zeros & mask),
+                srcs=value.srcs)
+
+
+def returned(trace: Trace | None, ctx: Ctx) -> Bits | None:
+    """What the function returns on the paths of `ctx`."""
+    if trace is None:
+        return None
+    for out in trace.outcomes:
+        if ctx in out.contexts:
+            return out.ret
+    return None
+
+
 def contexts_of(pair: Pair) -> list[Ctx]:
     """The contexts both traces cover."""
     seen: list[Ctx] = []

@@ -83,6 +83,7 @@ class Ev(enum.StrEnum):
     LOAD = "load"
     WARN = "warn"
     DECL = "decl"               # a local declared with a type narrower than 64 bits
+    RETURN = "return"           # a value returned
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +104,8 @@ class Event:
     # Every function on the way here was seen from its start: what the state
     # says (interrupts, values) is not missing lines the text did not show.
     seen: bool = True
+    # Configuration tests in force here (kvm.toml guards), "!name" when negated.
+    guards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,12 +126,13 @@ class _State:
     always: bool = True
     returned: bool = False
     ret: Bits | None = None
+    guards: tuple[str, ...] = ()
 
     def copy(self, contexts: frozenset[Ctx] | None = None) -> _State:
         return _State(contexts=self.contexts if contexts is None else contexts,
                       env=dict(self.env), regs=dict(self.regs), irq_off=self.irq_off,
                       preempt_off=self.preempt_off, always=self.always,
-                      returned=self.returned, ret=self.ret)
+                      returned=self.returned, ret=self.ret, guards=self.guards)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,8 +297,8 @@ class Interpreter:
         if isinstance(stmt, ExprStmt):
             self._eval(stmt.expr, st, fn, depth, stmt.line)
             name = call_name(stmt.expr)
-            if name is not None and name not in self.functions and not self._known_op(name) \
-                    and not name.isupper():
+            if name is not None and self._callee(name, fn) is None \
+                    and not self._known_op(name) and not name.isupper():
                 # A call made for its effects, whose body is not at hand: it
                 # may write what the rules look for.
                 self.unresolved.append(name)
@@ -325,7 +329,9 @@ class Interpreter:
             return [_join(st, a, st) for a in after if a.contexts == st.contexts] or [st]
         if isinstance(stmt, Return):
             if stmt.value is not None:
-                st.ret = _join_bits(st.ret, self._eval(stmt.value, st, fn, depth, stmt.line))
+                value = self._eval(stmt.value, st, fn, depth, stmt.line)
+                self._emit(Ev.RETURN, st, fn, depth, stmt.line, value=value)
+                st.ret = _join_bits(st.ret, value)
             st.returned = True
             return [st]
         if isinstance(stmt, Asm):
@@ -349,14 +355,38 @@ class Interpreter:
                     joined.append(b)
             return joined
         true_ctx, false_ctx, pure = split
+        names = self._guard_names(stmt.cond)
         out: list[_State] = []
-        for ctxs, branch in ((true_ctx, stmt.then), (false_ctx, stmt.other)):
+        for ctxs, branch, tag in ((true_ctx, stmt.then, ""), (false_ctx, stmt.other, "!")):
             if not ctxs:
                 continue
             sub = st.copy(ctxs)
+            sub.guards = st.guards + tuple(n[1:] if tag and n.startswith("!") else tag + n
+                                           for n in names)
             if not pure:
                 sub.always = False
             out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
+        return out
+
+    def _guard_names(self, cond: Expr) -> list[str]:
+        """The kvm.toml guards a condition tests ("!" in front when negated)."""
+        out: list[str] = []
+        stack: list[tuple[Expr, bool]] = [(cond, False)]
+        while stack:
+            node, neg = stack.pop()
+            if isinstance(node, Unary) and node.op == "!":
+                stack.append((node.operand, not neg))
+            elif isinstance(node, Binary) and node.op in ("&&", "||"):
+                stack.extend([(node.left, neg), (node.right, neg)])
+            elif isinstance(node, Call) and isinstance(node.func, Name):
+                if node.func.id in ("likely", "unlikely") and node.args:
+                    stack.append((node.args[0], neg))
+                    continue
+                arg = node.args[0].id if node.args and isinstance(node.args[0], Name) else None
+                if self.facts.guard(node.func.id, arg) is not None:
+                    out.append(("!" if neg else "") + node.func.id)
+            elif isinstance(node, Name) and self.facts.guard(node.id) is not None:
+                out.append(("!" if neg else "") + node.id)
         return out
 
     def _guard(self, cond: Expr, contexts: frozenset[Ctx]
@@ -404,7 +434,7 @@ class Interpreter:
         self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
                                  contexts=st.contexts, always=st.always, depth=depth,
                                  irq_off=st.irq_off, preempt_off=st.preempt_off,
-                                 seen=self._unseen == 0, **kw))  # type: ignore[arg-type]
+                                 seen=self._unseen == 0, guards=st.guards, **kw))  # type: ignore[arg-type]
 
     def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
         if isinstance(expr, Num):
@@ -594,20 +624,28 @@ class Interpreter:
 
     def _callee(self, name: str, caller: Function) -> Function | None:
         options = self.functions.get(name, [])
-        if not options:
-            return None
         same = [f for f in options if f.path == caller.path]
-        return (same or options)[0]
+        if same:
+            return same[0]
+        # Another file's function is callable only if it is not static to
+        # that file (or lives in a header the caller includes).
+        visible = [f for f in options if f.path.endswith(".h") or not f.static]
+        return visible[0] if visible else None
 
     def _inline(self, callee: Function, values: list[Bits], st: _State, fn: Function,
                 depth: int, line: int) -> Bits:
         self._emit(Ev.CALL, st, fn, depth, line, name=callee.name)
-        inner = _State(contexts=st.contexts, regs=dict(st.regs), irq_off=st.irq_off,
-                       preempt_off=st.preempt_off, always=st.always)
+        # The callee runs only where its own file is built: the caller's
+        # contexts narrowed to those.
+        where = st.contexts & self.facts.contexts_of(callee.path)
+        if not where:
+            return Bits.source("call:" + callee.name)
+        inner = _State(contexts=where, regs=dict(st.regs), irq_off=st.irq_off,
+                       preempt_off=st.preempt_off, always=st.always, guards=st.guards)
         for i, p in enumerate(callee.params):
             inner.env[p.name] = values[i] if i < len(values) else Bits.source("param:" + p.name)
         outs = self._call_body(callee, [inner], depth + 1)
-        mine = [o for o in outs if o.contexts <= st.contexts] or outs
+        mine = [replace(o, contexts=st.contexts) for o in outs]
         ret: Bits | None = None
         for o in mine:
             ret = _join_bits(ret, o.ret)

@@ -11,9 +11,15 @@ from __future__ import annotations
 import re
 
 from bot.data import Series
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, normalize, view
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
+from bot.rules.flow import (WATCHED, Stores, always_written, contexts_of, line_at, modes,
+                            resolve, returned, semantics, series_stores)
+from bot.rules.interp import Ev
+from bot.rules.semantic import Pair
 
 _OTHER_SIDE = re.compile(r"(?i)\bn?vhe\b|non-vhe|both (paths|modes)|hVHE|protected mode")
 _VHE_GUARD = re.compile(r"\b(has_vhe|is_kernel_in_hyp_mode|is_hyp_mode_available|"
@@ -37,42 +43,166 @@ def _touches(ln: Line) -> bool:
 
 
 @rule(id="vhe-nvhe", category=Category.VHE_NVHE, severity=Severity.QUESTION,
-      summary="the VHE or nVHE save/restore changes alone, without saying why")
+      summary="the VHE or nVHE save/restore changes alone, or a VHE test that is not one")
 def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
     """VHE and nVHE switch the same registers through different code
-    (hyp/vhe and hyp/nvhe since 5.9). A change to how one of them saves or
-    restores HCR_EL2/MDCR_EL2 either applies to the other too, or there is
-    an architectural reason it does not; the commit message should say."""
+    (hyp/vhe and hyp/nvhe since 5.9). A change to what one of them writes
+    to HCR_EL2/MDCR_EL2 on the switch path either applies to the other too,
+    or there is an architectural reason it does not, which the patch should
+    give; code only one configuration can reach (nested virtualisation is
+    VHE-only) is not asked about. And is_kernel_in_hyp_mode() is no VHE
+    test: it is true at EL2 in both modes, so a helper shared by the host
+    and the nVHE hyp code that branches on it takes the VHE path in nVHE
+    hyp code."""
     sv = view(series, ctx)
     emit = Emit(rule="vhe-nvhe", category=Category.VHE_NVHE, sv=sv)
-    sides = {"vhe": set(), "nvhe": set()}  # type: dict[str, set[int]]
+    mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return emit.out
+    changed_modes: dict[str, list[tuple[PatchView, Pair, str]]] = {}
     for pv in sv.relevant():
-        for fv in pv.files:
-            if (fv.vhe or fv.nvhe) and any(
-                    _touches(ln) and normalize(ln.text) not in pv.moved
-                    and M.role(ctx.regmodel, ln.function, fv.path) in _SWITCH_ROLES
-                    for ln in fv.changed):
-                sides["vhe" if fv.vhe else "nvhe"].add(pv.index)
-    for pv in sv.relevant():
-        if _OTHER_SIDE.search(pv.message) and re.search(r"(?i)n(on-)?vhe", pv.message):
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
             continue
-        for fv in pv.files:
-            if not (fv.vhe or fv.nvhe):
+        stores = series_stores(sv, ctx)
+        for pair in sem.pairs():
+            _el2_test(emit, pv, pair, mdl)
+            if pair.role not in _SIDED_ROLES or pair.before is None or pair.after is None:
                 continue
-            mine, other = ("vhe", "nvhe") if fv.vhe else ("nvhe", "vhe")
-            if pv.index not in sides[mine] or sides[other]:
-                continue
-            ln = next((x for x in fv.changed if _touches(x) and M.role(
-                ctx.regmodel, x.function, fv.path) in _SWITCH_ROLES), None)
-            if ln is None:
-                continue
-            emit(Severity.QUESTION, pv, fv, ln, register=_register(ln),
-                 message="this changes how the %s path switches %s, and the series leaves the "
-                 "%s path alone: does the other one not need it, and why?" % (
-                     "VHE" if mine == "vhe" else "nVHE", _register(ln) or "it",
-                     "nVHE" if mine == "vhe" else "VHE"))
-            break
+            moved = [p for p in sem.pairs() if p.key.name == pair.key.name and p is not pair]
+            for reg in WATCHED:
+                mode = _value_change_mode(pv, pair, reg, mdl, stores, moved)
+                if mode is not None:
+                    changed_modes.setdefault(mode, []).append((pv, pair, reg))
+    for mode, hits in changed_modes.items():
+        if any(other in changed_modes for other in _OTHER_MODES[mode]):
+            continue
+        pv, pair, reg = hits[0]
+        fv, ln = _pair_line(pv, pair, reg)
+        if ln is None:
+            continue
+        said = _OTHER_SIDE.search(pv.message) is not None
+        emit(Severity.QUESTION, pv, fv, ln, register=reg,
+             message="this changes what the %s %s() writes to %s, and the series leaves the "
+             "%s side alone: %s" % (
+                 _MODE_NAME[mode], pair.key.name, reg,
+                 "nVHE" if mode == "vhe" else "VHE",
+                 "the commit message says why; is the reason architectural?" if said else
+                 "does the other configuration not need it, and why?"))
     return emit.out
+
+
+_SIDED_ROLES = (Role.ENTRY, Role.EXIT, Role.VCPU_LOAD, Role.VCPU_PUT, Role.TLB_TO_GUEST,
+                Role.TLB_TO_HOST)
+_MODE_NAME = {"vhe": "VHE", "nvhe": "nVHE"}
+_OTHER_MODES = {"vhe": ("nvhe",), "nvhe": ("vhe",)}
+
+
+def _changed_line(pv: PatchView, path: str, number: int) -> Line | None:
+    ln = line_at(pv, path, number, "new")
+    return ln if ln is not None and ln.kind.value != " " else None
+
+
+def _value_change_mode(pv: PatchView, pair: Pair, reg: str, mdl: RegisterModel,
+                       stores: Stores, moved: list[Pair]) -> str | None:
+    """The one side ("vhe" or "nvhe") whose written value of `reg` this pair
+    changes, unless only code a single configuration can reach changed
+    (protected mode and hVHE are nVHE's alone; nested virtualisation VHE's)."""
+    changed: set[Ctx] = set()
+    fr = mdl.role(pair.key.name, pair.key.path)
+    returns = fr is not None and reg in fr.registers
+    for c in contexts_of(pair):
+        old = always_written(pair.before, c, reg)
+        new = always_written(pair.after, c, reg)
+        if old is None and new is None and returns:
+            # A function that computes the value for its caller to write.
+            old, new = returned(pair.before, c), returned(pair.after, c)
+        if old is not None and new is None:
+            # Moved to a function of the same name elsewhere (the 5.9 split).
+            new = next((always_written(p.after, c, reg) for p in moved
+                        if always_written(p.after, c, reg) is not None), None)
+        if old is None and new is None:
+            continue
+        if new is None and not (pair.after is not None and pair.after.complete):
+            continue  # not written as far as the bot can follow: not a decided change
+        if old is None or new is None or resolve(old, c, stores).differs(
+                resolve(new, c, stores)):
+            changed.add(c)
+    sides = {"vhe" if c.mode == "vhe" else "nvhe" for c in changed}
+    if len(sides) != 1 or all(c.mode in ("pkvm", "hvhe") for c in changed):
+        return None
+    assert pair.after is not None
+    writes = [e for e in pair.after.events if e.kind in (Ev.WRITE, Ev.STORE, Ev.RETURN)
+              and (e.register == reg or e.kind is not Ev.WRITE)
+              and _changed_line(pv, e.path, e.line) is not None]
+    if writes and all(_one_mode_only(e.guards, mdl) for e in writes):
+        return None
+    removed = pair.before is not None and any(
+        e.kind is Ev.WRITE and e.register == reg and (ln := line_at(pv, e.path, e.line, "old"))
+        is not None and ln.removed for e in pair.before.events)
+    whole = pair.from_tree or (pair.before is not None and pair.before.function.complete
+                               and pair.after.function.complete)
+    if not (writes or removed or whole):
+        return None  # what the hunks show of the two sides differs, not the code
+    return sides.pop()
+
+
+def _one_mode_only(guards: tuple[str, ...], mdl: RegisterModel) -> bool:
+    """Code under a test only one configuration can pass (vcpu_has_nv())."""
+    for name in guards:
+        if name.startswith("!"):
+            continue
+        g = mdl.facts.guard(name)
+        if g is not None and len({c.mode for c in g.true_in | g.maybe_in}) == 1:
+            return True
+    return False
+
+
+def _pair_line(pv: PatchView, pair: Pair, reg: str) -> tuple[FileView | None, Line | None]:
+    assert pair.after is not None
+    for e in pair.after.events:
+        if e.kind is Ev.WRITE and e.register == reg:
+            ln = _changed_line(pv, e.path, e.line)
+            if ln is not None:
+                return pv.file(e.path), ln
+    return pv.file(pair.key.path), pair.anchor
+
+
+def _el2_test(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None:
+    """A configuration test true at EL2 in both modes, used to choose VHE
+    behaviour in code that also runs in the nVHE hyp object."""
+    if pair.after is None:
+        return
+    place = mdl.facts.contexts_of(pair.key.path)
+    if not (place & EL1 and any(c.el == 2 and c.mode != "vhe" for c in place)):
+        return
+    for e in pair.after.events:
+        for name in (g for g in e.guards if not g.startswith("!")):
+            g = mdl.facts.guard(name)
+            if g is None or Ctx.VHE not in g.true_in or not any(
+                    c.el == 2 and c.mode != "vhe" for c in g.true_in):
+                continue
+            ln = line_at(pv, e.path, e.line, "new")
+            fv = pv.file(e.path)
+            if ln is None or fv is None:
+                continue
+            guard_ln = _guard_line(fv, ln, name) or ln
+            if guard_ln.kind.value == " " and ln.kind.value == " ":
+                continue
+            emit(Severity.WARNING, pv, fv, guard_ln, register=e.register or None,
+                 message="%s() runs in the host and in nVHE hyp code, and %s() is true at "
+                 "EL2 in both modes: this takes the VHE path in nVHE hyp code too; has_vhe() "
+                 "is the VHE test." % (pair.key.name, name))
+            return
+
+
+def _guard_line(fv: FileView, ln: Line, name: str) -> Line | None:
+    """The line above `ln` in its function that tests `name`."""
+    for x in reversed(fv.lines):
+        if x.new_side and x.function == ln.function and name in x.code \
+                and (x.new_no or 0) <= (ln.new_no or 0):
+            return x
+    return None
 
 
 def _register(ln: Line) -> str | None:
@@ -126,13 +256,6 @@ def init_order(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-def _el1_file(fv: FileView) -> bool:
-    p = fv.path
-    if fv.hyp or not p.endswith(".c"):
-        return False
-    return p.startswith(("arch/arm64/kvm/", "virt/kvm/arm/", "arch/arm64/kernel/"))
-
-
 def _guarded(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[bool, bool]:
     """(guarded by a VHE check, whole function seen)."""
     fn = sv.function(pv, fv, ln.function or "")
@@ -143,33 +266,46 @@ def _guarded(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[boo
 
 
 @rule(id="el2-access", category=Category.EL2_ACCESS, severity=Severity.WARNING,
-      summary="EL1 code of the nVHE host reads HCR_EL2/MDCR_EL2 directly")
+      summary="EL1 code of the nVHE host reads or writes HCR_EL2/MDCR_EL2 directly")
 def el2_access(series: Series, ctx: Context) -> list[Finding]:
     """The nVHE host kernel runs at EL1, where HCR_EL2 and MDCR_EL2 are not
     accessible: a read_sysreg() there is UNDEFINED. Host code gets these
     values with a hyp call (__kvm_get_mdcr_el2) or from what EL2 init
-    captured; only VHE-only code may read them directly."""
+    captured; only code that runs at EL2 (the hyp objects, VHE-only code
+    such as nested virtualisation) may access them, and host code may on
+    the paths a has_vhe() test leaves to VHE."""
     sv = view(series, ctx)
     emit = Emit(rule="el2-access", category=Category.EL2_ACCESS, sv=sv)
+    mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return emit.out
     for pv in sv.relevant():
-        for fv in pv.files:
-            if not _el1_file(fv):
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        seen: set[tuple[str, int]] = set()
+        for pair in sem.pairs():
+            if pair.after is None:
                 continue
-            for ln in fv.changed:
-                if not ln.added:
+            for e in pair.after.events:
+                if e.kind not in (Ev.READ, Ev.WRITE) or e.register not in WATCHED:
                     continue
-                regs = [a.register for a in ln.facts.accesses if a.register in M.WATCHED]
-                if not regs:
+                at_el1 = sorted(c for c in e.contexts if c in EL1)
+                if not at_el1 or (e.path, e.line) in seen:
                     continue
-                guarded, complete = _guarded(sv, pv, fv, ln)
-                if guarded:
+                ln = _changed_line(pv, e.path, e.line)
+                fv = pv.file(e.path)
+                if ln is None or fv is None:
                     continue
-                emit(Severity.WARNING if complete else Severity.QUESTION, pv, fv, ln,
-                     register=regs[0],
-                     message="%s() runs at EL1 on a nVHE host, where %s cannot be accessed: "
+                seen.add((e.path, e.line))
+                emit(Severity.WARNING if e.seen else Severity.QUESTION, pv, fv, ln,
+                     register=e.register,
+                     message="%s() %s %s at EL1 on a %s host, where it cannot be accessed: "
                      "use a hyp call or the value captured at EL2 init%s." % (
-                         ln.function, regs[0], "" if complete else
-                         " (or show the VHE-only guard, which the patch does not)"))
+                         e.function, "reads" if e.kind is Ev.READ else "writes", e.register,
+                         modes(at_el1),
+                         "" if e.seen else " (or show the has_vhe() test, which the patch "
+                         "does not)"))
     return emit.out
 
 
