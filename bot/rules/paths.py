@@ -16,8 +16,18 @@ from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
-from bot.rules.flow import (WATCHED, Stores, always_written, contexts_of, line_at, modes,
-                            resolve, returned, semantics, series_stores)
+from bot.rules.flow import (
+    WATCHED,
+    Stores,
+    always_written,
+    contexts_of,
+    line_at,
+    modes,
+    resolve,
+    returned,
+    semantics,
+    series_stores,
+)
 from bot.rules.interp import Ev
 from bot.rules.semantic import Pair
 
