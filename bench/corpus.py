@@ -20,7 +20,9 @@ from bot.lore.assemble import assemble  # noqa: E402
 from bot.sources import InputSet  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
-_WATCHED_LINE = re.compile(r"(?im)^[+-](?![+-]).*(hcr_el2|mdcr_el2)")
+# A changed line naming either register, one of its fields' macros or its
+# flag sets (HCR_TGE, MDCR_EL2_HPMN_MASK, HCR_GUEST_FLAGS...).
+_WATCHED_LINE = re.compile(r"(?m)^[+-](?![+-]).*((?i:hcr_el2|mdcr_el2)|\b(HCR|MDCR)_[A-Z0-9_]+)")
 
 
 def series_of(paths: list[str]) -> Iterator[Series]:
@@ -30,5 +32,6 @@ def series_of(paths: list[str]) -> Iterator[Series]:
 
 
 def touches_watched(body: str) -> bool:
-    """The patch adds or removes a line naming HCR_EL2 or MDCR_EL2 (any case)."""
+    """The patch adds or removes a line naming HCR_EL2 or MDCR_EL2 (any
+    case) or a macro of theirs."""
     return _WATCHED_LINE.search(body) is not None
