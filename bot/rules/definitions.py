@@ -12,9 +12,11 @@ import re
 from bot.data import Series
 from bot.parse.csource import defines, strip_comment
 from bot.regmodel import Field, Register
+from bot.regmodel.evaluate import Evaluator
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.flow import semantics
 
 _FIELD_DEF = re.compile(r"^(?:HCR|MDCR)_[A-Z0-9_]+$")
 _NOT_FIELD = re.compile(r"_(FLAGS|RES0|RES1|MASK_ALL|VIRT_EXCP_MASK)$|_GUEST_|_HOST_")
@@ -63,18 +65,25 @@ def field_definition(series: Series, ctx: Context) -> list[Finding]:
             if fv.path.endswith("tools/sysreg"):
                 _sysreg_lines(emit, sv, pv, fv, mdl)
             elif fv.path.endswith(".h") and mdl is not None:
-                _macro_lines(emit, pv, fv, mdl)
+                _macro_lines(emit, pv, fv, mdl, _evaluator(sv, pv, ctx))
     return emit.out
 
 
-def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _evaluator(sv: SeriesView, pv: PatchView, ctx: Context) -> Evaluator:
+    """The model's evaluator with the patch's new #defines."""
+    sem = semantics(sv, pv, ctx)
+    assert sem is not None
+    return sem.evaluator("new")
+
+
+def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
             if not _FIELD_DEF.match(d.name) or _NOT_FIELD.search(d.name) or d.params:
                 continue
             if M.flag_set_fields(mdl, d.name) is not None:
                 continue
-            value = M.value_of(mdl, d.expr)
+            value = ev.value(d.expr)
             if value is None:
                 continue
             reg = M.register_of_macro(d.name)
@@ -210,14 +219,16 @@ def reserved_bit(series: Series, ctx: Context) -> list[Finding]:
     if mdl is None:
         return emit.out
     for pv in sv.relevant():
+        ev = _evaluator(sv, pv, ctx)
         for fv in pv.files:
-            _constant_writes(emit, pv, fv, mdl)
+            _constant_writes(emit, pv, fv, mdl, ev)
             if fv.path.endswith(".h"):
-                _res0_masks(emit, pv, fv, mdl)
+                _res0_masks(emit, pv, fv, mdl, ev)
     return emit.out
 
 
-def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object,
+                     ev: Evaluator) -> None:
     loads: dict[str, str] = {}
     for ln in fv.lines:
         if not ln.new_side:
@@ -234,17 +245,17 @@ def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> No
                 expr = acc.set
             if not expr or expr in ("xzr", "0"):
                 continue
-            _check_value(emit, pv, fv, ln, mdl, acc.register, expr)
+            _check_value(emit, pv, fv, ln, mdl, ev, acc.register, expr)
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
             if d.name.endswith("_FLAGS") and d.name.startswith(("HCR_", "MDCR_")):
-                _check_value(emit, pv, fv, first, mdl, M.register_of_macro(d.name) or "",
+                _check_value(emit, pv, fv, first, mdl, ev, M.register_of_macro(d.name) or "",
                              d.expr, name=d.name)
 
 
-def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object, reg: str,
-                 expr: str, name: str = "") -> None:
-    value = M.value_of(mdl, strip_comment(expr))
+def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
+                 ev: Evaluator, reg: str, expr: str, name: str = "") -> None:
+    value = ev.value(strip_comment(expr))
     if value is None:
         return
     bad = M.res0_violations(mdl, reg, value)
@@ -256,13 +267,13 @@ def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
          "write them as zero." % (what, M.bits_text(bad), reg))
 
 
-def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
             if d.name not in ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0"):
                 continue
             reg = M.register_of_macro(d.name) or ""
-            value = _plain_value(d.expr)
+            value = ev.value(d.expr)
             info = M.register_info(mdl, reg)
             if value is None or info is None:
                 continue
@@ -275,17 +286,3 @@ def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
                      "the mask has drifted from the architecture." % (
                          d.name, M.bits_text(real), ", ".join(names) or "fields"),
                      evidence=(d.text,))
-
-
-def _plain_value(expr: str) -> int | None:
-    """RES0 masks are written with GENMASK/BIT/UL only; evaluate those."""
-    from bot.rules.model import value_of
-
-    class _NoModel:
-        def flag_set(self, name: str) -> None:
-            return None
-
-        def lookup(self, name: str, register: str | None = None) -> None:
-            return None
-
-    return value_of(_NoModel(), expr)

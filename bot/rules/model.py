@@ -2,43 +2,21 @@
 
 The model (`bot.regmodel`) is data: fields, RES0/RES1, polarity, flag sets
 and the roles of the functions that switch these registers. This module
-turns C expressions of the kernel's macros into fields and values with it.
-Rules degrade gracefully without a model: a macro name still names its
-field (`HCR_TGE` is HCR_EL2.TGE), but nothing is evaluated, so nothing is
-decided as an error.
+names fields in C expressions of the kernel's macros; values are only ever
+evaluated by the model's one evaluator (bot.regmodel.evaluate). Roles come
+from the model's save/restore map alone.
 """
 
 from __future__ import annotations
 
-import ast
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 
 _MACRO = re.compile(r"(?<![A-Za-z0-9_])((?:HCR|MDCR)_[A-Z0-9_]+)")
-_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+[uUlL]*|\d+[uUlL]*|[A-Za-z_]\w*|<<|>>|[|&~()^+\-*,])\s*")
-_INT_SUFFIX = re.compile(r"(?i)^(0x[0-9a-f]+|\d+)(ull|ul|u|l|ll)?$")
 _GENERIC = ("_MASK", "_SHIFT", "_WIDTH")
-
-# Function-name patterns of the switch paths, used only when the model has no
-# role data for a function (the model's role table is authoritative).
-_ROLE_FALLBACK = (
-    ("exit", re.compile(r"^_*deactivate_traps")),
-    ("entry", re.compile(r"^_*activate_traps(?!_vhe_load)")),
-    ("vcpu-load", re.compile(r"vhe_load$|^kvm_arch_vcpu_load$|load_sysregs")),
-    ("vcpu-put", re.compile(r"vhe_put$|^kvm_arch_vcpu_put$|put_sysregs")),
-    ("tlb-to-guest", re.compile(r"tlb_switch_to_guest|^enter_vmid_context$")),
-    ("tlb-to-host", re.compile(r"tlb_switch_to_host|^exit_vmid_context$")),
-    ("panic", re.compile(r"hyp_panic|hyp_call_panic")),
-    ("early-exit", re.compile(r"^fixup_guest_exit$")),
-    ("init", re.compile(r"^__?init_el2|el2_setup|hyp_init|cpu_prepare_hyp_mode|"
-                        r"^__kvm_hyp_init|init_el2_state")),
-    ("vcpu-init", re.compile(r"vcpu_reset_hcr|reset_vcpu|^kvm_arm_vcpu_init$|"
-                             r"setup_mdcr|kvm_arch_vcpu_create|kvm_vcpu_init")),
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,149 +131,6 @@ def polarity(model: Any, register: str, name: str) -> str:
         return ""
 
 
-def value_of(model: Any, expr: str, extra: dict[str, int] | None = None) -> int | None:
-    """The integer value of a C constant expression of known macros, else None."""
-    if model is None:
-        return None
-    tokens: list[str] = []
-    pos = 0
-    expr = expr.strip().rstrip(";")
-    while pos < len(expr):
-        m = _TOKEN.match(expr, pos)
-        if m is None:
-            return None
-        tokens.append(m.group(1))
-        pos = m.end()
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok in ("UL", "ULL", "_UL", "_ULL", "_AC", "U", "L") and i + 1 < len(tokens) \
-                and tokens[i + 1] == "(":
-            i += 1
-            continue
-        if tok in ("BIT", "BIT_ULL", "GENMASK", "GENMASK_ULL") and i + 1 < len(tokens) \
-                and tokens[i + 1] == "(":
-            close = _matching(tokens, i + 1)
-            if close is None:
-                return None
-            inner = _split_tokens(tokens[i + 2:close])
-            maybe = [value_of(model, " ".join(t), extra) for t in inner]
-            vals = [v for v in maybe if v is not None]
-            if len(vals) != len(maybe):
-                return None
-            if tok.startswith("BIT") and len(vals) == 1 and 0 <= vals[0] < 64:
-                out.append(str(1 << vals[0]))
-            elif tok.startswith("GENMASK") and len(vals) == 2 and 0 <= vals[1] <= vals[0] < 64:
-                h, lo = vals
-                out.append(str(((1 << (h - lo + 1)) - 1) << lo))
-            else:
-                return None
-            i = close + 1
-            continue
-        if tok == "," and out and out[-1] == "(":
-            return None
-        num = _INT_SUFFIX.match(tok)
-        if num:
-            out.append(str(int(num.group(1), 0)))
-        elif re.match(r"[A-Za-z_]", tok):
-            val = _macro_value(model, tok, extra)
-            if val is None:
-                return None
-            out.append(str(val))
-        else:
-            out.append(tok)
-        i += 1
-    try:
-        value = _eval(ast.parse(" ".join(out), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError, RecursionError):
-        return None
-    return value & _MASK64
-
-
-_MASK64 = (1 << 64) - 1
-_BINOPS: dict[type[ast.operator], Callable[[int, int], int]] = {
-           ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b,
-           ast.BitXor: lambda a, b: a ^ b, ast.Add: lambda a, b: a + b,
-           ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b}
-
-
-def _eval(node: ast.AST) -> int:
-    """Integer C constant arithmetic on 64 bits; anything else is refused.
-
-    The expression comes from mail: shifts are bounded so that no input can
-    make Python build a huge integer."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, int):
-        return node.value & _MASK64
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
-        return ~_eval(node.operand) & _MASK64
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_eval(node.operand) & _MASK64
-    if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, (ast.LShift, ast.RShift)):
-            if right > 64:
-                raise ValueError("shift out of range")
-            return (left << right if isinstance(node.op, ast.LShift) else left >> right) \
-                & _MASK64
-        op = _BINOPS.get(type(node.op))
-        if op is not None:
-            return op(left, right) & _MASK64
-    raise ValueError("not a constant expression")
-
-
-def _matching(tokens: list[str], open_at: int) -> int | None:
-    depth = 0
-    for k in range(open_at, len(tokens)):
-        if tokens[k] == "(":
-            depth += 1
-        elif tokens[k] == ")":
-            depth -= 1
-            if depth == 0:
-                return k
-    return None
-
-
-def _split_tokens(tokens: list[str]) -> list[list[str]]:
-    parts: list[list[str]] = [[]]
-    depth = 0
-    for tok in tokens:
-        if tok == "(":
-            depth += 1
-        elif tok == ")":
-            depth -= 1
-        if tok == "," and depth == 0:
-            parts.append([])
-            continue
-        parts[-1].append(tok)
-    return parts
-
-
-def _macro_value(model: Any, name: str, extra: dict[str, int] | None) -> int | None:
-    if extra and name in extra:
-        return extra[name]
-    try:
-        fs = model.flag_set(name)
-    except (KeyError, ValueError, TypeError):
-        fs = None
-    if fs is not None and _attr(fs, "value") is not None:
-        return int(fs.value)
-    ref = lookup(model, name)
-    if ref is None or ref.mask is None:
-        return None
-    if name.endswith("_SHIFT"):
-        return ref.lsb
-    if name.endswith("_MASK") and ref.lsb and ref.msb is not None and _shifted_mask(name):
-        # kvm_arm.h's MDCR_EL2_E2PB_MASK is the unshifted field mask (used as
-        # MASK << SHIFT); the generated *_MASK macros are shifted.
-        return (1 << (ref.msb - ref.lsb + 1)) - 1
-    return ref.mask
-
-
-def _shifted_mask(name: str) -> bool:
-    return name in ("MDCR_EL2_E2PB_MASK", "MDCR_EL2_E2TB_MASK")
-
-
 def role(model: Any, function: str | None, path: str = "") -> str | None:
     """The role (entry, exit, tlb-to-guest, ...) of a function, if it has one."""
     if not function:
@@ -307,9 +142,6 @@ def role(model: Any, function: str | None, path: str = "") -> str | None:
             fr = None
         if fr is not None:
             return str(_attr(fr, "role", "") or "") or None
-    for name, pat in _ROLE_FALLBACK:
-        if pat.search(function):
-            return name
     return None
 
 

@@ -197,6 +197,13 @@ class PatchSemantics:
                     self.changed.setdefault(FnKey(path=fv.path, name=ln.function), []).append(ln)
         self._pairs: list[Pair] | None = None
 
+    def evaluator(self, side: str) -> Evaluator:
+        """The register model's evaluator with the patch's own #defines on
+        one side ("old" or "new")."""
+        ev = (self.after if side == "new" else self.before).evaluator
+        assert ev is not None
+        return ev
+
     def role(self, key: FnKey) -> Role | None:
         fr = self.model.role(key.name, key.path)
         return fr.role if fr is not None else None
