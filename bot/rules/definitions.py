@@ -18,7 +18,9 @@ from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import semantics
 
-_FIELD_DEF = re.compile(r"^(?:HCR|MDCR)_[A-Z0-9_]+$")
+# Field macros: HCR_TGE, HCR_EL2_TGE, MDCR_EL2_E2PB_MASK, and the
+# architecture's mixed-case names (HCR_TWEDEn, HCR_EnSCXT).
+_FIELD_DEF = re.compile(r"^(?:HCR|MDCR)_[A-Za-z0-9_]+$")
 _NOT_FIELD = re.compile(r"_(FLAGS|RES0|RES1|MASK_ALL|VIRT_EXCP_MASK)$|_GUEST_|_HOST_")
 _SYSREG_LINE = re.compile(r"^\s*(Field|Res0|Res1|Enum|UnsignedEnum|SignedEnum|Unkn|Raz)\s+"
                           r"(\d+)(?::(\d+))?\s*(\w+)?")
@@ -267,10 +269,23 @@ def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
          "write them as zero." % (what, M.bits_text(bad), reg))
 
 
+_RES0_MACROS = ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0")
+
+
+def _old_defines(fv: FileView) -> dict[str, str]:
+    """The `#define`s the old side of the hunks shows, by name."""
+    lines = [(ln.old_no or 0, ln.text) for ln in fv.lines if ln.old_side]
+    return {d.name: d.expr for d in defines(lines)}
+
+
 def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
+    """A hand-written RES0 mask the patch writes: the drift it introduces
+    from the register table is a warning; drift the base already had is
+    pre-existing, whatever the patch does around it."""
+    old_defs = _old_defines(fv)
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
-            if d.name not in ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0"):
+            if d.name not in _RES0_MACROS:
                 continue
             reg = M.register_of_macro(d.name) or ""
             value = ev.value(d.expr)
@@ -279,10 +294,21 @@ def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evalua
                 continue
             table = int(getattr(info, "res0_mask", 0) or 0)
             real = value & ~table
-            if real:
+            old_value = ev.value(old_defs[d.name]) if d.name in old_defs else None
+            before = (old_value & ~table) if old_value is not None else 0
+            new = real & ~before
+            where = next((ln for ln in run if ln.added), first)
+            if new:
+                names = [f.name for f in _fields_at(info, new)]
+                emit(Severity.WARNING, pv, fv, where, register=reg, fields=names,
+                     message="%s now calls %s reserved, but the register table defines %s "
+                     "there: the patch makes the mask drift from the architecture." % (
+                         d.name, M.bits_text(new), ", ".join(names) or "fields"),
+                     evidence=(d.text,))
+            elif real:
                 names = [f.name for f in _fields_at(info, real)]
-                emit(Severity.WARNING, pv, fv, first, register=reg, fields=names,
-                     message="%s calls %s reserved, but the register table defines %s there: "
-                     "the mask has drifted from the architecture." % (
+                emit(Severity.INFO, pv, fv, where, register=reg, fields=names, existed=True,
+                     message="%s already called %s reserved before this patch, though the "
+                     "register table defines %s there." % (
                          d.name, M.bits_text(real), ", ".join(names) or "fields"),
                      evidence=(d.text,))

@@ -18,9 +18,10 @@ from bot.rules.core import Category, Context, Finding, Severity, rule
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)")
 _STOP = re.compile(r"(?i)\b(stop|disable|don'?t|do not|no longer|avoid|turn off|drop|remove|"
-                   r"without)\w*\s+(\w+\s+){0,3}trap")
-_START = re.compile(r"(?i)\b(enable|start|add|force|turn on|set up|configure)\w*\s+(\w+\s+){0,3}"
-                    r"trap|\btrap(s|ping)?\s+(the\s+)?(guest|accesses|all|any)")
+                   r"without)\w*\s+(\w+\s+){0,3}trap|\b(allow|permit|let)\w*\s+(\w+\s+){0,4}"
+                   r"(use|access)")
+# A sentence that says the bit traps (and does not say the opposite).
+_START = re.compile(r"(?i)\b(trap|traps|trapping|trapped|route|routes|routing|intercept\w*)\b")
 _GUEST_MERGE = re.compile(r"(vcpu_read_sys_reg|__vcpu_sys_reg|vcpu_sys_reg)\s*\(\s*vcpu\s*,\s*"
                           r"HCR_EL2\s*\)|\b(vhcr|guest_hcr|nested_hcr|hcr_el2_guest)\w*")
 _HOST_SETS = ("HCR_HOST_NVHE_FLAGS", "HCR_HOST_VHE_FLAGS")
@@ -125,9 +126,7 @@ def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> N
     ops = _ops(ln)
     if not ops:
         return
-    comment = " ".join(x.text for x in fv.lines if x.new_side and x.function == ln.function
-                       and 0 < (ln.new_no or 0) - (x.new_no or 0) <= 3 and
-                       ("/*" in x.text or "*" in x.text.lstrip()[:1] or "//" in x.text))
+    comment = _comment_above(fv, ln)
     for action, expr in ops:
         for f in M.fields_in(mdl, expr):
             pol = f.polarity or M.polarity(mdl, f.register, f.name)
@@ -137,8 +136,12 @@ def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> N
             if said is None:
                 continue
             traps_more = (action == "set") == (pol == "trap")
+            in_code = _said("", comment, f.name) is not None
             if (said == "stop" and traps_more) or (said == "start" and not traps_more):
-                emit(Severity.WARNING, pv, fv, ln, register=f.register, fields=(f.name,),
+                # The code's own comment decides; the commit message alone
+                # only makes it a question.
+                emit(Severity.WARNING if in_code else Severity.QUESTION, pv, fv, ln,
+                     register=f.register, fields=(f.name,),
                      message="%s.%s is %s bit: %s it %s trapping, but the %s says the "
                      "opposite." % (f.register, f.name,
                                     "an allow" if pol == "allow" else "a trap",
@@ -148,15 +151,44 @@ def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> N
                                     "commit message"))
 
 
+_COMMENT_LINE = re.compile(r"^\s*(/\*|\*|//)")
+
+
+def _comment_above(fv: FileView, ln: Line) -> str:
+    """The comment block just above a statement (a guarding `if (...)`
+    line between them allowed), on the new side."""
+    above = [x for x in fv.lines if x.new_side and x.function == ln.function
+             and (x.new_no or 0) < (ln.new_no or 0)]
+    out: list[str] = []
+    skipped = 0
+    for x in reversed(above):
+        if _COMMENT_LINE.match(x.text) or x.text.rstrip().endswith("*/"):
+            out.append(x.text)
+        elif out or skipped >= 2 or not x.text.strip():
+            break
+        else:
+            skipped += 1
+    return " ".join(t.strip().lstrip("/*").rstrip("*/").strip() for t in reversed(out))
+
+
+# Words that turn something off: a text that says the bit traps and also
+# says this turns something off is not read as either.
+_OFF = re.compile(r"(?i)\b(turn\w*\s+(\w+\s+)?off|disabl\w*|don'?t|do not|stop\w*|no longer|"
+                  r"avoid\w*|clear\w*)\b")
+
+
 def _said(message: str, comment: str, name: str) -> str | None:
     for text in (comment, message):
+        said = None
         for sentence in re.split(r"(?<=[.!?])\s+|\n\s*\n", text):
             if not re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(name), sentence):
                 continue
             if _STOP.search(sentence):
                 return "stop"
             if _START.search(sentence):
-                return "start"
+                said = "start"
+        if said == "start" and _OFF.search(text) is None:
+            return said
     return None
 
 

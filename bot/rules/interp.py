@@ -84,6 +84,7 @@ class Ev(enum.StrEnum):
     WARN = "warn"
     DECL = "decl"               # a local declared with a type narrower than 64 bits
     RETURN = "return"           # a value returned
+    GUARD = "guard"             # a configuration test (kvm.toml guard) in a condition
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -356,6 +357,8 @@ class Interpreter:
             return joined
         true_ctx, false_ctx, pure = split
         names = self._guard_names(stmt.cond)
+        for n in names:
+            self._emit(Ev.GUARD, st, fn, depth, stmt.line, name=n.lstrip("!"))
         out: list[_State] = []
         for ctxs, branch, tag in ((true_ctx, stmt.then, ""), (false_ctx, stmt.other, "!")):
             if not ctxs:

@@ -28,7 +28,7 @@ from bot.rules.flow import (
     semantics,
     series_stores,
 )
-from bot.rules.interp import Ev
+from bot.rules.interp import Ev, Event
 from bot.rules.semantic import Pair
 
 _OTHER_SIDE = re.compile(r"(?i)\bn?vhe\b|non-vhe|both (paths|modes)|hVHE|protected mode")
@@ -184,10 +184,12 @@ def _el2_test(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None
     if pair.after is None:
         return
     place = mdl.facts.contexts_of(pair.key.path)
-    if not (place & EL1 and any(c.el == 2 and c.mode != "vhe" for c in place)):
-        return
+    if not (Ctx.VHE in place and any(c.el == 2 and c.mode != "vhe" for c in place)):
+        return  # host-only code: there the test does tell VHE from nVHE
     for e in pair.after.events:
-        for name in (g for g in e.guards if not g.startswith("!")):
+        if e.kind is not Ev.GUARD:
+            continue
+        for name in (e.name,):
             g = mdl.facts.guard(name)
             if g is None or Ctx.VHE not in g.true_in or not any(
                     c.el == 2 and c.mode != "vhe" for c in g.true_in):
@@ -199,11 +201,23 @@ def _el2_test(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None
             guard_ln = _guard_line(fv, ln, name) or ln
             if guard_ln.kind.value == " " and ln.kind.value == " ":
                 continue
-            emit(Severity.WARNING, pv, fv, guard_ln, register=e.register or None,
-                 message="%s() runs in the host and in nVHE hyp code, and %s() is true at "
-                 "EL2 in both modes: this takes the VHE path in nVHE hyp code too; has_vhe() "
-                 "is the VHE test." % (pair.key.name, name))
+            emit(Severity.WARNING, pv, fv, guard_ln, register=_guarded_register(pair, e),
+                 message="%s() runs at EL2 in both VHE and nVHE hyp code, and %s() is true "
+                 "at EL2 in both modes: the test cannot tell them apart; has_vhe() is the VHE "
+                 "test." % (pair.key.name, name))
             return
+
+
+def _guarded_register(pair: Pair, guard: Event) -> str | None:
+    """The register the code under a test touches (the first after it)."""
+    assert pair.after is not None
+    for e in pair.after.events:
+        if e.line >= guard.line and e.kind in (Ev.WRITE, Ev.READ) and e.register in WATCHED:
+            return e.register
+        if e.line >= guard.line and e.kind is Ev.STORE and e.storage and (
+                "mdcr" in e.storage or "hcr" in e.storage):
+            return "MDCR_EL2" if "mdcr" in e.storage else "HCR_EL2"
+    return None
 
 
 def _guard_line(fv: FileView, ln: Line, name: str) -> Line | None:

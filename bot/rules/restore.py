@@ -21,7 +21,7 @@ from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
-from bot.rules.bits import SourceKind, source_kind
+from bot.rules.bits import Bits, SourceKind, source_kind
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
 from bot.rules.flow import (
     RESTORE_ROLES,
@@ -34,12 +34,13 @@ from bot.rules.flow import (
     field_mask,
     field_names,
     has_memory,
+    line_at,
     modes,
     semantics,
     source_words,
     value_words,
 )
-from bot.rules.interp import Ev
+from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
 
 _PATH_ROLES = ("entry", "exit", "panic", "early-exit", "tlb-to-guest", "tlb-to-host")
@@ -198,6 +199,8 @@ def same_value(series: Series, ctx: Context) -> list[Finding]:
         if sem is None:
             continue
         for pair in sem.pairs():
+            if pair.before is not None and pair.after is not None:
+                _saved_copy(emit, pv, pair, model)
             if pair.role not in RESTORE_ROLES or pair.before is None or pair.after is None:
                 continue
             flags = _flags_changed(pv)
@@ -244,6 +247,47 @@ def same_value(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
+def _stores(trace: Trace, c: Ctx) -> dict[str, tuple[Bits, Event]]:
+    """The first value stored into each host-copy/per-CPU storage, in `c`."""
+    out: dict[str, tuple[Bits, Event]] = {}
+    for e in trace.events:
+        if e.kind is Ev.STORE and e.storage and e.value is not None and c in e.contexts \
+                and e.storage.startswith(("host-copy.", "percpu.")) and e.storage not in out:
+            out[e.storage] = (e.value, e)
+    return out
+
+
+def _saved_copy(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:
+    """The host's value saved for the restore on exit (host_debug_state,
+    kvm_init_params) now comes from somewhere else: the restore, unchanged
+    and perhaps far away, hands the host that value."""
+    assert pair.before is not None and pair.after is not None
+    done: set[str] = set()
+    for c in contexts_of(pair):
+        old = _stores(pair.before, c)
+        new = _stores(pair.after, c)
+        for storage, (value, e) in new.items():
+            if storage in done or storage not in old:
+                continue
+            before = old[storage][0]
+            diff = before.differs(value)
+            if not diff:
+                continue
+            ln = line_at(pv, e.path, e.line, "new")
+            if ln is None or ln.kind.value == " ":
+                continue
+            done.add(storage)
+            reg = "MDCR_EL2" if "mdcr" in storage else "HCR_EL2"
+            emit(Severity.WARNING if decided(pair) or e.seen else Severity.QUESTION, pv,
+                 pv.file(e.path), ln, register=reg, fields=field_names(model, reg, diff),
+                 message="%s saves into %s a value whose %s %s %s, not %s as before: what "
+                 "the host gets back on exit changes with it." % (
+                     e.function + "()", source_words("x:" + storage),
+                     "bits" if bin(diff).count("1") > 1 else "bit",
+                     "are" if bin(diff).count("1") > 1 else "is",
+                     value_words(value, diff), value_words(before, diff)))
+
+
 @rule(id="hot-path-load", category=Category.HOT_PATH_LOAD, severity=Severity.QUESTION,
       summary="a constant host value on the exit path becomes a memory load")
 def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
@@ -270,20 +314,33 @@ def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-def _stored_values(pairs: list[Pair]) -> dict[str, set[int | None]]:
+def _stored_values(pairs: list[Pair]) -> dict[str, list[Bits]]:
     """What the patch's functions store into each storage, after it."""
-    out: dict[str, set[int | None]] = {}
+    out: dict[str, list[Bits]] = {}
     for pair in pairs:
         if pair.after is None:
             continue
         for e in pair.after.events:
             if e.kind is Ev.STORE and e.storage and e.value is not None:
-                out.setdefault(e.storage, set()).add(e.value.value)
+                values = out.setdefault(e.storage, [])
+                if e.value not in values:
+                    values.append(e.value)
     return out
 
 
+def _varies(values: list[Bits], register: str) -> bool:
+    """The stores give the host different values in different places: two
+    constants, or something other than the live register read back (which
+    is the constant itself, read again)."""
+    consts = {v.value for v in values if v.is_const}
+    if len(consts) > 1:
+        return True
+    live = "live:" + register
+    return any(not v.is_const and any(s != live for s in v.sources()) for v in values)
+
+
 def _constant_to_load(emit: Emit, pv: PatchView, pair: Pair,
-                      stored: dict[str, set[int | None]]) -> None:
+                      stored: dict[str, list[Bits]]) -> None:
     assert pair.before is not None and pair.after is not None
     for reg in WATCHED:
         hit: list[Ctx] = []
@@ -297,8 +354,7 @@ def _constant_to_load(emit: Emit, pv: PatchView, pair: Pair,
             if not mem:
                 continue
             storage = mem[0].partition(":")[2]
-            values = stored.get(storage, set())
-            if len(values) > 1 or None in values:
+            if _varies(stored.get(storage, []), reg):
                 continue  # the patch makes it vary by configuration: the reason is there
             hit.append(c)
             source = mem[0]
