@@ -1,7 +1,14 @@
 """The rules engine: registry, findings and the built-in rule families."""
 
 from bot.data import RuleResult
-from bot.rules import definitions, intent, paths, regime, restore  # noqa: F401  (registration)
+from bot.rules import (  # noqa: F401  (registration)
+    definitions,
+    intent,
+    lifecycle,
+    paths,
+    regime,
+    restore,
+)
 from bot.rules.core import REGISTRY, Category, Context, Finding, RuleSpec, Severity, Status, rule
 from bot.rules.engine import run, selected
 

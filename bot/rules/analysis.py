@@ -16,6 +16,7 @@ evidence line a later patch of the series removes is resolved in series.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -166,14 +167,27 @@ class FunctionText:
     from_tree: bool
 
 
-def _relevant(patch: Patch) -> bool:
+def _relevant(patch: Patch, mapped: re.Pattern[str] | None = None) -> bool:
+    """The patch can matter to these registers: it names them, changes the
+    TLB switch helpers, or names a function of the model's save/restore map
+    (a call to a vcpu-init function removed from an unrelated-looking file)."""
     body = patch.mail.body
     low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
-    # The TLB switch helpers matter even when a patch names no register.
     if "hcr" not in low and "mdcr" not in low and (
-            "tlb.c" not in body or not _TLB_TOUCH.search(body)):
+            "tlb.c" not in body or not _TLB_TOUCH.search(body)) and (
+            mapped is None or mapped.search(body) is None):
         return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
+
+
+@functools.lru_cache(maxsize=4)
+def mapped_names(model: object) -> re.Pattern[str] | None:
+    """A pattern matching the names of the save/restore map's functions."""
+    functions = getattr(model, "functions", None)
+    if not functions:
+        return None
+    names = sorted({fr.name for fr in functions}, key=len, reverse=True)
+    return re.compile(r"\b(%s)\b" % "|".join(re.escape(n) for n in names))
 
 
 def _file_view(fd: FileDiff) -> FileView:
@@ -247,8 +261,8 @@ def _next_new_numbers(hunk: Hunk) -> list[int]:
     return out
 
 
-def patch_view(patch: Patch) -> PatchView:
-    if not _relevant(patch):
+def patch_view(patch: Patch, mapped: re.Pattern[str] | None = None) -> PatchView:
+    if not _relevant(patch, mapped):
         return PatchView(patch=patch, relevant=False)
     files = tuple(_file_view(fd) for fd in patch.files
                   if not fd.binary and fd.path.startswith(KERNEL_PREFIXES))
@@ -322,8 +336,9 @@ def view(series: Series, ctx: Context) -> SeriesView:
     key = ("view", id(series), id(ctx.tree))
     sv = memo.get(key)
     if sv is None or sv.series is not series or sv.tree is not ctx.tree:
-        sv = SeriesView(series=series, patches=tuple(patch_view(p) for p in series.patches),
-                        tree=ctx.tree)
+        mapped = mapped_names(ctx.regmodel) if ctx.regmodel is not None else None
+        sv = SeriesView(series=series, tree=ctx.tree,
+                        patches=tuple(patch_view(p, mapped) for p in series.patches))
         memo.clear()
         memo[key] = sv
     return sv

@@ -15,7 +15,7 @@ from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
-from bot.rules.core import Category, Context, Finding, Severity, Status, rule
+from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import (
     WATCHED,
     Stores,
@@ -238,48 +238,6 @@ def _register(ln: Line) -> str | None:
     return None
 
 
-@rule(id="init-order", category=Category.INIT_ORDER, severity=Severity.WARNING,
-      summary="vcpu->arch.hcr_el2/mdcr_el2 is no longer computed before the first load")
-def init_order(series: Series, ctx: Context) -> list[Finding]:
-    """On VHE part of HCR_EL2/MDCR_EL2 is written at vcpu load, not at each
-    entry, so vcpu->arch.hcr_el2 and mdcr_el2 (and the per-CPU host copies)
-    must hold their final value before the first kvm_arch_vcpu_load. Moving
-    their computation later, or dropping it from vcpu init, loads a stale
-    or zero value into the register."""
-    sv = view(series, ctx)
-    emit = Emit(rule="init-order", category=Category.INIT_ORDER, sv=sv)
-    mdl = ctx.regmodel
-    for pv in sv.relevant():
-        added = [(fv, ln, a) for fv in pv.files for ln in fv.changed if ln.added
-                 for a in ln.facts.assigns if a.vcpu and a.op == "="]
-        added_targets = {a.target for _, _, a in added}
-        for fv in pv.files:
-            for ln in fv.changed:
-                if not ln.removed or fv.deleted:
-                    continue
-                role = M.role(mdl, ln.function, fv.path)
-                if role != "vcpu-init":
-                    continue
-                for a in ln.facts.assigns:
-                    if not a.vcpu or a.op != "=":
-                        continue
-                    if a.target not in added_targets:
-                        emit(Severity.WARNING, pv, fv, ln, register=a.register,
-                             message="%s is no longer initialised in %s(): what computes it "
-                             "before the first vcpu load writes it to %s?" % (
-                                 a.target, ln.function, a.register))
-                        continue
-                    for fv2, ln2, a2 in added:
-                        if a2.target == a.target and M.role(mdl, ln2.function, fv2.path) in (
-                                "vcpu-load", "entry", "vcpu-put"):
-                            emit(Severity.QUESTION, pv, fv2, ln2, register=a.register,
-                                 status=Status.OPEN,
-                                 message="%s is now computed in %s() instead of %s(): is that "
-                                 "before the first load that writes it to %s?" % (
-                                     a.target, ln2.function, ln.function, a.register))
-    return emit.out
-
-
 def _guarded(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[bool, bool]:
     """(guarded by a VHE check, whole function seen)."""
     fn = sv.function(pv, fv, ln.function or "")
@@ -333,38 +291,6 @@ def el2_access(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-@rule(id="preemption", category=Category.PREEMPTION, severity=Severity.QUESTION,
-      summary="a per-CPU host copy read without preemption disabled")
-def preemption(series: Series, ctx: Context) -> list[Finding]:
-    """The host's HCR_EL2/MDCR_EL2 copies are per-CPU. __this_cpu_read()
-    from preemptible code can read one CPU's copy and then run on another,
-    so the guest gets the wrong host's HPMN. The caller must have
-    preemption disabled (vcpu load/put and the run loop do)."""
-    sv = view(series, ctx)
-    emit = Emit(rule="preemption", category=Category.PREEMPTION, sv=sv)
-    mdl = ctx.regmodel
-    for pv in sv.relevant():
-        for fv in pv.files:
-            if fv.hyp or not fv.path.endswith(".c"):
-                continue
-            for ln in fv.changed:
-                if not ln.added or not any(p in ("__this_cpu_read", "this_cpu_ptr")
-                                           for p in ln.facts.percpu):
-                    continue
-                if not _HOST_COPY.search(ln.code):
-                    continue
-                if M.role(mdl, ln.function, fv.path) in ("vcpu-load", "vcpu-put", "init"):
-                    continue
-                fn = sv.function(pv, fv, ln.function or "")
-                if any(_PREEMPT_OFF.search(t) for n, t in fn.lines if n <= (ln.new_no or 0)):
-                    continue
-                emit(Severity.QUESTION, pv, fv, ln, register=_register(ln) or (
-                    "MDCR_EL2" if "mdcr" in ln.code.lower() else "HCR_EL2"),
-                     message="%s() reads a per-CPU host copy: is preemption disabled on every "
-                     "path that calls it?" % ln.function)
-    return emit.out
-
-
 @rule(id="register-width", category=Category.REGISTER_WIDTH, severity=Severity.WARNING,
       summary="an HCR_EL2/MDCR_EL2 value kept in fewer than 64 bits")
 def register_width(series: Series, ctx: Context) -> list[Finding]:
@@ -404,47 +330,4 @@ def register_width(series: Series, ctx: Context) -> list[Finding]:
                     emit(Severity.WARNING, pv, fv, ln, register=d.register,
                          message="%s %s %s in a %s, but %s is a 64-bit register: use u64." % (
                              d.name, what, d.register, d.type, d.register), existed=existed)
-    return emit.out
-
-
-def _feeds_vcpu(fv: FileView, ln: Line) -> bool:
-    """The value read on this line goes into vcpu state (this or the next line)."""
-    nxt = [x for x in fv.lines if x.new_side and x.function == ln.function
-           and 0 <= (x.new_no or 0) - (ln.new_no or 0) <= 1]
-    return any("vcpu" in x.code for x in nxt)
-
-
-@rule(id="shadow-vs-live", category=Category.SHADOW_VS_LIVE, severity=Severity.WARNING,
-      summary="the live HCR_EL2/MDCR_EL2 read where it does not hold the guest's value")
-def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
-    """Between __activate_traps and __deactivate_traps the live HCR_EL2 holds
-    the guest's value; anywhere else it holds the host's. Code that wants the
-    guest's configuration outside that window must read vcpu->arch.hcr_el2,
-    and code inside it that changes the shadow must also write the live
-    register if the change is meant to apply before the next entry."""
-    sv = view(series, ctx)
-    emit = Emit(rule="shadow-vs-live", category=Category.SHADOW_VS_LIVE, sv=sv)
-    mdl = ctx.regmodel
-    for pv in sv.relevant():
-        for fv in pv.files:
-            for ln in fv.changed:
-                if not ln.added:
-                    continue
-                reads = [a.register for a in ln.facts.accesses
-                         if a.kind == "read" and a.register in M.WATCHED]
-                if not reads:
-                    continue
-                role = M.role(mdl, ln.function, fv.path)
-                if role in ("entry", "exit", "early-exit", "panic"):
-                    continue
-                if role in _OUTSIDE_WINDOW and _feeds_vcpu(fv, ln):
-                    emit(Severity.WARNING, pv, fv, ln, register=reads[0],
-                         message="%s() runs outside the guest's activate/deactivate window, so "
-                         "the live %s holds the host's value here: use vcpu->arch.%s." % (
-                             ln.function, reads[0], reads[0].lower()))
-                elif not fv.hyp and "vcpu" in ln.code and _guarded(sv, pv, fv, ln)[0]:
-                    emit(Severity.QUESTION, pv, fv, ln, register=reads[0],
-                         message="this reads the live %s from host code: is the guest's value "
-                         "loaded at this point, or is vcpu->arch.%s meant?" % (
-                             reads[0], reads[0].lower()))
     return emit.out

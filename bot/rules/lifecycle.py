@@ -1,0 +1,295 @@
+"""Rule families 11, 13 and 16: when values exist, who may read them, and
+which copy holds which value.
+
+Each compares the traces of bot.rules.semantic before and after the patch:
+the vcpu's HCR_EL2/MDCR_EL2 must be computed before the first vcpu load
+(init-order); per-CPU host copies are read with preemption disabled
+(preemption); the live register holds the guest's value only between
+activate and deactivate, the vcpu's copy everywhere (shadow-vs-live).
+"""
+
+from __future__ import annotations
+
+from bot.data import Series
+from bot.regmodel import RegisterModel, Role
+from bot.regmodel.facts import EL1
+from bot.rules.analysis import Emit, PatchView, view
+from bot.rules.core import Category, Context, Finding, Severity, Status, rule
+from bot.rules.flow import line_at, semantics, source_words
+from bot.rules.interp import Ev, Event, Trace
+from bot.rules.semantic import Pair, PatchSemantics
+
+_VCPU_STORAGE = ("vcpu.hcr_el2", "vcpu.mdcr_el2")
+# Roles that run with preemption disabled by their callers (vcpu load/put
+# under the run loop's preempt_disable, init on each CPU by IPI).
+_PREEMPT_OFF_ROLES = (Role.VCPU_LOAD, Role.VCPU_PUT, Role.INIT, Role.ENTRY, Role.EXIT,
+                      Role.RUN, Role.EARLY_EXIT, Role.PANIC)
+# Roles inside the guest's activate..deactivate window, where the live
+# register holds the guest's value.
+_IN_WINDOW = (Role.ENTRY, Role.EXIT, Role.EARLY_EXIT, Role.PANIC, Role.RUN)
+
+
+def _changed(pv: PatchView, e: Event, side: str) -> bool:
+    ln = line_at(pv, e.path, e.line, side)
+    return ln is not None and ln.kind.value != " "
+
+
+def _register_of(storage: str) -> str:
+    return "MDCR_EL2" if "mdcr" in storage else "HCR_EL2"
+
+
+@rule(id="init-order", category=Category.INIT_ORDER, severity=Severity.WARNING,
+      summary="vcpu->arch.hcr_el2/mdcr_el2 is no longer computed before the first load")
+def init_order(series: Series, ctx: Context) -> list[Finding]:
+    """On VHE part of HCR_EL2/MDCR_EL2 is written at vcpu load, not at each
+    entry, so vcpu->arch.hcr_el2 and mdcr_el2 (and the per-CPU host copies)
+    must hold their final value before the first kvm_arch_vcpu_load. Moving
+    their computation later, or dropping it (or the call to the function
+    that does it) from vcpu init, loads a stale or zero value into the
+    register."""
+    sv = view(series, ctx)
+    emit = Emit(rule="init-order", category=Category.INIT_ORDER, sv=sv)
+    mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return emit.out
+    for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        stored_after = _stores_after(sem)
+        called_after = _calls_after(sem)
+        for pair in sem.pairs():
+            if pair.before is None:
+                continue
+            _dropped_store(emit, pv, pair, stored_after)
+            _dropped_init_call(emit, pv, pair, sem, mdl, called_after)
+    return emit.out
+
+
+def _stores_after(sem: PatchSemantics) -> dict[str, list[tuple[Pair, Event]]]:
+    out: dict[str, list[tuple[Pair, Event]]] = {}
+    for pair in sem.pairs():
+        for e in pair.after.events if pair.after is not None else ():
+            if e.kind is Ev.STORE and e.storage in _VCPU_STORAGE:
+                out.setdefault(e.storage, []).append((pair, e))
+    return out
+
+
+def _calls_after(sem: PatchSemantics) -> set[str]:
+    return {e.name for pair in sem.pairs() if pair.after is not None
+            for e in pair.after.events if e.kind is Ev.CALL}
+
+
+def _dropped_store(emit: Emit, pv: PatchView, pair: Pair,
+                   stored_after: dict[str, list[tuple[Pair, Event]]]) -> None:
+    """The vcpu's value no longer computed in a vcpu-init function."""
+    if pair.role is not Role.VCPU_INIT or pair.before is None:
+        return
+    for e in pair.before.events:
+        if e.kind is not Ev.STORE or e.storage not in _VCPU_STORAGE or e.depth \
+                or not _changed(pv, e, "old"):
+            continue
+        ln = line_at(pv, e.path, e.line, "old")
+        elsewhere = stored_after.get(e.storage or "", [])
+        same_role = [(p, x) for p, x in elsewhere if p.role is Role.VCPU_INIT]
+        if same_role:
+            continue
+        later = [(p, x) for p, x in elsewhere if p.role in (Role.VCPU_LOAD, Role.ENTRY,
+                                                             Role.VCPU_PUT)]
+        reg = _register_of(e.storage or "")
+        if later:
+            p, x = later[0]
+            where = line_at(pv, x.path, x.line, "new")
+            # Moved code, but the move is the point: open, not pre-existing.
+            emit(Severity.QUESTION, pv, pv.file(x.path), where, register=reg, status=Status.OPEN,
+                 message="%s is now computed in %s() instead of %s(): is that before the first "
+                 "load that writes it to %s?" % (source_words("x:" + (e.storage or "")),
+                                                  p.key.name, pair.key.name, reg))
+        elif not elsewhere:
+            emit(Severity.WARNING, pv, pv.file(e.path), ln, register=reg,
+                 message="%s is no longer initialised in %s(): what computes it before the "
+                 "first vcpu load writes it to %s?" % (
+                     source_words("x:" + (e.storage or "")), pair.key.name, reg))
+
+
+def _dropped_init_call(emit: Emit, pv: PatchView, pair: Pair, sem: PatchSemantics,
+                       mdl: RegisterModel, called_after: set[str]) -> None:
+    """A call to a function of the map that computes the vcpu's values
+    (role vcpu-init) is removed and made nowhere else by the patch."""
+    assert pair.before is not None
+    for e in pair.before.events:
+        if e.kind is not Ev.CALL or e.depth or not _changed(pv, e, "old"):
+            continue
+        fr = mdl.role(e.name)
+        if fr is None or fr.role is not Role.VCPU_INIT or e.name in called_after:
+            continue
+        if pair.after is None:
+            continue  # the caller itself went away
+        ln = line_at(pv, e.path, e.line, "old")
+        regs = "/".join(fr.registers) or "HCR_EL2/MDCR_EL2"
+        emit(Severity.WARNING if sem.from_tree else Severity.QUESTION, pv, pv.file(e.path), ln,
+             register=fr.registers[0] if fr.registers else None,
+             message="%s() no longer calls %s(), which computes the vcpu's %s before the first "
+             "vcpu load: what computes it now?" % (pair.key.name, e.name, regs))
+
+
+@rule(id="preemption", category=Category.PREEMPTION, severity=Severity.QUESTION,
+      summary="a per-CPU host copy read without preemption disabled")
+def preemption(series: Series, ctx: Context) -> list[Finding]:
+    """The host's HCR_EL2/MDCR_EL2 copies are per-CPU. __this_cpu_read()
+    from preemptible code can read one CPU's copy and then run on another,
+    so the guest gets the wrong host's HPMN. The caller must have
+    preemption disabled (vcpu load/put and the run loop do); removing the
+    preempt_disable() around code that computes such values reopens it."""
+    sv = view(series, ctx)
+    emit = Emit(rule="preemption", category=Category.PREEMPTION, sv=sv)
+    mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return emit.out
+    for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        for pair in sem.pairs():
+            if pair.after is None:
+                continue
+            place = mdl.facts.contexts_of(pair.key.path)
+            if not place & EL1:
+                continue  # hyp code: runs with preemption off by construction
+            if pair.role not in _PREEMPT_OFF_ROLES:
+                _percpu_reads(emit, pv, pair, mdl)
+            if pair.before is not None:
+                _dropped_protection(emit, pv, pair)
+    return emit.out
+
+
+def _percpu_reads(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None:
+    assert pair.after is not None
+    for e in pair.after.events:
+        percpu = (e.kind is Ev.LOAD and (e.name.startswith(("host-copy:", "percpu:"))
+                                         or any(op in e.name for op in
+                                                mdl.facts.ops.get("percpu", ()))))
+        if not percpu or e.preempt_off is True or not _changed(pv, e, "new"):
+            continue
+        if "mdcr" not in e.name.lower() and "hcr" not in e.name.lower():
+            continue
+        ln = line_at(pv, e.path, e.line, "new")
+        emit(Severity.QUESTION, pv, pv.file(e.path), ln,
+             register="MDCR_EL2" if "mdcr" in e.name.lower() else "HCR_EL2",
+             message="%s() reads a per-CPU host copy: is preemption disabled on every path "
+             "that calls it?" % e.function)
+        return
+
+
+def _dropped_protection(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    assert pair.before is not None and pair.after is not None
+    removed = [e for e in pair.before.events if e.kind is Ev.PREEMPT_OFF and not e.depth
+               and _changed(pv, e, "old")]
+    if not removed or any(e.kind is Ev.PREEMPT_OFF for e in pair.after.events):
+        return
+    off = removed[0]
+    inside = _between(pair.before, off)
+    if not inside:
+        return
+    ln = line_at(pv, off.path, off.line, "old")
+    emit(Severity.QUESTION, pv, pv.file(off.path), ln, register=None,
+         message="this removes the preempt_disable() around %s() in %s(): what keeps the "
+         "per-CPU state it reads from changing CPU under it now?" % (
+             "(), ".join(inside), pair.key.name))
+
+
+def _between(trace: Trace, off: Event) -> list[str]:
+    """The calls made between a preempt_disable() and its preempt_enable()."""
+    out: list[str] = []
+    started = False
+    for e in trace.events:
+        if e is off:
+            started = True
+            continue
+        if not started:
+            continue
+        if e.kind is Ev.PREEMPT_ON:
+            break
+        if e.kind is Ev.CALL and e.name not in out:
+            out.append(e.name)
+    return out
+
+
+@rule(id="shadow-vs-live", category=Category.SHADOW_VS_LIVE, severity=Severity.WARNING,
+      summary="the live HCR_EL2/MDCR_EL2 read where the vcpu's copy is meant, or the reverse")
+def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
+    """Between __activate_traps and __deactivate_traps the live HCR_EL2 holds
+    the guest's value; anywhere else it holds the host's. Code that wants the
+    guest's configuration must read vcpu->arch.hcr_el2 unless it only runs
+    inside that window; and code that wants what hardware changed in the
+    live register (HCR_EL2.VSE, cleared when the guest takes the SError)
+    must read the register, not the copy."""
+    sv = view(series, ctx)
+    emit = Emit(rule="shadow-vs-live", category=Category.SHADOW_VS_LIVE, sv=sv)
+    for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        for pair in sem.pairs():
+            if pair.after is not None and pair.role not in _IN_WINDOW:
+                _live_into_copy(emit, pv, pair)
+            if pair.before is None or pair.after is None:
+                continue
+            _swapped(emit, pv, pair)
+    return emit.out
+
+
+def _live_into_copy(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    """Outside the activate..deactivate window, the live register read to
+    compute the vcpu's copy: the live value there is the host's."""
+    assert pair.after is not None
+    events = pair.after.events
+    for i, e in enumerate(events):
+        if e.kind is not Ev.READ or e.register not in ("HCR_EL2", "MDCR_EL2") \
+                or not _changed(pv, e, "new"):
+            continue
+        target = "vcpu.%s" % e.register.lower()
+        for x in events[i + 1:]:
+            if x.line - e.line > 3:
+                break
+            if x.kind is Ev.STORE and x.storage == target:
+                ln = line_at(pv, e.path, e.line, "new")
+                emit(Severity.WARNING, pv, pv.file(e.path), ln, register=e.register,
+                     message="%s() runs outside the guest's activate/deactivate window, where "
+                     "the live %s holds the host's value, and uses it for vcpu->arch.%s." % (
+                         e.function, e.register, e.register.lower()))
+                return
+
+
+def _swapped(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    assert pair.before is not None and pair.after is not None
+    shadow_gone = {_register_of(e.storage or ""): e for e in pair.before.events
+                   if e.kind is Ev.LOAD and e.storage in _VCPU_STORAGE
+                   and _changed(pv, e, "old")}
+    live_gone = {e.register: e for e in pair.before.events
+                 if e.kind is Ev.READ and e.register in ("HCR_EL2", "MDCR_EL2")
+                 and _changed(pv, e, "old")}
+    for e in pair.after.events:
+        if not _changed(pv, e, "new"):
+            continue
+        if e.kind is Ev.READ and e.register in shadow_gone and e.register not in live_gone:
+            inside = pair.role in _IN_WINDOW
+            ln = line_at(pv, e.path, e.line, "new")
+            emit(Severity.QUESTION if inside else Severity.WARNING, pv, pv.file(e.path), ln,
+                 register=e.register,
+                 message="%s() now reads the live %s where it read vcpu->arch.%s: %s" % (
+                     e.function, e.register, (e.register or "").lower(),
+                     "is it only ever called between activate and deactivate, where the live "
+                     "register holds the guest's value?" if inside else
+                     "outside the guest's activate..deactivate window the live register holds "
+                     "the host's value."))
+            return
+        if e.kind is Ev.LOAD and e.storage in _VCPU_STORAGE:
+            reg = _register_of(e.storage or "")
+            if reg in live_gone and reg not in shadow_gone:
+                ln = line_at(pv, e.path, e.line, "new")
+                emit(Severity.QUESTION, pv, pv.file(e.path), ln, register=reg,
+                     message="%s() now reads vcpu->arch.%s where it read the live %s: does "
+                     "nothing (hardware, the guest) change the live value the copy misses?" % (
+                         e.function, reg.lower(), reg))
+                return
