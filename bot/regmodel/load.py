@@ -62,6 +62,7 @@ class FieldInfo:
     aliases: tuple[str, ...]
     note: str
     kernel_note: str
+    ignored_when: tuple[str, ...]
     source: str
 
 
@@ -113,11 +114,13 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         fields: dict[str, FieldInfo] = {}
         for fname in ft.data:
             one = _Toml(ft.data[fname], "registers.%s.fields.%s" % (name, fname), source)
-            one.only("polarity", "feature", "aliases", "note", "kvm_arm_h", "source")
+            one.only("polarity", "feature", "aliases", "note", "kvm_arm_h", "source",
+                     "ignored_when")
             fields[fname] = FieldInfo(
                 name=fname, polarity=Polarity(one.choice("polarity", tuple(Polarity))),
                 feature=one.text("feature", "") or None, aliases=one.texts("aliases"),
                 note=one.text("note", ""), kernel_note=one.text("kvm_arm_h", ""),
+                ignored_when=one.texts("ignored_when"),
                 source=one.sources("source", sources))
         registers[name] = RegisterInfo(
             name=name, description=rt.text("description", ""),
@@ -198,6 +201,7 @@ def _enrich(raw: Register, info: RegisterInfo, *, strict: bool, source: str) -> 
         fields.append(replace(
             f, register=raw.name, name=fi.name, aliases=aliases, polarity=fi.polarity,
             feature=fi.feature, note=fi.note, kernel_note=fi.kernel_note,
+            ignored_when=fi.ignored_when,
             source="%s; %s" % (f.source, fi.source) if fi.source else f.source))
     if strict:
         for name in info.fields:

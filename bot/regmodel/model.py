@@ -69,6 +69,9 @@ class Field:
     values: tuple[tuple[str, int], ...] = ()
     # Why linux 6.12's kvm_arm.h has no macro for this field, when it has none.
     kernel_note: str = ""
+    # Fields that, all set to 1, make this one have no effect (ATA: E2H and
+    # TGE); a host configuration running that way does not need the bit.
+    ignored_when: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:

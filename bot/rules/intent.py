@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 
 from bot.data import Series
+from bot.regmodel import Field, Register, RegisterModel
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.flow import semantics
 
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)")
 _STOP = re.compile(r"(?i)\b(stop|disable|don'?t|do not|no longer|avoid|turn off|drop|remove|"
@@ -204,38 +206,69 @@ def _merge(emit: Emit, pv: PatchView, fv: FileView, ln: Line) -> None:
 
 
 @rule(id="host-flags", category=Category.HOST_FLAGS, severity=Severity.QUESTION,
-      summary="a bit added to one host flag set (VHE or nVHE) but not the other")
+      summary="a bit added to one host configuration's HCR_EL2 but not the others")
 def host_flags(series: Series, ctx: Context) -> list[Finding]:
-    """The VHE and nVHE hosts are the same kernel configured two ways; a bit
-    in one host set and not the other is a statement about the architecture
-    (for example: the bit has no effect when E2H and TGE are both set). The
-    patch should say which, so the next reader does not "fix" it."""
+    """The VHE, nVHE, protected and hVHE hosts are the same kernel
+    configured different ways; a bit one host's HCR_EL2 gains and another's
+    lacks is a statement about the architecture (for example: the bit has
+    no effect when E2H and TGE are both set, as for ATA). The patch should
+    say which, so the next reader does not "fix" it; a bit that has no
+    effect in the configurations lacking it is not asked about."""
     sv = view(series, ctx)
     emit = Emit(rule="host-flags", category=Category.HOST_FLAGS, sv=sv)
     mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return emit.out
+    reg = mdl.register("HCR_EL2")
+    if reg is None:
+        return emit.out
     for pv in sv.relevant():
+        sem = semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        old_ev, new_ev = sem.evaluator("old"), sem.evaluator("new")
+        sets = _host_sets(mdl, pv)
         for fv in pv.files:
-            if not fv.path.endswith("kvm_arm.h"):
+            if not fv.path.endswith(".h"):
                 continue
-            changed = _changed_defines(fv) & set(_HOST_SETS)
-            for name in sorted(changed):
-                old, _ = _define_text(fv, name, "old")
-                new, where = _define_text(fv, name, "new")
-                if not new or where is None:
+            for name in sorted(_changed_defines(fv) & sets):
+                new = new_ev.value(name)
+                old = old_ev.value(name)
+                if new is None or old is None:
                     continue
-                added = set(_set_fields(mdl, new)) - set(_set_fields(mdl, old))
-                other = _HOST_SETS[1 - _HOST_SETS.index(name)]
-                other_new, _ = _define_text(fv, other, "new")
-                if other_new:
-                    other_fields = set(_set_fields(mdl, other_new))
-                else:
-                    other_fields = {f.name for f in (M.flag_set_fields(mdl, other) or [])}
-                    if not other_fields and mdl is None:
+                _, where = _define_text(fv, name, "new")
+                if where is None:
+                    continue
+                for f in reg.fields:
+                    if not (new & ~old & f.mask):
                         continue
-                for fld in sorted(added - other_fields):
-                    if _EXPLAINED.search(pv.message) and fld in pv.message:
+                    lacking = [other for other in sorted(sets - {name})
+                               if (v := new_ev.value(other)) is not None and not v & f.mask
+                               and not _ignored(reg, f, v)]
+                    if not lacking:
                         continue
-                    emit(Severity.QUESTION, pv, fv, where, register="HCR_EL2", fields=(fld,),
+                    emit(Severity.QUESTION, pv, fv, where, register="HCR_EL2", fields=(f.name,),
                          message="%s is added to %s but not to %s: what makes it right for one "
-                         "host and not the other?" % (fld, name, other))
+                         "host configuration and not the other%s?" % (
+                             f.name, name, " or ".join(lacking),
+                             "s" if len(lacking) > 1 else ""))
     return emit.out
+
+
+def _host_sets(mdl: RegisterModel, pv: PatchView) -> set[str]:
+    """The host configurations' HCR_EL2 flag sets: the model's, and any the
+    patch defines."""
+    names = {fs.name for fs in mdl.flag_sets
+             if fs.register == "HCR_EL2" and "_HOST_" in fs.name}
+    for fv in pv.files:
+        names |= {n for n in _changed_defines(fv) if n.startswith("HCR_HOST_")
+                  and n.endswith("_FLAGS")}
+    return names
+
+
+def _ignored(reg: Register, f: Field, value: int) -> bool:
+    """The field has no effect in a configuration with this value."""
+    if not f.ignored_when:
+        return False
+    masks = [g.mask for g in (reg.field(n) for n in f.ignored_when) if g is not None]
+    return bool(masks) and all(value & m == m for m in masks)
