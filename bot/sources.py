@@ -233,6 +233,8 @@ class _Source:
                 size += len(piece)
                 if size <= limit:
                     parts.append(piece)
+                elif not parts:  # too large already: keep its head for the reason's sake
+                    parts.append(piece[:1 << 16])
                 if j >= 0 or not pending:
                     break
             if not pending:  # the last message

@@ -42,6 +42,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    # pysqlite opens transactions itself, late, and lets a SAVEPOINT begin
+    # (and its RELEASE commit) one: hand transactions to SQLAlchemy, which
+    # begins them explicitly (`_sqlite_begin`), so that a savepoint inside
+    # a transaction rolls back with it.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    conn.exec_driver_sql("BEGIN")
 
 
 def make_engine(cfg: Config) -> Engine:
@@ -57,6 +66,7 @@ def make_engine(cfg: Config) -> Engine:
                           % (cfg.source, exc.name)) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
