@@ -7,6 +7,7 @@ what it is not, and nothing vanishes without a reason."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import subprocess
 import sys
@@ -15,6 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.config import InputConfig
+from bot.data import REFERENCES_KEPT
+from bot.lore.assemble import assemble
+from bot.parse.mail import parse_mail
+from bot.sources import InputSet, thread_headers
 from bot.store.db import Database
 from bot.store.models import Finding, Message, Patch, Quarantine, Series
 from tests.conftest import DATA
@@ -119,3 +125,149 @@ def test_a_hostile_reply_does_not_keep_the_patch_out_of_the_poll(migrated, inbox
     assert rows["messages"] == {REAL_ID, "crafted-hunk@example.org"}
     assert REAL_ID in rows["patches"] and ("polarity", 78) in rows["findings"]
     assert rows["quarantine"] == set() and report.stats.quarantined == 0
+
+
+
+def _real_with(tmp_path: Path, **replace: bytes) -> Path:
+    """The real patch with headers (and their continuation lines) replaced
+    by the values given, bytes and all (`In_Reply_To` for In-Reply-To);
+    a header it does not have is added."""
+    head, sep, body = REAL.read_bytes().partition(b"\n\n")
+    wanted = {k.replace("_", "-").lower().encode(): v for k, v in replace.items()}
+    out: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        name = line.split(b":", 1)[0].lower()
+        skipping = name in wanted
+        if skipping:
+            out.append(name + b": " + wanted.pop(name))
+            continue
+        out.append(line)
+    out.extend(name + b": " + value for name, value in wanted.items())
+    path = tmp_path / "real-with.mbox"
+    path.write_bytes(b"\n".join(out) + sep + body)
+    return path
+
+
+def _check_json(tmp_path: Path, path: Path, db_url: str | None = None) -> dict:
+    env = {"BOT_DATABASE_URL": db_url} if db_url else {}
+    args = ["check", "--format", "json"] + (["--store"] if db_url else []) + [str(path)]
+    proc = bot(tmp_path, *args, env_extra=env)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return json.loads(proc.stdout)
+
+
+# -- addresses ----------------------------------------------------------------
+
+SPOOFED_FROM = b"=?utf-8?q?maintainer=40kernel=2Eorg?= <attacker@evil.example>"
+SPOOFED_TO = (b"=?utf-8?q?list=40lists=2Elinux=2Edev=2C_victim=40corp=2Ecom?= <a@b.example>,"
+              b" <kvmarm@lists.cs.columbia.edu>")
+
+
+def test_an_address_in_a_display_name_is_never_an_address(tmp_path, migrated):
+    path = _real_with(tmp_path, From=SPOOFED_FROM, To=SPOOFED_TO)
+    doc = _check_json(tmp_path, path, migrated.database_url)
+    (series,) = doc["series"]
+    assert series["author"] == '"maintainer@kernel.org" <attacker@evil.example>'
+    (draft,) = series["drafts"]
+    assert draft["to"] == ['"maintainer@kernel.org" <attacker@evil.example>']
+    addrs = [a for _, a in email.utils.getaddresses(draft["to"] + draft["cc"])]
+    assert "attacker@evil.example" in addrs and "a@b.example" in addrs
+    assert not {"maintainer@kernel.org", "list@lists.linux.dev", "victim@corp.com"} & set(addrs)
+    database = Database(migrated)
+    try:
+        with database.transaction() as s:
+            stored = [s.scalar(select(Message.from_addr)), s.scalar(select(Series.author))]
+    finally:
+        database.close()
+    assert [email.utils.parseaddr(a)[1] for a in stored] == ["attacker@evil.example"] * 2
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("=?utf-8?q?maintainer=40kernel=2Eorg?= <attacker@evil.example>",
+     [("maintainer@kernel.org", "attacker@evil.example")]),
+    ('"=?utf-8?q?a=40b=2Ec=2C_d=40e=2Ef?=" <x@y.example>', [("a@b.c, d@e.f", "x@y.example")]),
+    ("=?utf-8?b?PGV2aWxAZXZpbC5leGFtcGxlPg==?= <x@y.example>",  # "<evil@evil.example>"
+     [("<evil@evil.example>", "x@y.example")]),
+    ("=?utf-8?q?broken", []),  # no address at all: none, rather than a wrong one
+    ("Jon A. Doe <jon@example.org>, =?utf-8?q?=C3=A9?= <e@example.org>",
+     [("Jon A. Doe", "jon@example.org"), ("\u00e9", "e@example.org")]),
+])
+def test_address_headers_are_parsed_before_names_are_decoded(header, expected):
+    raw = ("Message-ID: <a@b>\nFrom: %s\nTo: %s\nCc: %s\n\nbody\n"
+           % (header, header, header)).encode()
+    mail = parse_mail(raw)
+    assert list(mail.to_addrs) == expected and list(mail.cc_addrs) == expected
+    assert (mail.from_name, mail.from_email) == (expected[0] if expected else ("", ""))
+    for formatted in mail.to + mail.cc + ((mail.author,) if mail.author else ()):
+        assert email.utils.getaddresses([formatted])[0][1] in {a for _, a in expected}
+
+
+# -- odd headers --------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {"To": b"=?utf-8?q?a=?= =?utf-8?b?x?= <a@b.example>"},  # a broken encoded word
+    {"To": b"=?utf-8?q?broken"},
+    {"References": b"<a\xff\xfe@x.example> <\xc3\x28@y.example>"},  # 8-bit bytes
+    {"Date": b"Thu, 22 Oct 99999 01:57:09 +9999"},  # past what a datetime holds
+    {"Date": b"Thu, 22 Oct 2020 01:57:09 +99999999999999"},
+    {"Message_ID": b"<<script>alert(1)</script>@x.example>"},
+    {"Subject": b"[RFC] KVM: arm64: Don't force broadcast tlbi \xff\xfe when guest is running"},
+], ids=["bad-encoded-word-in-to", "unterminated-encoded-word", "8bit-references",
+        "date-year-99999", "date-zone-out-of-range", "message-id-script", "8bit-subject"])
+def test_odd_headers_do_not_keep_the_patch_from_being_checked(tmp_path, headers):
+    doc = _check_json(tmp_path, _real_with(tmp_path, **headers))
+    assert doc["errors"] == []
+    (series,) = doc["series"]
+    assert [f["rule"] for f in series["findings"]] == ["polarity"]
+    assert series["drafts"]
+
+
+# -- References ---------------------------------------------------------------
+
+def _huge_references(n: int) -> bytes:
+    """A message whose References name `n` IDs (about 1 MB for 25,000)."""
+    refs = b"\n ".join(b"<ref-%06d@flood.example>" % i for i in range(n))
+    return (b"From mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: A <a@example.org>\n"
+            b"Subject: Re: [RFC] KVM: arm64: Don't force broadcast tlbi\n"
+            b"Message-ID: <flood@example.org>\nIn-Reply-To: <%s>\nReferences: %s <%s>\n\n"
+            b"Acked-by: A <a@example.org>\n\n" % (REAL_ID.encode(), refs, REAL_ID.encode()))
+
+
+def test_a_megabyte_of_references_keeps_the_last_hundred(tmp_path, monkeypatch):
+    data = _huge_references(40000)
+    assert len(data) > 1 << 20
+    mail = parse_mail(data.split(b"\n", 1)[1])
+    assert len(mail.references) == REFERENCES_KEPT
+    assert mail.references[-2:] == ("ref-039999@flood.example", REAL_ID)
+    mid, refs = thread_headers(data.split(b"\n", 1)[1])
+    assert mid == "flood@example.org" and refs == list(mail.references)
+
+    # b4 is never handed more than that: what it was given, recorded.
+    import b4
+    handed: list[int] = []
+    real_add = b4.LoreMailbox.add_message
+
+    def recording(self, msg):
+        handed.append(len(str(msg.get("References", "")).split()))
+        return real_add(self, msg)
+
+    monkeypatch.setattr(b4.LoreMailbox, "add_message", recording)
+    path = tmp_path / "flood.mbox"
+    path.write_bytes(REAL.read_bytes().rstrip(b"\n") + b"\n\n" + data)
+    (raws,) = InputSet([str(path)], InputConfig()).threads()
+    thread = assemble(raws)
+    assert max(handed) <= REFERENCES_KEPT
+    (series,) = thread.series
+    assert [t.name for t in series.patches[0].trailers] == ["Acked-by"]
+
+
+def test_a_megabyte_of_references_through_the_command(tmp_path):
+    path = tmp_path / "flood.mbox"
+    path.write_bytes(REAL.read_bytes().rstrip(b"\n") + b"\n\n" + _huge_references(40000))
+    doc = _check_json(tmp_path, path)
+    (series,) = doc["series"]
+    assert [f["rule"] for f in series["findings"]] == ["polarity"]
