@@ -51,7 +51,7 @@ from typing import IO, TextIO
 
 from bot.config import Config, LoreConfig
 from bot.data import MessageError, RawMessage, ThreadResult
-from bot.errors import BadInput, NotFound, Transient
+from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
 from bot.pipeline import Checker
@@ -314,7 +314,7 @@ class Poller:
         for attempt, isolate in ((1, False), (2, False), (3, True)):
             try:
                 return self._transaction(work, cursor, isolate=isolate)
-            except Transient:
+            except BotError:  # the database unavailable or unusable: the cycle fails
                 raise
             except Exception as exc:  # noqa: BLE001 - retried, then quarantined
                 error = exc
