@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bot", description="Review KVM/arm64 patches that touch HCR_EL2/MDCR_EL2 "
         "save and restore.", epilog="Exit codes: 0 ok, 1 findings at or above --fail-on, "
-        "2 bad input or config, 3 lore or database unavailable, 4 internal error.")
+        "2 bad input or config, 3 lore or database unavailable, 4 internal error, "
+        "130 interrupted.")
     parser.add_argument("--version", action="version", version="bot " + __version__)
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $BOT_CONFIG, else ./config.toml)")
