@@ -271,3 +271,31 @@ def test_a_megabyte_of_references_through_the_command(tmp_path):
     doc = _check_json(tmp_path, path)
     (series,) = doc["series"]
     assert [f["rule"] for f in series["findings"]] == ["polarity"]
+
+
+def test_check_store_leaves_out_only_the_message_the_database_refuses(tmp_path, migrated,
+                                                                       monkeypatch):
+    # A fake for a fault no mail can cause any more (numbers and strings are
+    # bounded before they are written): the database refusing one row.
+    import io
+
+    import bot.store.queries
+    from bot.check import run_check
+    real = bot.store.queries.save_messages
+
+    def refusing(session, mails):
+        mails = list(mails)
+        if any(m.message_id == "crafted-hunk@example.org" for m in mails):
+            raise ValueError("value out of range")
+        return real(session, mails)
+
+    monkeypatch.setattr(bot.store.queries, "save_messages", refusing)
+    path = _with_crafted(tmp_path, "60")
+    out = io.StringIO()
+    assert run_check(migrated, [str(path)], fmt="json", fail_on="never", store=True,
+                     kernel_tree=None, out=out) == 0
+    rows = _stored(migrated)
+    assert rows["messages"] == {REAL_ID}
+    assert rows["quarantine"] == {"storing the message failed: ValueError: value out of range"}
+    # The real patch is stored, checked, in a series that lacks the other.
+    assert rows["patches"] == {REAL_ID} and ("polarity", 78) in rows["findings"]

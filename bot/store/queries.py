@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import Any
 
@@ -62,6 +63,9 @@ logger = logging.getLogger(__name__)
 # anything; one past this is refused by PostgreSQL and fails the whole
 # transaction, so they are checked before they are written.
 INT_MAX = 2**31 - 1
+
+
+_PREFIXES = re.compile(r"^\s*(re:\s*)*(\[[^\]]*\]\s*)+", re.I)
 
 
 def _int_ok(*values: int | None) -> bool:
@@ -364,16 +368,48 @@ def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False
         wanted = [m.message_id for r in result.results for m in r.series.messages]
         ids = message_ids(session, wanted)
         for res in result.results:
-            if any(m.message_id not in ids for m in res.series.messages):
-                logger.warning("series %s: a message of it was not stored; series not stored",
-                               res.series.message_id)
-                continue
+            left_out = {m.message_id for m in res.series.messages if m.message_id not in ids}
+            if left_out:
+                logger.warning("series %s: %s not stored; the series is stored without it",
+                               res.series.message_id, ", ".join(sorted(left_out)))
+                without = _without(res, left_out)
+                if without is None:
+                    continue
+                res = without
             if not isolate:
                 stats += save_series(session, res, ids)
             else:
                 stats += _isolated(session, partial(save_series, session, res, ids),
                                    res.series.message_id, "series", None)
     return stats
+
+
+def _without(res: SeriesResult, msgids: set[str]) -> SeriesResult | None:
+    """The series as if the messages `msgids` had never arrived: their
+    patches missing, with their findings and drafts; None if nothing is left."""
+    series = res.series
+    gone = {p.index for p in series.patches if p.message_id in msgids}
+    patches = tuple(p for p in series.patches if p.index not in gone)
+    if not patches:
+        return None
+    cover = series.cover if series.cover is None or series.cover.message_id not in msgids \
+        else None
+    if cover is None and series.cover is not None:
+        gone.add(0)
+    head = cover or patches[0].mail
+    if head.message_id != series.message_id:  # the series was known by a message left out
+        series = replace(series, message_id=head.message_id, author=head.author,
+                         author_email=head.from_email,
+                         subject=_PREFIXES.sub("", head.subject) or head.subject)
+
+    def kept(found: tuple[FindingData, ...]) -> tuple[FindingData, ...]:
+        return tuple(f for f in found if f.patch not in gone)
+
+    return replace(res, series=replace(series, patches=patches, cover=cover,
+                                       missing=tuple(sorted(set(series.missing) | gone - {0}))),
+                   rules=replace(res.rules, findings=kept(res.rules.findings),
+                                 pre_existing=kept(res.rules.pre_existing)),
+                   drafts=tuple(d for d in res.drafts if d.patch not in gone))
 
 
 def _save_one(session: Session, mail: Mail) -> StoreStats:
