@@ -236,13 +236,12 @@ def test_a_read_only_sqlite_file(tmp_path):
 
 
 def test_a_postgresql_database_or_role_that_does_not_exist(tmp_path):
-    for url, words in (("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_db_for_bot",
-                        'database "no_such_db_for_bot" does not exist'),
-                       ("postgresql+psycopg://no_such_role@127.0.0.1:5432/test",
-                        'role "no_such_role" does not exist')):
-        refused(run(tmp_path, "check", "--store", str(PATCH), env={"BOT_DATABASE_URL": url}),
-                2, words, "check database.url")
-        refused(run(tmp_path, "db", "upgrade", env={"BOT_DATABASE_URL": url}), 2, words)
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/no_such_db_for_bot"
+    refused(run(tmp_path, "check", "--store", str(PATCH), env={"BOT_DATABASE_URL": url}),
+            2, 'database "no_such_db_for_bot" does not exist', "check database.url")
+    url = "postgresql+psycopg://no_such_role@127.0.0.1:5432/test"
+    refused(run(tmp_path, "db", "upgrade", env={"BOT_DATABASE_URL": url}), 2,
+            'role "no_such_role" does not exist', "check database.url")
 
 
 def _migrated(db_url: str, tmp_path: Path):

@@ -93,7 +93,17 @@ def _stored(cfg) -> dict[str, object]:
         database.close()
 
 
-@pytest.mark.parametrize("new_start", ["2147483647", "99999999999999999999999", "9" * 5000])
+def test_hunk_numbers_past_a_line_number_leave_the_hunk_out():
+    from bot.parse.diff import LINE_MAX, parse_diff
+    for new_start in ("2147483647", "99999999999999999999999", "9" * 5000):
+        head = "--- a/f\n+++ b/f\n@@ -1,2 +%s,3 @@\n a\n+b\n c\n" % new_start
+        (fd,) = parse_diff(head + "@@ -9,1 +10,2 @@\n x\n+y\n")
+        assert [(h.new_start, h.new_len) for h in fd.hunks] == [(10, 2)]
+    (fd,) = parse_diff("--- a/f\n+++ b/f\n@@ -1,1 +%d,2 @@\n a\n+b\n" % (LINE_MAX - 2))
+    assert fd.hunks[0].lines[-1].new_no == LINE_MAX - 1
+
+
+@pytest.mark.parametrize("new_start", ["2147483647", "99999999999999999999999"])
 def test_a_hunk_header_past_any_line_number_is_dropped_and_the_patch_stored(
         tmp_path, migrated, new_start):
     path = _with_crafted(tmp_path, new_start)
