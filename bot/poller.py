@@ -283,8 +283,8 @@ class Poller:
         work = _Work(thread_id=msgid, raws=raws)
         try:
             work.result = self.checker.check_thread(raws, self._earlier)
-        except Transient:
-            raise  # the database went away while reading the earlier revision
+        except BotError:
+            raise  # the database went away (or cannot be used) reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
             logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
                              msgid, len(raws))

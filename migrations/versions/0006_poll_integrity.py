@@ -1,7 +1,7 @@
 """poll integrity: the messages whose whole thread the poller stored
 
 Revision ID: 0006_poll_integrity
-Revises: 0001
+Revises: 0005_finding_revisions
 Create Date: 2026-12-01
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0006_poll_integrity'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0005_finding_revisions'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
