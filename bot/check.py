@@ -22,14 +22,20 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 from bot.config import Config
+from bot.data import ThreadResult
+from bot.errors import BotError
 from bot.history import CompareTo, combined, stored_lookup
 from bot.lore.client import LoreClient, split_message_url
 from bot.pipeline import Checker, Lookup
 from bot.report import Reporter
 from bot.sources import InputSet, StreamInput
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when storing
+    from bot.store.db import Database
+    from bot.store.queries import StoreStats
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +88,31 @@ def _fetch_remote(cfg: Config, sources: list[str],
     return specs
 
 
+def _store(database: Database, result: ThreadResult) -> StoreStats:
+    """Store one thread in its own transaction; a thread the database
+    refuses is stored again item by item, so that only what it refuses is
+    left out (quarantined, or logged)."""
+    from bot.store.queries import save_thread
+    try:
+        with database.transaction() as session:
+            return save_thread(session, result)
+    except BotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one refused row must not stop the input
+        logger.warning("thread %s: storing failed: %s: %s; storing it item by item",
+                       result.thread.messages[0].message_id if result.thread.messages
+                       else "?", type(exc).__name__, exc)
+    with database.transaction() as session:
+        return save_thread(session, result, isolate=True)
+
+
 def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
          out: TextIO, compare_to: CompareTo | None = None) -> int:
     database = None
     lookups: list[Lookup] = [compare_to.earlier] if compare_to is not None else []
     if store:  # SQLAlchemy is imported only when storing
         from bot.store.db import Database
-        from bot.store.queries import StoreStats, save_thread
+        from bot.store.queries import StoreStats
         database = Database(cfg)
         stored = StoreStats()
         lookups.append(stored_lookup(database))
@@ -99,8 +123,7 @@ def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
         for raws in inputs.threads():
             result = checker.check_thread(raws, lookup)
             if database is not None:
-                with database.transaction() as session:
-                    stored += save_thread(session, result)
+                stored += _store(database, result)
             reporter.add(result)
     finally:
         if database is not None:

@@ -5,21 +5,31 @@
        (`bot regmodel diff`)
     2  bad input or bad configuration (one line on stderr naming the input
        and the problem), including a database schema that is not at head
+       and a database or directory that cannot be used as configured
     3  transient: lore or the database is unavailable; try again later
     4  internal error (a bug: please report it with the -v output)
-  130  interrupted
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 from bot import __version__
 from bot import config as botconfig
-from bot.errors import BadInput, BotError, ConfigError, NotFound, SchemaOutdated, Transient
+from bot.errors import (
+    BadInput,
+    BotError,
+    ConfigError,
+    NotFound,
+    SchemaOutdated,
+    Transient,
+    Unusable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,7 @@ _EXIT_FOR: tuple[tuple[type[BotError], int], ...] = (
     (BadInput, EXIT_BAD_INPUT),
     (NotFound, EXIT_BAD_INPUT),
     (SchemaOutdated, EXIT_BAD_INPUT),
+    (Unusable, EXIT_BAD_INPUT),
     (Transient, EXIT_TRANSIENT),
 )
 
@@ -42,10 +53,27 @@ _FORMATS = ("text", "json", "b4")
 _FAIL_ON = ("error", "warning", "question", "info", "never")
 
 
+# Control characters a terminal acts on (escape sequences start with ESC or
+# a C1 code); log lines and errors quote mail, whose bytes the bot does not
+# choose. A traceback's newlines stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    return _CONTROL.sub("?", text)
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _plain(super().format(record))
+
+
 def _setup_logging(level: str, verbose: int) -> None:
     name = "debug" if verbose > 0 else level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, name.upper(), logging.INFO),
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+                        handlers=[handler])
     if verbose < 2:
         for noisy in ("b4", "liblore", "urllib3", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -104,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bot", description="Review KVM/arm64 patches that touch HCR_EL2/MDCR_EL2 "
         "save and restore.", epilog="Exit codes: 0 ok, 1 findings at or above --fail-on, "
-        "2 bad input or config, 3 lore or database unavailable, 4 internal error.")
+        "2 bad input or config, 3 lore or database unavailable, 4 internal error, "
+        "130 interrupted.")
     parser.add_argument("--version", action="version", version="bot " + __version__)
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $BOT_CONFIG, else ./config.toml)")
@@ -161,17 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_rule_names(cfg: botconfig.Config) -> None:
+    rules = cfg.rules
+    if rules.enable or rules.disable or rules.severity or rules.paths:
+        from bot.data import Category
+        from bot.rules import REGISTRY
+        botconfig.check_rule_names(cfg, {spec.id for spec in REGISTRY}
+                                   | {str(c) for c in Category})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         cfg = botconfig.load(args.config)
+        _check_rule_names(cfg)
         _setup_logging(cfg.log_level, args.verbose)
         return int(args.func(args, cfg))
     except BotError as exc:
         for cls, code in _EXIT_FOR:
             if isinstance(exc, cls):
-                print("bot: error: %s" % " ".join(str(exc).split()), file=sys.stderr)
+                print("bot: error: %s" % _plain(" ".join(str(exc).split())), file=sys.stderr)
                 return code
         raise  # pragma: no cover - every BotError subclass is mapped above
     except KeyboardInterrupt:
@@ -184,5 +223,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback only with -v
         logger.debug("internal error", exc_info=True)
         print("bot: internal error: %s: %s (run with -v for details)"
-              % (type(exc).__name__, " ".join(str(exc).split())), file=sys.stderr)
+              % (type(exc).__name__, _plain(" ".join(str(exc).split()))), file=sys.stderr)
         return EXIT_INTERNAL

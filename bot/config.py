@@ -4,9 +4,13 @@ The file is chosen by ``--config PATH``, else ``$BOT_CONFIG``, else
 ``./config.toml`` when it exists, else the built-in defaults (which are the
 values in the shipped ``config.toml``). Every key can be overridden by an
 environment variable ``BOT_<SECTION>_<KEY>`` (top-level keys: ``BOT_<KEY>``),
-which wins over the file. Unknown keys and wrong types are rejected with the
-dotted key name and the file. Secrets are never literal: a secret key takes
-``{ env = "NAME" }`` and the value is read from that variable.
+which wins over the file. Unknown keys, wrong types and numbers out of range
+(not finite, or past a key's bound in `LIMITS`) are rejected with the dotted
+key name and the file; so is any other ``BOT_*`` variable (a misspelt
+``BOT_DATABASE_URL`` must not quietly leave the bot on SQLite), and, once the
+rules are known (`check_rule_names`), a rules.* setting naming no rule.
+Secrets are never literal: a secret key takes ``{ env = "NAME" }`` and the
+value is read from that variable.
 
 The loaded `Config` is passed down explicitly; there is no module global.
 """
@@ -14,11 +18,14 @@ The loaded `Config` is passed down explicitly; there is no module global.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import stat
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +167,27 @@ class Config:
 
 _LEVELS = ("debug", "info", "warning", "error")
 _SEVERITIES = ("error", "warning", "question", "info")
+_DAY = 86400
+# (least, greatest) value of each number: a timeout of inf, an interval of
+# 1e30 s or a byte cap past what a read can ask for fails at run time, far
+# from the setting; a port is a port.
+LIMITS: dict[str, tuple[float, float]] = {
+    "lore.initial_lookback": (0, 3650),
+    "lore.overlap": (0, 30 * _DAY),
+    "lore.longscan_every": (0, 1_000_000),
+    "lore.longscan_lookback": (0, 3650),
+    "lore.min_interval": (0, 3600),
+    "lore.connect_timeout": (0.001, 3600),
+    "lore.read_timeout": (0.001, 3600),
+    "lore.retries": (0, 100),
+    "lore.backoff": (0, 3600),
+    "lore.max_response_bytes": (1, 1 << 40),
+    "input.max_inflated_bytes": (1, 1 << 44),
+    "input.max_message_bytes": (1, 1 << 30),
+    "smtp.port": (1, 65535),
+    "daemon.interval": (1, 7 * _DAY),
+    "web.port": (1, 65535),
+}
 
 
 def load(path: str | os.PathLike[str] | None = None,
@@ -173,19 +201,83 @@ def load(path: str | os.PathLike[str] | None = None,
         chosen = "config.toml"
     if chosen is not None:
         source = chosen
-        try:
-            with open(chosen, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError("%s: no such configuration file" % chosen) from None
-        except OSError as exc:
-            raise ConfigError("%s: cannot read: %s" % (chosen, exc.strerror)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("%s: not valid TOML: %s" % (chosen, exc)) from None
+        data = _read_file(chosen)
     cfg: Config = _build(Config, data, "", source, env)
     cfg = dataclasses.replace(cfg, source=source)
     _validate(cfg)
+    _refuse_unknown_variables(cfg, env)
     return cfg
+
+
+def path_kind(mode: int) -> str | None:
+    """What a path that is not a regular file is, in words ("a FIFO")."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return None
+
+
+def _read_file(chosen: str) -> dict[str, Any]:
+    try:
+        kind = path_kind(os.stat(chosen).st_mode)
+        if kind is not None:  # opening a FIFO would wait for a writer
+            raise ConfigError("%s: is %s, not a configuration file" % (chosen, kind))
+        with open(chosen, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("%s: no such configuration file" % chosen) from None
+    except OSError as exc:
+        raise ConfigError("%s: cannot read: %s" % (chosen, exc.strerror)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("%s: not UTF-8 text (byte %d)" % (chosen, exc.start)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("%s: not valid TOML: %s" % (chosen, exc)) from None
+
+
+def variables(cls: type = Config, prefix: str = "") -> dict[str, str]:
+    """Every BOT_* variable the configuration reads, with its dotted key."""
+    out: dict[str, str] = {"BOT_CONFIG": "(the configuration file)"} if not prefix else {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "source":
+            continue
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            out.update(variables(hint, prefix + f.name + "."))
+        else:
+            out["BOT_" + (prefix + f.name).replace(".", "_").upper()] = prefix + f.name
+    return out
+
+
+def _refuse_unknown_variables(cfg: Config, env: Mapping[str, str]) -> None:
+    known = set(variables())
+    # A secret may be read from a BOT_* variable of the user's choosing.
+    known.update(getattr(getattr(cfg, section), key).env
+                 for section, key in (("smtp", "password"), ("web", "secret_key"))
+                 if getattr(getattr(cfg, section), key) is not None)
+    for name in sorted(env):
+        if name.startswith("BOT_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ConfigError("$%s: not a setting of the bot%s" % (
+                name, " (did you mean $%s?)" % close[0] if close else ""))
+
+
+def check_rule_names(cfg: Config, known: Iterable[str]) -> None:
+    """Refuse rules.enable, .disable, .severity or .paths naming something
+    that is neither a rule id nor a category: a typo there would silently
+    turn every rule off, or a setting into nothing."""
+    names = set(known)
+    rules = cfg.rules
+    for key, values in (("enable", rules.enable), ("disable", rules.disable),
+                        ("severity", tuple(rules.severity)), ("paths", tuple(rules.paths))):
+        for value in values:
+            if value not in names:
+                close = difflib.get_close_matches(value, sorted(names), n=1)
+                raise ConfigError("%s: rules.%s: %r is not a rule id or category%s" % (
+                    cfg.source, key, value,
+                    " (did you mean %r?)" % close[0] if close else ""))
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -213,7 +305,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str,
             continue
         var = "BOT_" + dotted.replace(".", "_").upper()
         if var in env:
-            values[f.name] = _from_env(hint, env[var], var, env)
+            values[f.name] = _from_env(hint, env[var], var, env, dotted)
         elif f.name in data:
             values[f.name] = _coerce(hint, data[f.name], dotted, source, env)
     return cls(**values)
@@ -225,8 +317,9 @@ def _type_name(value: Any) -> str:
 
 
 def _coerce(hint: Any, value: Any, dotted: str, source: str,
-            env: Mapping[str, str]) -> Any:
+            env: Mapping[str, str], key: str | None = None) -> Any:
     where = "%s: %s" % (source, dotted)
+    limits = LIMITS.get(key or dotted)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union) and Secret in args:
@@ -244,13 +337,15 @@ def _coerce(hint: Any, value: Any, dotted: str, source: str,
             raise ConfigError("%s: expected an integer, got %s" % (where, _type_name(value)))
         if value < 0:
             raise ConfigError("%s: must not be negative" % where)
-        return value
+        return _bounded(value, limits, where)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError("%s: expected a number, got %s" % (where, _type_name(value)))
+        if not math.isfinite(value):
+            raise ConfigError("%s: must be a finite number, not %s" % (where, value))
         if value < 0:
             raise ConfigError("%s: must not be negative" % where)
-        return float(value)
+        return float(_bounded(value, limits, where))
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError("%s: expected a string, got %s" % (where, _type_name(value)))
@@ -268,7 +363,18 @@ def _coerce(hint: Any, value: Any, dotted: str, source: str,
     raise ConfigError("%s: unsupported setting" % where)  # pragma: no cover
 
 
-def _from_env(hint: Any, raw: str, var: str, env: Mapping[str, str]) -> Any:
+def _bounded(value: int | float, limits: tuple[float, float] | None, where: str) -> int | float:
+    if limits is not None and not limits[0] <= value <= limits[1]:
+        raise ConfigError("%s: must be between %s and %s, not %s"
+                          % (where, _num(limits[0]), _num(limits[1]), value))
+    return value
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _from_env(hint: Any, raw: str, var: str, env: Mapping[str, str], dotted: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union) and Secret in args:
@@ -281,7 +387,7 @@ def _from_env(hint: Any, raw: str, var: str, env: Mapping[str, str]) -> Any:
         value = tomllib.loads("v = " + raw)["v"]
     except tomllib.TOMLDecodeError:
         raise ConfigError("$%s: not a valid value: %r" % (var, raw)) from None
-    return _coerce(hint, value, var, "environment", env)
+    return _coerce(hint, value, var, "environment", env, key=dotted)
 
 
 def _validate(cfg: Config) -> None:

@@ -18,12 +18,37 @@ the bot.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import enum
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+# The longest Message-ID kept (RFC 5322 lines are at most 998 characters,
+# and a Message-ID is the key of a stored message).
+MESSAGE_ID_MAX = 995
+# What threading keeps of References: its last IDs (the nearest ancestors),
+# as public-inbox itself trims, plus In-Reply-To. Threading needs no more,
+# and a megabyte of References must cost no more than a short one.
+REFERENCES_KEPT = 100
+
+
+def thread_refs(references: Iterable[str], in_reply_to: str | None,
+                own: str | None) -> tuple[str, ...]:
+    """The IDs a message refers to, for threading: the last
+    `REFERENCES_KEPT` distinct ones of References, then In-Reply-To; never
+    the message's own ID. Linear in the length of References."""
+    refs = [r for r in references if len(r) <= MESSAGE_ID_MAX]
+    kept: dict[str, None] = {}
+    for ref in reversed(refs):
+        if ref != own:
+            kept[ref] = None
+            if len(kept) == REFERENCES_KEPT:
+                break
+    out = list(reversed(kept))
+    if in_reply_to and in_reply_to != own and in_reply_to not in kept:
+        out.append(in_reply_to)
+    return tuple(out)
 
 # -- input ------------------------------------------------------------------
 
@@ -70,33 +95,41 @@ class Mail:
     body: str
     charset: str
     raw: bytes
+    # (display name, address) of To and Cc, parsed before any decoding.
+    to_addrs: tuple[tuple[str, str], ...] = ()
+    cc_addrs: tuple[tuple[str, str], ...] = ()
 
     @property
     def author(self) -> str:
         if self.from_name and self.from_name != self.from_email:
-            return "%s <%s>" % (self.from_name, self.from_email)
+            return format_address(self.from_name, self.from_email)
         return self.from_email
 
     @property
     def to(self) -> tuple[str, ...]:
-        return _addresses([v for k, v in self.headers if k == "to"])
+        return tuple(format_address(n, a) for n, a in self.to_addrs)
 
     @property
     def cc(self) -> tuple[str, ...]:
-        return _addresses([v for k, v in self.headers if k == "cc"])
+        return tuple(format_address(n, a) for n, a in self.cc_addrs)
 
     @property
     def has_diff(self) -> bool:
         return _DIFF_START.search(self.body) is not None
 
 
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    out = []
-    for name, addr in email.utils.getaddresses(values):
-        if not addr:
-            continue
-        out.append(email.utils.formataddr((name, addr)) if name else addr)
-    return tuple(out)
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def format_address(name: str, addr: str) -> str:
+    """`name <addr>`, the name quoted when it holds anything an address
+    parser would read as syntax (an "@", a comma...), so that a name can
+    never be read back as an address."""
+    if not name:
+        return addr
+    if _SPECIALS.search(name):
+        name = '"%s"' % name.replace("\\", "\\\\").replace('"', '\\"')
+    return "%s <%s>" % (name, addr)
 
 
 # -- parse: diffs -----------------------------------------------------------

@@ -27,3 +27,10 @@ class NotFound(BotError):
 
 class SchemaOutdated(BotError):
     """The database schema is not at the migrations' head."""
+
+
+class Unusable(BotError):
+    """A database or directory the configuration names exists, or answers,
+    but cannot be used as configured (no such database, access refused,
+    read-only, a table missing): unlike `Transient`, trying later will not
+    help until someone changes something."""

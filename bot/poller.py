@@ -16,13 +16,25 @@ reply is kept only when it answers a stored message or another new hit.
 Threads are fetched by a background thread, still one request at a time,
 so that waiting for the archive overlaps with checking and storing.
 
-Crash safety: each thread is stored in its own transaction, and the cursor
-(the time the search was sent) is written in the transaction of the last
-thread of the cycle. A cycle cut short (lore unavailable, SIGKILL, stop)
-leaves every stored thread whole and the cursor where it was, so the next
-cycle searches the same window again and skips what is stored: nothing is
-lost or stored twice. A thread the pipeline cannot check, or the database
-refuses to store, is quarantined with the reason and the cycle goes on.
+A thread fetch answers more than the thread: public-inbox adds every
+message whose subject equals the requested one's (a pull request
+re-posting a series' patches, a series resent under the same subject).
+Those belong to other threads, which would be stored in part; so only the
+References thread of the requested message is kept (as `bot check` splits
+its input), and a hit outside it is fetched in its own right.
+
+Crash safety: each thread is stored whole in one transaction, together
+with the bookkeeping that says it was (`poll_seen`: every message of the
+thread), and the cursor (the time the search was sent) is written in the
+transaction of the last thread of the cycle. A cycle cut short (lore
+unavailable, the database gone, SIGKILL, stop) leaves every thread stored
+whole or not at all and the cursor where it was, so the next cycle
+searches the same window again and fetches every hit not recorded as
+seen: nothing is lost or stored twice, whatever else (`bot check
+--store`, a merged thread) put some of its messages in the database.
+A message the pipeline cannot use is quarantined with the reason; a
+thread the database refuses is stored again message by message and
+series by series, so that only what is refused is left out.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from typing import IO, TextIO
 
 from bot.config import Config, LoreConfig
 from bot.data import MessageError, RawMessage, ThreadResult
-from bot.errors import BadInput, NotFound, Transient
+from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
 from bot.pipeline import Checker
@@ -49,10 +61,12 @@ from bot.store.models import utcnow
 from bot.store.queries import (
     StoreStats,
     advance_cursor,
+    mark_seen,
     message_ids,
     quarantine,
     read_cursor,
     save_thread,
+    seen_ids,
 )
 from bot.threads import ThreadIndex
 
@@ -129,6 +143,10 @@ class _Work:
     raws: list[RawMessage]
     result: ThreadResult | None = None
     failed: list[MessageError] = field(default_factory=list)
+
+    @property
+    def seen(self) -> list[str]:
+        return [raw.message_id for raw in self.raws if raw.message_id is not None]
 
     def quarantine(self, why: str, exc: BaseException) -> None:
         """Keep every message of the thread in quarantine instead."""
@@ -213,10 +231,11 @@ class Poller:
     def _wanted_groups(self, hits: list[_Hit], report: CycleReport) -> list[list[_Hit]]:
         """New hits, grouped by thread, keeping the groups worth fetching."""
         with self.database.transaction() as session:
-            stored = set(message_ids(session, [h.message_id for h in hits]))
-            new = [h for h in hits if h.message_id not in stored]
+            seen = seen_ids(session, [h.message_id for h in hits])
+            new = [h for h in hits if h.message_id not in seen]
             replies = [h for h in new if not h.patch]
-            answered = set(message_ids(session, [r for h in replies for r in h.refs]))
+            refs = [r for h in replies for r in h.refs]
+            answered = set(message_ids(session, refs)) | seen_ids(session, refs)
         report.new_hits = len(new)
         index = ThreadIndex()
         for hit in new:
@@ -248,17 +267,24 @@ class Poller:
         name = "%s/%s/t.mbox.gz" % (self.client.base, msgid)
         with found:
             try:
-                return list(read_stream(StreamInput(name, found), self.cfg.input))  # type: ignore[arg-type]
+                raws = list(read_stream(StreamInput(name, found), self.cfg.input))  # type: ignore[arg-type]
             except BadInput as exc:
                 logger.warning("thread %s: unreadable: %s; skipped", msgid, exc)
                 return None
+        own = own_thread(msgid, raws)
+        if own is None:
+            logger.warning("thread %s: the archive's answer does not hold it; skipped", msgid)
+        elif len(own) < len(raws):
+            logger.debug("thread %s: %d messages of other threads with the same subject "
+                         "left out", msgid, len(raws) - len(own))
+        return own
 
     def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
         work = _Work(thread_id=msgid, raws=raws)
         try:
             work.result = self.checker.check_thread(raws, self._earlier)
-        except Transient:
-            raise  # the database went away while reading the earlier revision
+        except BotError:
+            raise  # the database went away (or cannot be used) reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
             logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
                              msgid, len(raws))
@@ -280,13 +306,15 @@ class Poller:
                     or "nothing new")
 
     def _store_or_quarantine(self, work: _Work, cursor: dt.datetime | None) -> StoreStats:
-        """A thread the database refuses twice is quarantined instead (once
-        may be another poller storing the same thread at the same time)."""
+        """A thread the database refuses twice (once may be another poller
+        storing the same thread at the same time) is stored piece by piece,
+        leaving out only what is refused; if even that fails, the thread is
+        quarantined."""
         error: Exception | None = None
-        for attempt in (1, 2):
+        for attempt, isolate in ((1, False), (2, False), (3, True)):
             try:
-                return self._transaction(work, cursor)
-            except Transient:
+                return self._transaction(work, cursor, isolate=isolate)
+            except BotError:  # the database unavailable or unusable: the cycle fails
                 raise
             except Exception as exc:  # noqa: BLE001 - retried, then quarantined
                 error = exc
@@ -298,13 +326,16 @@ class Poller:
         work.quarantine("storing failed", error)
         return self._transaction(work, cursor)
 
-    def _transaction(self, work: _Work | None, cursor: dt.datetime | None) -> StoreStats:
+    def _transaction(self, work: _Work | None, cursor: dt.datetime | None,
+                     isolate: bool = False) -> StoreStats:
         stats = StoreStats()
         with self.database.transaction() as session:
-            if work is not None and work.result is not None:
-                stats += save_thread(session, work.result)
-            for err in work.failed if work is not None else ():
-                stats.quarantined += quarantine(session, err)
+            if work is not None:
+                if work.result is not None:
+                    stats += save_thread(session, work.result, isolate=isolate)
+                for err in work.failed:
+                    stats.quarantined += quarantine(session, err)
+                mark_seen(session, work.thread_id, work.seen)
             if cursor is not None:
                 advance_cursor(session, self.name, cursor)
         return stats
@@ -351,16 +382,17 @@ class _Fetcher:
         covered: set[str] = set()
         try:
             for group in self._groups:
-                if self._cancel.is_set():
-                    return
-                if all(h.message_id in covered for h in group):
-                    continue
-                msgid = group[0].message_id
-                raws = self._poller.fetch(msgid)
-                if raws is not None:
-                    covered.add(msgid)
+                for hit in group:
+                    if self._cancel.is_set():
+                        return
+                    if hit.message_id in covered:
+                        continue
+                    raws = self._poller.fetch(hit.message_id)
+                    if raws is None:
+                        self._put(None)
+                        break  # the group's thread is not to be had this cycle
                     covered.update(r.message_id for r in raws if r.message_id is not None)
-                self._put(None if raws is None else (msgid, raws))
+                    self._put((hit.message_id, raws))
             self._put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which raises it
             self._put(exc)
@@ -379,6 +411,22 @@ class _Fetcher:
             if isinstance(item, BaseException):
                 raise item
             yield item  # type: ignore[misc]
+
+
+def own_thread(msgid: str, raws: list[RawMessage]) -> list[RawMessage] | None:
+    """The messages of `raws` in the References thread of `msgid` (None
+    when it is not among them): what a thread fetch answers, without the
+    other threads public-inbox adds for sharing a subject. A message whose
+    Message-ID could not be read stays, to be quarantined with the reason."""
+    index = ThreadIndex()
+    for raw in raws:
+        index.add(raw.message_id, list(raw.refs))
+    index.finish()
+    mine = {index.thread_of(pos) for pos, raw in enumerate(raws) if raw.message_id == msgid}
+    if not mine:
+        return None
+    return [raw for pos, raw in enumerate(raws)
+            if index.thread_of(pos) in mine or raw.message_id is None]
 
 
 def run_poll(cfg: Config, out: TextIO) -> int:

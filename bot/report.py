@@ -23,6 +23,7 @@ it over from an earlier revision (null when given to this one).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TextIO
 
 from bot.data import (
@@ -36,6 +37,24 @@ from bot.data import (
 )
 
 TOOL = "kvm-sysreg"
+
+# Control characters a terminal acts on (ESC and C1 start escape sequences;
+# CR and BS overwrite what was shown). Subjects, paths and Message-IDs come
+# from mail: text output drops them, JSON writes them as \u escapes.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """Text as it may reach a terminal: no control characters but newline
+    and tab."""
+    return _CONTROL.sub("", text)
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """JSON with every control character escaped (json escapes C0 only)."""
+    return _C1.sub(lambda m: "\\u%04x" % ord(m.group()),
+                   json.dumps(value, ensure_ascii=False, **kwargs))
 
 
 def series_dict(res: SeriesResult) -> dict[str, Any]:
@@ -105,8 +124,7 @@ class Reporter:
             self.errors.extend(res.rules.errors)
             self._note(res.rules.findings)
             if self.fmt == "json":
-                self.out.write(("\n" if self._first else ",\n")
-                               + json.dumps(series_dict(res), ensure_ascii=False))
+                self.out.write(("\n" if self._first else ",\n") + dumps(series_dict(res)))
                 self._first = False
             elif self.fmt == "text":
                 self._text(res)
@@ -115,7 +133,10 @@ class Reporter:
 
     def _text(self, res: SeriesResult) -> None:
         s = res.series
-        w = self.out.write
+
+        def w(text: str) -> None:
+            self.out.write(plain(text))
+
         w("%s v%d: %s\n  by %s\n" % (s.message_id, s.revision, s.subject, s.author))
         if res.comparison is not None:
             earlier = res.comparison.earlier
@@ -153,13 +174,12 @@ class Reporter:
 
     def finish(self) -> None:
         if self.fmt == "json":
-            self.out.write("\n], \"errors\": %s}\n" % json.dumps(self.errors, ensure_ascii=False))
+            self.out.write("\n], \"errors\": %s}\n" % dumps(self.errors))
         elif self.fmt == "text":
             for err in self.errors:
-                self.out.write("error: %s\n" % err)
+                self.out.write("error: %s\n" % plain(err))
         else:
-            json.dump(self._b4_results(), self.out, ensure_ascii=False, indent=1)
-            self.out.write("\n")
+            self.out.write(dumps(self._b4_results(), indent=1) + "\n")
         self.out.flush()
 
     def _b4_results(self) -> list[dict[str, Any]]:
@@ -186,6 +206,10 @@ class Reporter:
             if details:
                 entry["details"] = "\n".join(details)
             results.append(entry)
+        if self.errors:  # a message that could not be checked is a failed check
+            results.append({"tool": TOOL, "status": "fail",
+                            "summary": "%d message(s) could not be checked" % len(self.errors),
+                            "details": "\n".join(self.errors)})
         return results
 
     def exit_code(self, fail_on: str) -> int:

@@ -16,6 +16,7 @@ import hashlib
 import io
 import logging
 import re
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from bot.config import InputConfig
+from bot.config import InputConfig, path_kind
 from bot.data import RawMessage
 from bot.errors import BadInput
 from bot.threads import ThreadIndex, threading_ids
@@ -38,6 +39,10 @@ _MBOXRD = re.compile(rb"^>(>*From )", re.M)
 _SEP = b"\n\nFrom "
 # The From_ line `git format-patch` writes: the commit id and a fixed date.
 _FORMAT_PATCH = re.compile(rb"^From [0-9a-f]{40} Mon Sep 17 00:00:00 2001")
+# How a file in a directory of messages starts: a header field (RFC 5322
+# field name and colon) or a bare diff. Anything else (a README, a binary,
+# source code) is not a message, whatever its name.
+_MESSAGE_START = re.compile(rb"\A(\xef\xbb\xbf)?([!-9;-~]+:|diff --git |--- |Index: )")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +129,20 @@ class _Source:
             raise BadInput("%s: no such file or directory" % spec) from None
         except OSError as exc:
             raise BadInput("%s: cannot read: %s" % (spec, exc.strerror)) from None
-        self.maildir = path.is_dir() and ((path / "cur").is_dir() or (path / "new").is_dir())
+        kind = path_kind(st.st_mode)
+        if kind is not None and not stat.S_ISDIR(st.st_mode):
+            # Read twice, so a stream cannot be: a pipe goes to `bot check -`.
+            raise BadInput("%s: is %s, not a file or directory of mail (for a stream, "
+                           "use - and standard input)" % (spec, kind))
+        is_dir = stat.S_ISDIR(st.st_mode)
+        names = {p.name for p in _listing(path)} if is_dir else set()
+        self.maildir = bool({"cur", "new"} & names) and (_is_dir(path / "cur")
+                                                        or _is_dir(path / "new"))
         if self.maildir:
-            self.files = sorted(p for sub in ("new", "cur") if (path / sub).is_dir()
-                                for p in (path / sub).iterdir() if p.is_file())
-        elif path.is_dir():
-            self.files = sorted(p for p in path.iterdir()
-                                if p.is_file() and not p.name.startswith("."))
+            self.files = sorted(p for sub in ("new", "cur") if _is_dir(path / sub)
+                                for p in _entries(path / sub))
+        elif is_dir:
+            self.files = _entries(path)
             if not self.files:
                 raise BadInput("%s: directory holds no messages or patches" % spec)
         elif st.st_size == 0:
@@ -141,7 +153,7 @@ class _Source:
         # threading headers are tied together so they are assembled as one.
         self.group_id = ("format-patch.%s@bot.invalid"
                          % hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-                         if path.is_dir() and not self.maildir else None)
+                         if is_dir and not self.maildir else None)
 
     def messages(self) -> Iterator[RawMessage]:
         if self._stdin_data is not None:
@@ -193,6 +205,10 @@ class _Source:
         if not pending:
             raise BadInput("%s: empty input" % name)
         limit = self.cfg.max_message_bytes
+        if (self.maildir or self.group_id) and not pending.startswith(b"From ") \
+                and not _MESSAGE_START.match(pending):
+            raise BadInput("%s: not a mail message or patch (no header or diff at its start)"
+                           % name)
         if not pending.startswith(b"From "):
             whole, size = [pending], len(pending)
             while chunk := read(_CHUNK):
@@ -233,6 +249,8 @@ class _Source:
                 size += len(piece)
                 if size <= limit:
                     parts.append(piece)
+                elif not parts:  # too large already: keep its head for the reason's sake
+                    parts.append(piece[:1 << 16])
                 if j >= 0 or not pending:
                     break
             if not pending:  # the last message
@@ -271,6 +289,41 @@ class _Source:
             data = b"References: <%s>\n" % self.group_id.encode() + data
             refs = [self.group_id]
         return RawMessage(origin=origin, data=data, message_id=mid, refs=tuple(refs))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise BadInput("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+
+
+def _listing(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except OSError as exc:
+        raise BadInput("%s: cannot read the directory: %s"
+                       % (directory, exc.strerror or exc)) from None
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The files of a directory of messages, sorted; hidden ones skipped,
+    anything but a regular file refused by name."""
+    files = []
+    for entry in _listing(directory):
+        if entry.name.startswith("."):
+            continue
+        try:
+            mode = entry.stat().st_mode
+        except OSError as exc:
+            raise BadInput("%s: cannot read: %s" % (entry, exc.strerror or exc)) from None
+        kind = path_kind(mode)
+        if kind is not None:
+            raise BadInput("%s: is %s, not a message or patch file" % (entry, kind))
+        files.append(entry)
+    return files
 
 
 def read_stream(source: StreamInput, cfg: InputConfig) -> Iterator[RawMessage]:

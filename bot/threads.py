@@ -12,15 +12,22 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from bot.data import MESSAGE_ID_MAX, thread_refs
+
 _MSGID = re.compile(r"<([^<>\s]+)>")
 
 
 def threading_ids(message_id: str, in_reply_to: str, references: str) -> tuple[str, list[str]]:
-    """The clean Message-ID and the IDs it refers to, from raw header text."""
+    """The clean Message-ID (empty when there is none, or it is too long to
+    be one) and the IDs it refers to, from raw header text: the last
+    References (`bot.data.thread_refs`) and In-Reply-To."""
     m = _MSGID.search(message_id)
     mid = m.group(1) if m else message_id.strip().strip("<>")
-    refs = _MSGID.findall(references) + _MSGID.findall(in_reply_to)
-    return mid, [r for r in refs if r != mid]
+    if len(mid) > MESSAGE_ID_MAX:
+        mid = ""
+    irt = _MSGID.search(in_reply_to)
+    return mid, list(thread_refs(_MSGID.findall(references), irt.group(1) if irt else None,
+                                 mid))
 
 
 class ThreadIndex:

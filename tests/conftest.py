@@ -16,7 +16,7 @@ import pytest
 from bot import config as botconfig
 
 DATA = Path(__file__).parent / "data"
-PG_ADMIN_URL = os.environ.get("BOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,6 +4,8 @@ pipeline without a traceback."""
 
 import gzip
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,13 +44,13 @@ def _stored(url):
     return n
 
 
-def _refused(tmp_path, migrated, path, words, env_extra=None):
+def _refused(tmp_path, migrated, path, words, env_extra=None, named=None):
     env = {"BOT_DATABASE_URL": migrated.database_url, **(env_extra or {})}
     proc = bot(tmp_path, "check", "--store", str(SERIES), str(path), env_extra=env)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert str(path) in proc.stderr and words in proc.stderr
+    assert str(named or path) in proc.stderr and words in proc.stderr
     assert _stored(migrated.database_url) == 0  # the good input before it is not stored either
 
 
@@ -206,3 +208,67 @@ def test_diff_parser_total(text):
             for line in hunk.lines:
                 assert line.old_no is not None or line.new_no is not None
     split_body(text)
+
+
+def test_a_directory_of_junk_is_refused_not_stored(tmp_path, migrated):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    shutil.copy(SERIES, junk / "0001-real.mbox")
+    for name in ("README", "notes.txt", "x.py"):
+        (junk / name).write_text("# not mail\nprint('hello')\n")
+    (junk / "blob.bin").write_bytes(bytes(range(256)) * 8)
+    _refused(tmp_path, migrated, junk, "not a mail message or patch", named=junk / "README")
+
+
+def test_a_fifo_is_named_as_such(tmp_path, migrated):
+    fifo = tmp_path / "patches.fifo"
+    os.mkfifo(fifo)
+    _refused(tmp_path, migrated, fifo, "is a FIFO")
+
+
+def test_a_fifo_or_directory_inside_a_directory_is_named_as_such(tmp_path, migrated):
+    for name, make in (("a-fifo", os.mkfifo), ("a-directory", os.mkdir)):
+        directory = tmp_path / ("with-" + name)
+        directory.mkdir()
+        shutil.copy(SERIES, directory / "0001.mbox")
+        make(directory / name)
+        _refused(tmp_path, migrated, directory,
+                 "is a FIFO" if name == "a-fifo" else "is a directory", named=directory / name)
+
+
+def test_a_message_that_cannot_be_checked_fails_the_b4_check(tmp_path):
+    proc = bot(tmp_path, "check", "--format", "b4", str(FUZZ / "no-message-id.eml"))
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)
+    assert entry["status"] == "fail" and "could not be checked" in entry["summary"]
+    assert "message has no Message-ID" in entry["details"]
+
+
+ESCAPES = ("\x1b", "\x07", "\x9b", "\r")
+
+
+def test_terminal_escapes_never_reach_the_text_output(tmp_path):
+    """A subject (encoded word), a Message-ID and a diff path carrying escape
+    sequences: text output drops the control characters, JSON keeps them
+    escaped, and so does what is logged."""
+    raw = (b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+           b"From: A <a@example.org>\nSubject: [PATCH] =?utf-8?q?=1B=5D0=3Bowned=07?= KVM\n"
+           b"Message-ID: <esc\x1b[2J@example.org>\n\nx\n---\n"
+           b"diff --git a/arch/arm64/kvm/hyp/\x1b[2Jswitch.c b/arch/arm64/kvm/hyp/\x1b[2Jswitch.c\n"
+           b"--- a/arch/arm64/kvm/hyp/\x1b[2Jswitch.c\n+++ b/arch/arm64/kvm/hyp/\x1b[2Jswitch.c\n"
+           b"@@ -1,2 +1,3 @@ \x9b31m\n a\n+\twrite_sysreg(HCR_GUEST_FLAGS | BIT(63), hcr_el2);\n"
+           b" b\n@@ -1 +99999999999999 @@\n+x\n\n")
+    path = tmp_path / "escapes.mbox"
+    path.write_bytes(raw)
+    text = bot(tmp_path, "-v", "check", "--format", "text", str(path))
+    assert text.returncode in (0, 1), text.stderr
+    assert "switch.c" in text.stdout or "esc" in text.stdout
+    for out in (text.stdout, text.stderr):
+        assert not any(c in out for c in ESCAPES), repr(out)
+    for fmt in ("json", "b4"):
+        proc = bot(tmp_path, "check", "--format", fmt, str(path))
+        assert not any(c in proc.stdout for c in ESCAPES), repr(proc.stdout)
+        if fmt == "json":
+            (series,) = json.loads(proc.stdout)["series"]
+            assert series["message_id"] == "esc\x1b[2J@example.org"
+            assert series["patches"][0]["files"] == ["arch/arm64/kvm/hyp/\x1b[2Jswitch.c"]

@@ -227,11 +227,11 @@ def test_a_thread_the_database_refuses_is_quarantined(migrated, inbox, monkeypat
     import bot.poller
     real = bot.poller.save_thread
 
-    def refusing(session, result):
+    def refusing(session, result, **kwargs):
         if any(m.message_id == SP_EL0 for m in result.thread.messages):
             session.execute(select(Message.id))  # the transaction has begun
             raise ValueError("value too long for type character varying(998)")
-        return real(session, result)
+        return real(session, result, **kwargs)
 
     monkeypatch.setattr(bot.poller, "save_thread", refusing)
     cfg = with_lore(migrated, inbox)

@@ -11,12 +11,21 @@ that b4 finds unchanged (same patch-id), marked with the revision they were
 given to: within one thread as b4 assembles it, and from an earlier
 revision elsewhere (another thread, a file, the database) through
 `carry_trailers`, which gives b4 both in one mailbox.
+
+b4 reads the identity headers of a message as it pleases (it fails on 8-bit
+bytes in References or a Date past year 9999, reads a Message-ID such as
+`<<x>...>` differently, and its References handling is quadratic), so it is
+handed ours instead: the Message-ID, In-Reply-To and capped References,
+Date, Subject and From that `bot.parse.mail` read. Odd headers then never
+keep a usable patch from being checked, and b4 sees the same message the
+rest of the bot does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.message
+import email.utils
 import hashlib
 import logging
 import re
@@ -48,6 +57,22 @@ def parse_subject(subject: str) -> Subject:
 # keeps for replies).
 _MAYBE_TRAILER = re.compile(r"^\s*\w\S+:\s+\S.*(@\S+\.|https?://)|^\s*(fixes|obsoleted-by):\s",
                             re.M | re.I)
+
+
+def _identity_headers(msg: email.message.Message, mail: Mail) -> None:
+    """Replace what b4 reads of the headers by what we read (see above)."""
+    values = {
+        "Message-ID": "<%s>" % mail.message_id,
+        "In-Reply-To": "<%s>" % mail.in_reply_to if mail.in_reply_to else None,
+        "References": " ".join("<%s>" % r for r in mail.references) or None,
+        "Date": email.utils.format_datetime(mail.date) if mail.date else None,
+        "Subject": mail.subject,
+        "From": mail.author or None,
+    }
+    for name, value in values.items():
+        del msg[name]
+        if value is not None:
+            msg[name] = value
 
 
 _DIFF_LINE = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -101,6 +126,7 @@ def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mai
     """Hand one parsed message to b4, with only the part of its body b4
     uses: b4 decodes every body again and scans every line of it for
     trailers, which would cost more than the rest of the pipeline."""
+    _identity_headers(msg, mail)
     diff = _DIFF_LINE.search(mail.body)
     if diff is not None and not reply:
         # A patch: b4 needs to know it is one (the first file header of its

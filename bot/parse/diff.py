@@ -3,18 +3,25 @@
 A hunk is read by its header's line counts, so a stray line after the diff
 (a mail signature, a quoted reply) never becomes part of it. Lines inside a
 hunk that a mailer emptied (a context line that lost its leading space) are
-context. Binary diffs are recorded as such, with no hunks.
+context. Binary diffs are recorded as such, with no hunks. A hunk whose
+header numbers no file could have (past 2**31 - 1, the largest line number
+a database column holds) is read past and left out, with the reason logged:
+the rest of the diff is kept.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 from bot.data import DiffLine, FileDiff, Hunk, LineKind, PatchBody
 
+logger = logging.getLogger(__name__)
+
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)")
 _DIFF_BEGIN = re.compile(r"^(diff --git |--- (a/|/dev/null|\S)|Index: )", re.M)
+LINE_MAX = 2**31 - 1
 
 
 def _strip_prefix(path: str) -> str | None:
@@ -82,17 +89,32 @@ def parse_diff(text: str) -> tuple[FileDiff, ...]:
             hm = _HUNK.match(lines[i])
             if hm is None:
                 break
+            header = lines[i]
             hunk, i = _read_hunk(hm, lines, i + 1)
+            if max(hunk.old_start + hunk.old_len, hunk.new_start + hunk.new_len) > LINE_MAX:
+                logger.warning("%s: hunk %s: line numbers out of range; hunk left out",
+                               new_path or old_path, _short(header))
+                continue
             hunks.append(hunk)
         files.append(FileDiff(old_path=old_path, new_path=new_path,
                               hunks=tuple(hunks), binary=binary))
     return tuple(files)
 
 
+def _number(digits: str) -> int:
+    # Past LINE_MAX either way; int() of thousands of digits is slow, and
+    # refused past sys.get_int_max_str_digits().
+    return int(digits) if len(digits) <= 12 else LINE_MAX + 1
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _read_hunk(hm: re.Match[str], lines: list[str], i: int) -> tuple[Hunk, int]:
-    old_start, new_start = int(hm.group(1)), int(hm.group(3))
-    old_len = int(hm.group(2)) if hm.group(2) is not None else 1
-    new_len = int(hm.group(4)) if hm.group(4) is not None else 1
+    old_start, new_start = _number(hm.group(1)), _number(hm.group(3))
+    old_len = _number(hm.group(2)) if hm.group(2) is not None else 1
+    new_len = _number(hm.group(4)) if hm.group(4) is not None else 1
     old_left, new_left = old_len, new_len
     old_no, new_no = old_start, new_start
     out: list[DiffLine] = []

@@ -1,11 +1,18 @@
 """One mail message, from raw bytes into a `Mail`: pure, no I/O.
 
 Mail is untrusted input. Headers are decoded with replacement on any
-undecodable charset, folded and stripped of control characters (a subject
-with an embedded newline must not become a header of a reply); the body is
-the first text/plain or text/x-patch part (a part holding a diff is
-preferred), decoded with replacement. Nothing here raises on odd mail:
-`MailError` is raised only when the message has no usable Message-ID.
+undecodable charset or broken encoded word, folded and stripped of control
+characters (a subject with an embedded newline must not become a header of
+a reply); the body is the first text/plain or text/x-patch part (a part
+holding a diff is preferred), decoded with replacement.
+
+Addresses are parsed from the header as sent, and only then are display
+names decoded: an encoded word is text, so `=?utf-8?q?a=40b=2Ec?=
+<x@y.z>` is the address x@y.z named "a@b.c", never the address a@b.c.
+Message-IDs, In-Reply-To and References are read as sent, never decoded;
+of References only the last `REFERENCES_KEPT` IDs are kept (see
+`bot.data.thread_refs`). Nothing here raises on odd mail: `MailError` is
+raised only when the message has no usable Message-ID.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ import email.policy
 import email.utils
 import re
 
-from bot.data import Mail
+from bot.data import MESSAGE_ID_MAX, Mail, thread_refs
 
-_CTRL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
+_CTRL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]+")
 _WS = re.compile(r"\s+")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _DIFF_START = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -31,6 +38,10 @@ KEPT_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "in-reply-t
 
 
 _WANTED = frozenset(KEPT_HEADERS)
+_ADDRESS_HEADERS = ("from", "to", "cc")
+# An addr-spec as a reply may use it: local@domain, nothing that would end
+# the address or start another.
+_ADDR_SPEC = re.compile(r"^[^\s@<>,;:\"()\[\]\\]+@[^\s@<>,;:\"()\[\]\\]+$")
 
 
 class MailError(ValueError):
@@ -49,12 +60,38 @@ def decode_header(value: object) -> str:
     raw = value if isinstance(value, email.header.Header) else str(value)
     try:
         pieces = email.header.decode_header(raw)
-    except (ValueError, LookupError, AssertionError, TypeError):
+    except Exception:  # noqa: BLE001 - a broken encoded word: keep the text as sent
         pieces = [(str(raw), None)]
     text = "".join(_decode_chunk(p, cs) if isinstance(p, bytes) else p
                    for p, cs in pieces)
     text = text.encode("utf-8", "replace").decode("utf-8")
     return _WS.sub(" ", _CTRL.sub(" ", text)).strip()
+
+
+def _as_sent(value: str) -> str:
+    """A raw header value as text, 8-bit bytes decoded but no encoded word:
+    compat32 keeps non-ASCII bytes as surrogate escapes."""
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def addresses(value: str) -> tuple[tuple[str, str], ...]:
+    """(display name, address) pairs of an address header as sent: parsed
+    first, names decoded after; what is not a plain addr-spec is dropped."""
+    out: list[tuple[str, str]] = []
+    try:
+        pairs = email.utils.getaddresses([_CTRL.sub(" ", value)])
+    except Exception:  # noqa: BLE001 - unparsable: no address rather than a wrong one
+        return ()
+    for name, addr in pairs:
+        addr = addr.strip()
+        if not _ADDR_SPEC.match(addr) or "=?" in addr:
+            continue
+        out.append((decode_header(name) if name else "", addr))
+    return tuple(out)
 
 
 def _decode_chunk(data: bytes, charset: str | None) -> str:
@@ -137,37 +174,42 @@ def parse_mail(raw: bytes, msg: email.message.Message | None = None,
     layer already read from the headers."""
     if msg is None:
         msg = message_from_bytes(raw)
-    # One pass over the headers: a compat32 lookup scans them all each time,
-    # and list mail carries dozens of Received: lines.
-    found: dict[str, list[object]] = {}
-    for name, header in msg.items():
+    # One pass over the headers, as sent: a compat32 lookup scans them all
+    # each time, and list mail carries dozens of Received: lines.
+    found: dict[str, list[str]] = {}
+    for name, header in msg.raw_items():
         key = name.lower()
         if key in _WANTED:
-            found.setdefault(key, []).append(header)
+            found.setdefault(key, []).append(_as_sent(str(header)))
 
     def first(name: str) -> str:
         values = found.get(name)
         return decode_header(values[0]) if values else ""
 
+    def ids(name: str) -> str:
+        # Message-IDs are never encoded words: read as sent.
+        return _CTRL.sub(" ", " ".join(found.get(name, ())))
+
     if not message_id:
-        message_id = _clean_msgid(first("message-id"))
+        message_id = _clean_msgid(ids("message-id"))
     if not message_id:
         raise MailError("message has no Message-ID")
-    irt = _clean_msgid(first("in-reply-to")) if "in-reply-to" in found else None
-    refs: list[str] = []
-    for value in found.get("references", []):
-        for ref in _all_msgids(decode_header(value)):
-            if ref not in refs and ref != message_id:
-                refs.append(ref)
-    if irt and irt not in refs:
-        refs.append(irt)
-    from_name, from_email = email.utils.parseaddr(first("from")) if "from" in found \
-        else ("", "")
+    if len(message_id) > MESSAGE_ID_MAX:
+        raise MailError("Message-ID longer than %d characters" % MESSAGE_ID_MAX)
+    irt = _clean_msgid(ids("in-reply-to")) if "in-reply-to" in found else None
+    if irt is not None and len(irt) > MESSAGE_ID_MAX:
+        irt = None
+    refs = thread_refs(_all_msgids(ids("references")), irt, message_id)
+    sender = addresses(found["from"][0]) if "from" in found else ()
+    from_name, from_email = sender[0] if sender else ("", "")
     list_id = first("list-id") or None
     if list_id:
         lm = _MSGID.search(list_id)
         list_id = lm.group(1) if lm else list_id
-    headers = tuple((name, decode_header(value)) for name in KEPT_HEADERS
+    # References as kept for threading: a megabyte of them is not worth storing.
+    headers = tuple((name, decode_header(value) if name != "references"
+                     else " ".join("<%s>" % r for r in refs if r != irt))
+                    for name in KEPT_HEADERS
                     for value in found.get(name, ())[:1 if name not in ("to", "cc") else None])
     body, charset = _payload(msg)
     return Mail(
@@ -177,10 +219,12 @@ def parse_mail(raw: bytes, msg: email.message.Message | None = None,
         from_email=from_email,
         date=_date(first("date")),
         in_reply_to=irt,
-        references=tuple(refs),
+        references=refs,
         list_id=list_id,
         headers=headers,
         body=body,
         charset=charset,
         raw=raw,
+        to_addrs=tuple(a for v in found.get("to", ()) for a in addresses(v)),
+        cc_addrs=tuple(a for v in found.get("cc", ()) for a in addresses(v)),
     )

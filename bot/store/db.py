@@ -1,14 +1,21 @@
 """Engine, sessions and migrations.
 
 `upgrade` runs Alembic to head (the only way the schema is made);
-`open_database` refuses a database whose schema is not at head, telling the
-user to run `bot db upgrade`. Connection failures become `Transient`.
+`Database` refuses a database whose schema is not at head, telling the
+user to run `bot db upgrade`, or, when the database is newer than the code,
+saying so; and one whose tables are not all there.
+
+Database errors are sorted once, here (`database_error`): what trying
+again may cure (the server down or restarting, a lost connection, SQLite
+busy) is `Transient`; what it will not (no such database or role, access
+refused, a read-only file, a missing table) is `Unusable`.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +24,20 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
-from bot.errors import ConfigError, SchemaOutdated, Transient
+from bot.errors import BotError, ConfigError, SchemaOutdated, Transient, Unusable
+from bot.store.models import Base
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +57,28 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    # pysqlite opens transactions itself, late, and lets a SAVEPOINT begin
+    # (and its RELEASE commit) one: hand transactions to SQLAlchemy, which
+    # begins them explicitly (`_sqlite_begin`), so that a savepoint inside
+    # a transaction rolls back with it.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    conn.exec_driver_sql("BEGIN")
 
 
 def make_engine(cfg: Config) -> Engine:
     url = cfg.database_url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        directory = Path(path[len("file:"):] if path.startswith("file:") else path).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            where = "state_dir" if not cfg.database.url else "database.url"
+            raise Unusable("%s: %s: cannot create the directory %s for the SQLite database: %s"
+                           % (cfg.source, where, directory, exc.strerror or exc)) from None
     try:
         engine = create_engine(url, echo=cfg.database.echo, pool_pre_ping=True)
     except ArgumentError as exc:
@@ -57,6 +88,7 @@ def make_engine(cfg: Config) -> Engine:
                           % (cfg.source, exc.name)) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -73,36 +105,95 @@ def _describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+# PostgreSQL refusing a connection for good: the server answered (FATAL),
+# and the answer is about the configuration, not the server's state.
+_PG_REFUSED = re.compile(r"FATAL:\s+(database \S+ does not exist|role \S+ does not exist|"
+                         r"password authentication failed|no pg_hba\.conf entry|"
+                         r"permission denied|.*authentication failed)")
+# SQLSTATE classes trying again cures: connection exception, transaction
+# rollback (serialization, deadlock), insufficient resources, operator
+# intervention (shutdown, restart), lock not available.
+_PG_TRANSIENT = ("08", "40", "53", "57", "55P03")
+_SQLITE_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR",
+                     "SQLITE_PROTOCOL", "SQLITE_INTERRUPT")
+
+
+def database_error(engine: Engine, exc: DBAPIError) -> BotError:
+    """The bot's error for a database error: `Transient` or `Unusable`."""
+    orig = exc.orig
+    detail = " ".join(str(orig).split()) if orig is not None else str(exc)
+    where = "database %s" % _describe(engine)
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlite_name is not None:
+        transient = sqlite_name.startswith(_SQLITE_TRANSIENT)
+    elif sqlstate:
+        transient = sqlstate.startswith(_PG_TRANSIENT)
+    else:  # no code: a connection that failed or was lost
+        transient = not _PG_REFUSED.search(detail)
+    if transient:
+        return Transient("%s unavailable: %s" % (where, detail))
+    return Unusable("%s: %s (check database.url and the database)" % (where, detail))
+
+
+# Errors about the database rather than about one statement's values
+# (IntegrityError, DataError), which the caller handles.
+_DATABASE_ERRORS = (OperationalError, ProgrammingError, InternalError, InterfaceError)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    current, _ = current_heads(engine)
+    _refuse_newer(engine, current)
     try:
         command.upgrade(alembic_config(engine), revision)
-    except OperationalError as exc:
-        raise Transient("database %s unavailable: %s" % (_describe(engine),
-                                                         str(exc.orig).strip())) from None
+    except _DATABASE_ERRORS as exc:
+        raise database_error(engine, exc) from None
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     command.downgrade(alembic_config(engine), revision)
 
 
+def _script(engine: Engine) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(engine))
+
+
 def current_heads(engine: Engine) -> tuple[set[str], set[str]]:
     """(revisions the database is at, revisions the code expects)."""
-    script = ScriptDirectory.from_config(alembic_config(engine))
     try:
         with engine.connect() as conn:
             current = set(MigrationContext.configure(conn).get_current_heads())
-    except (OperationalError, DBAPIError) as exc:
-        raise Transient("database %s unavailable: %s" % (_describe(engine),
-                                                         str(exc.orig).strip())) from None
-    return current, set(script.get_heads())
+    except DBAPIError as exc:
+        raise database_error(engine, exc) from None
+    return current, set(_script(engine).get_heads())
+
+
+def _refuse_newer(engine: Engine, current: set[str]) -> None:
+    known = {rev.revision for rev in _script(engine).walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:
+        raise SchemaOutdated(
+            "database %s schema is at %s, which this bot does not know: the code is older "
+            "than the database; run the bot version that migrated it, or a newer one"
+            % (_describe(engine), ", ".join(unknown)))
 
 
 def check_schema(engine: Engine) -> None:
     current, heads = current_heads(engine)
+    _refuse_newer(engine, current)
     if current != heads:
         state = "empty" if not current else "at %s" % ", ".join(sorted(current))
         raise SchemaOutdated("database %s schema is %s, not at %s: run `bot db upgrade`"
                              % (_describe(engine), state, ", ".join(sorted(heads))))
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except DBAPIError as exc:
+        raise database_error(engine, exc) from None
+    missing = sorted(set(Base.metadata.tables) - tables)
+    if missing:
+        raise Unusable("database %s: table %s missing though the schema is at %s: the "
+                       "database was changed by hand; restore it from a backup"
+                       % (_describe(engine), ", ".join(missing), ", ".join(sorted(heads))))
 
 
 class Database:
@@ -120,9 +211,8 @@ class Database:
         try:
             with self._sessions() as session, session.begin():
                 yield session
-        except OperationalError as exc:
-            raise Transient("database %s unavailable: %s" % (_describe(self.engine),
-                                                             str(exc.orig).strip())) from None
+        except _DATABASE_ERRORS as exc:
+            raise database_error(self.engine, exc) from None
 
     def close(self) -> None:
         self.engine.dispose()

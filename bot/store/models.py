@@ -225,6 +225,21 @@ class PollCursor(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
+class PollSeen(Base):
+    """A message whose whole thread the poller has stored (or quarantined):
+    written in the transaction that stores the thread, so a search hit
+    found here needs no fetch, and one not found here is fetched again,
+    whatever else the database holds."""
+
+    __tablename__ = "poll_seen"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    # The Message-ID the thread was fetched for.
+    thread_id: Mapped[str] = mapped_column(String(998))
+    seen_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
 class Quarantine(Base):
     __tablename__ = "quarantine"
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot.data import (
@@ -46,6 +49,7 @@ from bot.store.models import (
     Message,
     Patch,
     PollCursor,
+    PollSeen,
     Quarantine,
     Series,
     Trailer,
@@ -53,6 +57,19 @@ from bot.store.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The largest value of an INTEGER column on every database we support.
+# Numbers read from mail (revisions, patch counters, line numbers) can be
+# anything; one past this is refused by PostgreSQL and fails the whole
+# transaction, so they are checked before they are written.
+INT_MAX = 2**31 - 1
+
+
+_PREFIXES = re.compile(r"^\s*(re:\s*)*(\[[^\]]*\]\s*)+", re.I)
+
+
+def _int_ok(*values: int | None) -> bool:
+    return all(v is None or 0 <= v <= INT_MAX for v in values)
 
 
 @dataclass(slots=True)
@@ -157,6 +174,11 @@ def _status(f: FindingData) -> FindingStatus:
 def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> StoreStats:
     stats = StoreStats()
     data = res.series
+    if not _int_ok(data.revision, data.total, *(n for p in data.patches
+                                                for n in (p.index, p.total))):
+        logger.warning("series %s: revision or patch numbers out of range (v%d, %d patches); "
+                       "not stored", data.message_id, data.revision, data.total)
+        return stats
     row = session.scalars(select(Series).where(Series.message_id == data.message_id)).first()
     relinked: list[Series] = []
     if row is None:
@@ -165,7 +187,8 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                      change_id=_text(data.change_id, 255), subject=_text(data.subject),
                      author=_text(data.author, 512),
                      revision=data.revision, total=data.total, missing=list(data.missing),
-                     thread_id=data.thread_id, previous_id=prev.id if prev else None,
+                     thread_id=_text(data.thread_id, 998),
+                     previous_id=prev.id if prev else None,
                      cover_id=ids.get(data.cover.message_id) if data.cover else None,
                      date=(data.cover or data.patches[0].mail).date)
         session.add(row)
@@ -191,7 +214,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                                         ["series_id", "index"])
         have = dict(session.execute(select(Patch.index, Patch.id)
                                     .where(Patch.series_id == row.id)).all())
-    trailers = [{"patch_id": have[p.index], "message_id": t.message_id,
+    trailers = [{"patch_id": have[p.index], "message_id": _text(t.message_id, 998),
                  "name": _text(t.name, 64), "value": _text(t.value, 998),
                  "author": _text(t.author, 512), "revision": t.revision}
                 for p in data.patches for t in p.trailers]
@@ -199,16 +222,25 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                                      ["patch_id", "message_id", "name", "value"])
     stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing,
                                      res.comparison)
+    drafts = [d for d in res.drafts if _kept(d.patch, None, "draft", data.message_id)]
     stats.drafts += _insert_ignore(session, Draft.__table__, [
-        {"series_id": row.id, "patch_index": d.patch, "in_reply_to": d.in_reply_to,
+        {"series_id": row.id, "patch_index": d.patch, "in_reply_to": _text(d.in_reply_to, 998),
          "references": list(d.references), "to_addrs": [_text(a) for a in d.to],
          "cc_addrs": [_text(a) for a in d.cc], "subject": _text(d.subject),
          "body": _text(d.body), "state": "pending",
-         "created_at": utcnow(), "updated_at": utcnow()} for d in res.drafts],
+         "created_at": utcnow(), "updated_at": utcnow()} for d in drafts],
         ["series_id", "in_reply_to"])
     for later in relinked:
         _compare_later(session, later, row, res)
     return stats
+
+
+def _kept(patch: int, line: int | None, what: str, series: str) -> bool:
+    if _int_ok(patch, line):
+        return True
+    logger.warning("series %s: %s on patch %d, line %s: number out of range; dropped",
+                   series, what, patch, line)
+    return False
 
 
 def finding_data(row: Finding) -> EarlierFinding:
@@ -268,6 +300,8 @@ def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...]
     earlier = _earlier_rows(session, comparison) if comparison is not None else {}
     added = 0
     for f in found:
+        if not _kept(f.patch, f.line, "finding %s" % f.rule, row.message_id):
+            continue
         prior = comparison.continued.get(f.key) if comparison is not None else None
         continues = None
         if prior is not None:
@@ -279,11 +313,12 @@ def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...]
         old = existing.get(f.key)
         if old is None:
             old = Finding(series_id=row.id, patch_index=f.patch, rule=f.rule,
-                          category=f.category, severity=f.severity, file=_text(f.file),
+                          category=f.category, severity=f.severity, file=_text(f.file, 1024),
                           line=f.line, register=f.register, fields=list(f.fields),
                           message=_text(f.message), evidence=_text("\n".join(f.evidence)),
                           key=f.key, status=status)
             session.add(old)
+            existing[f.key] = old  # the same finding twice (one line in two places): once
             added += 1
         elif old.status is not FindingStatus.DISMISSED and old.status != status:
             # A later patch of the series may have arrived and resolved it;
@@ -311,18 +346,110 @@ def _record_resolved(session: Session, row: Series, comparison: RevisionComparis
             old.resolved_in_id = row.id
 
 
-def save_thread(session: Session, result: ThreadResult) -> StoreStats:
-    """Store one thread's messages, series, findings, drafts and failures."""
+def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False) -> StoreStats:
+    """Store one thread's messages, series, findings, drafts and failures.
+
+    With `isolate`, each message and each series is stored in a savepoint
+    of its own, and one the database refuses is quarantined (a message) or
+    left out with the reason logged (a series) while the rest is stored:
+    the way to store a thread whose plain storing failed, so that one
+    hostile message never keeps the rest of its thread out. A lost
+    connection still fails the whole transaction."""
     stats = StoreStats()
-    stats.messages += save_messages(session, result.thread.messages)
+    if not isolate:
+        stats.messages += save_messages(session, result.thread.messages)
+    else:
+        for mail in result.thread.messages:
+            stats += _isolated(session, partial(_save_one, session, mail), mail.message_id,
+                               "message", mail.raw)
     for err in result.errors:
         stats.quarantined += quarantine(session, err)
     if result.results:
         wanted = [m.message_id for r in result.results for m in r.series.messages]
         ids = message_ids(session, wanted)
         for res in result.results:
-            stats += save_series(session, res, ids)
+            left_out = {m.message_id for m in res.series.messages if m.message_id not in ids}
+            if left_out:
+                logger.warning("series %s: %s not stored; the series is stored without it",
+                               res.series.message_id, ", ".join(sorted(left_out)))
+                without = _without(res, left_out)
+                if without is None:
+                    continue
+                res = without
+            if not isolate:
+                stats += save_series(session, res, ids)
+            else:
+                stats += _isolated(session, partial(save_series, session, res, ids),
+                                   res.series.message_id, "series", None)
     return stats
+
+
+def _without(res: SeriesResult, msgids: set[str]) -> SeriesResult | None:
+    """The series as if the messages `msgids` had never arrived: their
+    patches missing, with their findings and drafts; None if nothing is left."""
+    series = res.series
+    gone = {p.index for p in series.patches if p.message_id in msgids}
+    patches = tuple(p for p in series.patches if p.index not in gone)
+    if not patches:
+        return None
+    cover = series.cover if series.cover is None or series.cover.message_id not in msgids \
+        else None
+    if cover is None and series.cover is not None:
+        gone.add(0)
+    head = cover or patches[0].mail
+    if head.message_id != series.message_id:  # the series was known by a message left out
+        series = replace(series, message_id=head.message_id, author=head.author,
+                         author_email=head.from_email,
+                         subject=_PREFIXES.sub("", head.subject) or head.subject)
+
+    def kept(found: tuple[FindingData, ...]) -> tuple[FindingData, ...]:
+        return tuple(f for f in found if f.patch not in gone)
+
+    return replace(res, series=replace(series, patches=patches, cover=cover,
+                                       missing=tuple(sorted(set(series.missing) | gone - {0}))),
+                   rules=replace(res.rules, findings=kept(res.rules.findings),
+                                 pre_existing=kept(res.rules.pre_existing)),
+                   drafts=tuple(d for d in res.drafts if d.patch not in gone))
+
+
+def _save_one(session: Session, mail: Mail) -> StoreStats:
+    return StoreStats(messages=save_messages(session, [mail]))
+
+
+def _isolated(session: Session, store: Callable[[], StoreStats], msgid: str, what: str,
+              raw: bytes | None) -> StoreStats:
+    try:
+        with session.begin_nested():
+            return store()
+    except OperationalError:
+        raise  # the database itself: the caller's transaction fails
+    except Exception as exc:  # noqa: BLE001 - this item only: the rest of the thread is stored
+        reason = "storing the %s failed: %s: %s" % (what, type(exc).__name__, exc)
+        logger.warning("%s %s: %s", what, msgid, reason)
+        if raw is None:
+            return StoreStats()
+        return StoreStats(quarantined=quarantine(session, MessageError(
+            origin="storing", message_id=msgid, reason=reason, raw=raw)))
+
+
+def seen_ids(session: Session, msgids: Iterable[str]) -> set[str]:
+    """Which of `msgids` the poller has stored with their whole thread."""
+    wanted = list(dict.fromkeys(msgids))
+    out: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        out.update(session.scalars(select(PollSeen.message_id)
+                                   .where(PollSeen.message_id.in_(chunk))))
+    return out
+
+
+def mark_seen(session: Session, thread_id: str, msgids: Iterable[str]) -> None:
+    """Record that the thread fetched for `thread_id`, holding `msgids`, is
+    stored whole: in the transaction that stores it."""
+    now = utcnow()
+    _insert_ignore(session, PollSeen.__table__, [
+        {"message_id": mid, "thread_id": _text(thread_id, 998), "seen_at": now}
+        for mid in dict.fromkeys(msgids) if len(mid) <= 998], ["message_id"])
 
 
 def read_cursor(session: Session, name: str) -> PollCursor | None:
