@@ -114,6 +114,25 @@ class KvmFacts:
     def op(self, kind: str, name: str) -> bool:
         return name in self.ops.get(kind, frozenset())
 
+    def op_kind(self, name: str) -> str | None:
+        """Which [ops] list names this call (the first, in file order)."""
+        return self._op_index().get(name)
+
+    def _op_index(self) -> dict[str, str]:
+        index = _OP_INDEX.get(id(self))
+        if index is None or index[0] is not self:
+            table: dict[str, str] = {}
+            for kind in _OPS:
+                for name in self.ops.get(kind, ()):
+                    table.setdefault(name, kind)
+            index = (self, table)
+            _OP_INDEX[id(self)] = index
+        return index[1]
+
+
+# One index per facts object (frozen dataclasses cannot cache on themselves).
+_OP_INDEX: dict[int, tuple[KvmFacts, dict[str, str]]] = {}
+
 
 def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:
     names = t.texts(key, required)

@@ -167,27 +167,39 @@ class FunctionText:
     from_tree: bool
 
 
-def _relevant(patch: Patch, mapped: re.Pattern[str] | None = None) -> bool:
+_IDENT = re.compile(r"[A-Za-z_]\w{3,}")
+
+
+def _relevant(patch: Patch, mapped: frozenset[str] = frozenset()) -> bool:
     """The patch can matter to these registers: it names them, changes the
-    TLB switch helpers, or names a function of the model's save/restore map
-    (a call to a vcpu-init function removed from an unrelated-looking file)."""
+    TLB switch helpers, or its changed lines name a function of the model's
+    save/restore map (a call to a vcpu-init function removed from an
+    unrelated-looking file)."""
     body = patch.mail.body
     low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
     if "hcr" not in low and "mdcr" not in low and (
-            "tlb.c" not in body or not _TLB_TOUCH.search(body)) and (
-            mapped is None or mapped.search(body) is None):
+            "tlb.c" not in body or not _TLB_TOUCH.search(body)) and not (
+            mapped and _names_mapped(patch, mapped)):
         return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
 
 
+def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
+    for fd in patch.files:
+        if not fd.path.startswith(KERNEL_PREFIXES):
+            continue
+        for hunk in fd.hunks:
+            for ln in hunk.lines:
+                if ln.kind is not LineKind.CONTEXT and not mapped.isdisjoint(
+                        _IDENT.findall(ln.text)):
+                    return True
+    return False
+
+
 @functools.lru_cache(maxsize=4)
-def mapped_names(model: object) -> re.Pattern[str] | None:
-    """A pattern matching the names of the save/restore map's functions."""
-    functions = getattr(model, "functions", None)
-    if not functions:
-        return None
-    names = sorted({fr.name for fr in functions}, key=len, reverse=True)
-    return re.compile(r"\b(%s)\b" % "|".join(re.escape(n) for n in names))
+def mapped_names(model: object) -> frozenset[str]:
+    """The names of the save/restore map's functions."""
+    return frozenset(fr.name for fr in getattr(model, "functions", ()) or ())
 
 
 def _file_view(fd: FileDiff) -> FileView:
@@ -261,7 +273,7 @@ def _next_new_numbers(hunk: Hunk) -> list[int]:
     return out
 
 
-def patch_view(patch: Patch, mapped: re.Pattern[str] | None = None) -> PatchView:
+def patch_view(patch: Patch, mapped: frozenset[str] = frozenset()) -> PatchView:
     if not _relevant(patch, mapped):
         return PatchView(patch=patch, relevant=False)
     files = tuple(_file_view(fd) for fd in patch.files
@@ -336,7 +348,7 @@ def view(series: Series, ctx: Context) -> SeriesView:
     key = ("view", id(series), id(ctx.tree))
     sv = memo.get(key)
     if sv is None or sv.series is not series or sv.tree is not ctx.tree:
-        mapped = mapped_names(ctx.regmodel) if ctx.regmodel is not None else None
+        mapped = mapped_names(ctx.regmodel) if ctx.regmodel is not None else frozenset()
         sv = SeriesView(series=series, tree=ctx.tree,
                         patches=tuple(patch_view(p, mapped) for p in series.patches))
         memo.clear()

@@ -122,11 +122,11 @@ class Bits:
     def differs(self, other: Bits, mask: int = MASK64) -> int:
         """Bits (within `mask`) described differently by the two values."""
         diff = ((self.ones ^ other.ones) | (self.zeros ^ other.zeros)) & mask
-        names = {n for n, _ in self.srcs} | {n for n, _ in other.srcs}
-        for name in names:
-            mine = sum(m for n, m in self.srcs if n == name)
-            theirs = sum(m for n, m in other.srcs if n == name)
-            diff |= (mine ^ theirs) & mask
+        if self.srcs != other.srcs:
+            mine = dict(self.srcs)
+            theirs = dict(other.srcs)
+            for name in mine.keys() | theirs.keys():
+                diff |= (mine.get(name, 0) ^ theirs.get(name, 0)) & mask
         return diff
 
     # -- operators -----------------------------------------------------------------

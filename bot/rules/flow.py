@@ -68,11 +68,26 @@ def line_at(pv: PatchView, path: str, number: int, side: str) -> Line | None:
     fv = pv.file(path)
     if fv is None:
         return None
+    return _line_index(fv).get((side, number))
+
+
+_LINE_INDEX: dict[int, tuple[FileView, dict[tuple[str, int], Line]]] = {}
+
+
+def _line_index(fv: FileView) -> dict[tuple[str, int], Line]:
+    hit = _LINE_INDEX.get(id(fv))
+    if hit is not None and hit[0] is fv:
+        return hit[1]
+    index: dict[tuple[str, int], Line] = {}
     for ln in fv.lines:
-        if (ln.new_no if side == "new" else ln.old_no) == number and (
-                ln.new_side if side == "new" else ln.old_side):
-            return ln
-    return None
+        if ln.new_side and ln.new_no is not None:
+            index.setdefault(("new", ln.new_no), ln)
+        if ln.old_side and ln.old_no is not None:
+            index.setdefault(("old", ln.old_no), ln)
+    if len(_LINE_INDEX) > 256:
+        _LINE_INDEX.clear()
+    _LINE_INDEX[id(fv)] = (fv, index)
+    return index
 
 
 def file_of(pv: PatchView, path: str) -> FileView | None:

@@ -572,19 +572,22 @@ class Interpreter:
                 self._eval(a, st, fn, depth, line)
             return Bits.unknown()
         args = expr.args
-        if facts.op("read", name) and args:
+        kind = facts.op_kind(name)
+        if kind is None:
+            return self._plain_call(expr, name, st, fn, depth, line)
+        if kind == "read" and args:
             reg = register_name(expr_text(args[0]), name)
             self._emit(Ev.READ, st, fn, depth, line, register=reg)
             written = st.regs.get(reg)
             if written is not None and written.always:
                 return written.value
             return Bits.source("live:" + reg)
-        if facts.op("write", name) and len(args) >= 2:
+        if kind == "write" and len(args) >= 2:
             value = self._eval(args[0], st, fn, depth, line)
             reg = register_name(expr_text(args[-1]), name)
             self._write(reg, value, st, fn, depth, line)
             return Bits.unknown()
-        if facts.op("clear_set", name) and len(args) >= 3:
+        if kind == "clear_set" and len(args) >= 3:
             reg = register_name(expr_text(args[0]), name)
             clear = self._eval(args[1], st, fn, depth, line)
             setv = self._eval(args[2], st, fn, depth, line)
@@ -593,19 +596,22 @@ class Interpreter:
                 else Bits.source("live:" + reg)
             self._write(reg, (before & ~clear) | setv, st, fn, depth, line)
             return Bits.unknown()
-        for kind, ev in (("isb", Ev.ISB), ("dsb", Ev.DSB), ("tlbi", Ev.TLBI), ("at", Ev.AT),
-                         ("irq_off", Ev.IRQ_OFF), ("irq_on", Ev.IRQ_ON),
-                         ("preempt_off", Ev.PREEMPT_OFF), ("preempt_on", Ev.PREEMPT_ON),
-                         ("warn", Ev.WARN)):
-            if facts.op(kind, name):
-                for a in args:
-                    self._eval(a, st, fn, depth, line)
-                self._emit(ev, st, fn, depth, line, name=name)
-                if ev in (Ev.IRQ_OFF, Ev.IRQ_ON):
-                    st.irq_off = ev is Ev.IRQ_OFF
-                elif ev in (Ev.PREEMPT_OFF, Ev.PREEMPT_ON):
-                    st.preempt_off = ev is Ev.PREEMPT_OFF
-                return Bits.unknown()
+        ev = _OP_EVENTS.get(kind)
+        if ev is not None:
+            for a in args:
+                self._eval(a, st, fn, depth, line)
+            self._emit(ev, st, fn, depth, line, name=name)
+            if ev in (Ev.IRQ_OFF, Ev.IRQ_ON):
+                st.irq_off = ev is Ev.IRQ_OFF
+            elif ev in (Ev.PREEMPT_OFF, Ev.PREEMPT_ON):
+                st.preempt_off = ev is Ev.PREEMPT_OFF
+            return Bits.unknown()
+        return self._plain_call(expr, name, st, fn, depth, line)
+
+    def _plain_call(self, expr: Call, name: str, st: _State, fn: Function, depth: int,
+                    line: int) -> Bits:
+        """A call that is no register access or event of [ops]."""
+        args = expr.args
         known = self._storage(expr)
         if known is not None:
             return self._load(expr, st, fn, depth, line)
@@ -623,7 +629,7 @@ class Interpreter:
         return Bits.source("call:" + name)
 
     def _known_op(self, name: str) -> bool:
-        return any(self.facts.op(kind, name) for kind in self.facts.ops)
+        return self.facts.op_kind(name) is not None
 
     def _callee(self, name: str, caller: Function) -> Function | None:
         options = self.functions.get(name, [])
@@ -688,6 +694,11 @@ class Interpreter:
                     self._write(reg, Bits.unknown(), st, fn, depth, line)
             elif word == "mrs":
                 self._emit(Ev.READ, st, fn, depth, line, register=register_name(m.group(2)))
+
+
+_OP_EVENTS = {"isb": Ev.ISB, "dsb": Ev.DSB, "tlbi": Ev.TLBI, "at": Ev.AT,
+              "irq_off": Ev.IRQ_OFF, "irq_on": Ev.IRQ_ON, "preempt_off": Ev.PREEMPT_OFF,
+              "preempt_on": Ev.PREEMPT_ON, "warn": Ev.WARN}
 
 
 def _constant_shape(expr: Expr) -> bool:
