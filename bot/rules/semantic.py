@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from bot.parse.csource import c_functions, is_asm
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.evaluate import Evaluator
-from bot.regmodel.facts import Ctx
+from bot.regmodel.facts import Ctx, KvmFacts
 from bot.rules.analysis import FileView, Line, PatchView, SeriesView
 from bot.rules.cexpr import Call, Name
 from bot.rules.cstmt import Decl, ExprStmt, Function, If, Loop, Return, function_from_lines, walk
@@ -85,6 +85,55 @@ def hunk_functions(fv: FileView, side: str) -> list[Function]:
         out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
                                        has_end=numbered[-1][1].startswith("}"),
                                        gaps=not contiguous))
+    return out
+
+
+_PP = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
+_DEFINED = re.compile(r"\bdefined\s*\(?\s*(\w+)|^\s*(\w+)\s*$")
+
+
+def open_conditions(lines: list[str]) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """The preprocessor conditionals still open after `lines`: for each,
+    the macros its condition tests (empty when it is not a plain
+    `defined()` test) and whether it is negated (#ifndef, #else)."""
+    stack: list[tuple[tuple[str, ...], bool]] = []
+    for text in lines:
+        m = _PP.match(text)
+        if m is None:
+            continue
+        word, rest = m.group(1), m.group(2).split("//")[0].split("/*")[0]
+        if word in ("if", "ifdef", "ifndef"):
+            names: tuple[str, ...] = ()
+            if word == "if":
+                parts = [p for p in re.split(r"\|\|", rest)]
+                found = [_DEFINED.search(p) for p in parts]
+                if all(f is not None for f in found) and "!" not in rest and "&&" not in rest:
+                    names = tuple((f.group(1) or f.group(2)) for f in found if f is not None)
+            else:
+                names = (rest.strip(),) if rest.strip() else ()
+            stack.append((names, word == "ifndef"))
+        elif word == "else" and stack:
+            names, neg = stack[-1]
+            stack[-1] = (names, not neg)
+        elif word == "elif" and stack:
+            stack[-1] = ((), False)
+        elif word == "endif" and stack:
+            stack.pop()
+    return tuple(stack)
+
+
+def restrict(contexts: frozenset[Ctx], conditions: tuple[tuple[tuple[str, ...], bool], ...],
+             facts: KvmFacts) -> frozenset[Ctx]:
+    """Contexts narrowed by the open conditionals that test configuration
+    macros (kvm.toml guards such as __KVM_NVHE_HYPERVISOR__)."""
+    out = contexts
+    for names, negated in conditions:
+        guards = [facts.guard(n) for n in names]
+        if not names or any(g is None for g in guards):
+            continue
+        can = frozenset().union(*((g.true_in | g.maybe_in) for g in guards if g is not None))
+        sure = frozenset().union(*(g.true_in for g in guards if g is not None))
+        out = out - sure if negated else out & can
     return out
 
 
@@ -209,7 +258,25 @@ class PatchSemantics:
         return fr.role if fr is not None else None
 
     def contexts(self, key: FnKey) -> frozenset[Ctx]:
-        return self.facts.contexts_of(key.path)
+        """Where the function runs: its file's place, narrowed by the
+        configuration #ifs it is defined under."""
+        base = self.facts.contexts_of(key.path)
+        side = "new" if self.after.get(key) is not None else "old"
+        fn = (self.after if side == "new" else self.before).get(key)
+        if fn is None or not fn.start:
+            return base
+        return restrict(base, open_conditions(self._lines_before(key.path, fn.start, side)),
+                        self.facts)
+
+    def _lines_before(self, path: str, start: int, side: str) -> list[str]:
+        if self.from_tree:
+            text = self.sv.file_after_index(self.pv.index - (side == "old"), path)
+            return text.split("\n")[:max(start - 1, 0)] if text is not None else []
+        fv = self.pv.file(path)
+        if fv is None:
+            return []
+        return [ln.text for ln in fv.lines if (ln.new_side if side == "new" else ln.old_side)
+                and ((ln.new_no if side == "new" else ln.old_no) or 0) < start]
 
     def _trace(self, side: _Side, key: FnKey) -> Trace | None:
         fn = side.get(key)
