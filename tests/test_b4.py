@@ -242,11 +242,13 @@ def test_series_with_a_resolved_problem(tree: Path, tmp_path: Path) -> None:
                                          "1 resolved in series; checked with its series")
 
 
-def test_checkpatch_format_in_b4_am(tree: Path) -> None:
+def test_checkpatch_format_in_b4_am(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`b4 am`'s local checks, configured as the README says: the bot's line
     is a failure where checkpatch would print ERROR, and a clean patch
-    passes (no output at all)."""
+    passes (no output at all). Only the rule this is about runs: the format
+    is under test, not the rules."""
     import b4
+    monkeypatch.setenv("BOT_RULES_ENABLE", "reserved-bit")
     cmds = b4.get_main_config()["am-perpatch-check-cmd"]
     assert cmds == ["./scripts/checkpatch.pl -q --terse --no-summary --mailback",
                     "bot check --format checkpatch -"]

@@ -33,11 +33,18 @@ POLARITY_LINE = ("arch/arm64/include/asm/kvm_arm.h:78: question: dropping FB fro
                  "for all of them? [polarity]")
 
 
+# The rules whose findings these tests read: the output is under test here,
+# not the rules, which grow (tests/test_rules*.py follow them).
+RULES = "register-width,polarity,reserved-bit"
+
+
 def bot(tmp_path: Path, *args: str | Path, stdin: bytes | None = None,
-        env_extra: dict[str, str] | None = None, stderr: int | None = subprocess.PIPE
-        ) -> subprocess.CompletedProcess[bytes]:
+        env_extra: dict[str, str] | None = None, stderr: int | None = subprocess.PIPE,
+        rules: str | None = RULES) -> subprocess.CompletedProcess[bytes]:
     env = {"BOT_STATE_DIR": str(tmp_path / "state"), "PATH": os.environ["PATH"],
            "HOME": str(tmp_path), "BOT_CONFIG": str(DATA / "config" / "test.toml")}
+    if rules is not None:
+        env["BOT_RULES_ENABLE"] = rules
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "bot", *map(str, args)], input=stdin,
                           stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=tmp_path,
@@ -198,7 +205,7 @@ def test_a_bad_baseline_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_rules_lists_the_registry_with_the_configured_state(tmp_path: Path) -> None:
     cfg = tmp_path / "rules.toml"
     cfg.write_text('[rules]\ndisable = ["vhe-nvhe"]\nseverity = { barrier = "error" }\n')
-    proc = bot(tmp_path, "--config", cfg, "rules")
+    proc = bot(tmp_path, "--config", cfg, "rules", rules=None)
     assert proc.returncode == 0
     out = lines(proc)
     assert out[0].split() == ["ID", "CATEGORY", "SEVERITY", "ENABLED", "SUMMARY"]
@@ -208,7 +215,7 @@ def test_rules_lists_the_registry_with_the_configured_state(tmp_path: Path) -> N
         assert spec.summary in rows[spec.id] and str(spec.category) in rows[spec.id]
     assert re.search(r"^vhe-nvhe\s+vhe-nvhe\s+question\s+no\s", rows["vhe-nvhe"])
     assert re.search(r"^barrier\s+barrier\s+error \(default warning\)\s+yes\s", rows["barrier"])
-    doc = json.loads(bot(tmp_path, "--config", cfg, "rules", "--json").stdout)
+    doc = json.loads(bot(tmp_path, "--config", cfg, "rules", "--json", rules=None).stdout)
     assert {r["id"]: r["enabled"] for r in doc}["vhe-nvhe"] is False
 
     show = bot(tmp_path, "rules", "show", "reserved-bit")
@@ -230,7 +237,7 @@ def test_config_show_prints_values_and_their_origins(tmp_path: Path) -> None:
     user = xdg / "kvm-sysreg-bot" / "config.toml"
     user.write_text('[lore]\nretries = 7\n[rules]\ndisable = ["barrier"]\n')
     env = {"XDG_CONFIG_HOME": str(xdg), "BOT_CONFIG": "", "BOT_LORE_URL": "http://127.0.0.1:1/all"}
-    proc = bot(tmp_path, "config", "show", env_extra=env)
+    proc = bot(tmp_path, "config", "show", env_extra=env, rules=None)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout.decode()
     assert text.splitlines()[0] == "# configuration file: %s (found by $XDG_CONFIG_HOME)" % user
