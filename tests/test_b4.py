@@ -175,7 +175,7 @@ def test_what_could_not_be_checked_fails_with_the_reason(tree: Path,
     monkeypatch.setenv("BOT_INPUT_MAX_MESSAGE_BYTES", "4000")
     entry = ours(checks.run_perpatch_checks([(mid, msg)], perpatch, str(tree))[mid])
     assert entry["status"] == "fail"
-    assert re.match(r"not checked: message of \d+ bytes exceeds input.max_message_bytes",
+    assert re.match(r"could not be checked: message of \d+ bytes exceeds input.max_message_bytes",
                     entry["summary"])
     monkeypatch.delenv("BOT_INPUT_MAX_MESSAGE_BYTES")
     # A patch mail whose diff is gone (a mailer ate it): not "clean".
@@ -183,7 +183,7 @@ def test_what_could_not_be_checked_fails_with_the_reason(tree: Path,
     [gutted] = b4_messages(mboxrd(text[:text.index(b"\ndiff --git")] + b"\n"))
     entry = ours(checks.run_perpatch_checks([("b4-encodings@example.org", gutted)], perpatch,
                                             str(tree))["b4-encodings@example.org"])
-    assert (entry["status"], entry["summary"]) == ("fail", "not checked: no diff in the message")
+    assert (entry["status"], entry["summary"]) == ("fail", "could not be checked: no diff in the message")
 
 
 def test_without_message_id_or_input(tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_without_message_id_or_input(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            "BOT_CONFIG": str(DATA / "config" / "test.toml")}
     text = re.sub(rb"(?im)^message-id:.*\n", b"", as_sent(ENCODINGS, "8bit"))
-    for stdin, summary in ((text, "not checked: message has no Message-ID"),
+    for stdin, summary in ((text, "could not be checked: message has no Message-ID"),
                            (b"\n", None)):
         proc = subprocess.run([sys.executable, "-m", "bot", "check", "--format", "b4", "-"],
                               input=stdin, capture_output=True, env=env, cwd=tmp_path,

@@ -66,7 +66,12 @@ def _worst(statuses: list[str]) -> str:
 
 
 def not_checked(reason: str) -> dict[str, Any]:
-    return {"tool": TOOL, "status": "fail", "summary": "not checked: %s" % clean(reason)}
+    """The entry for a message that could not be checked: a failure saying why."""
+    why = clean(reason)
+    return {"tool": TOOL, "status": "fail", "summary": "could not be checked: %s" % why,
+            "details": json.dumps([{"status": "fail", "state": "not checked",
+                                    "context": "input", "description": why, "srcline": "",
+                                    "url": ""}], ensure_ascii=False)}
 
 
 class B4Renderer:
@@ -159,4 +164,4 @@ def checkpatch_lines(v: SeriesView, index: int | None = None) -> list[str]:
 
 
 def checkpatch_not_checked(reason: str) -> str:
-    return "-: ERROR: %s: not checked: %s" % (TOOL, clean(reason))
+    return "-: ERROR: %s: could not be checked: %s" % (TOOL, clean(reason))
