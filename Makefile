@@ -51,6 +51,7 @@ bench: venv-test system-deps
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/b4check.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

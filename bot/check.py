@@ -14,6 +14,10 @@ there are checked first and each series of the input is compared with its
 earlier revision among them; with `--store`, with the revision stored
 before it (bot.history). A later revision in the same thread is compared
 with the earlier one in any case.
+
+The b4 formats (`b4`, `b4-series`, `checkpatch`) are what b4 runs for every
+patch a maintainer looks at, so their path imports only what it uses: no
+HTTP client, no database, no template engine (`bench/b4check.py`).
 """
 
 from __future__ import annotations
@@ -22,40 +26,92 @@ import contextlib
 import dataclasses
 import logging
 import os
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, TextIO
 
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.history import CompareTo, combined, stored_lookup
-from bot.lore.client import LoreClient, split_message_url
 from bot.pipeline import Checker, Lookup
-from bot.report import Reporter
+from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
-if TYPE_CHECKING:  # SQLAlchemy is imported only when storing
+if TYPE_CHECKING:  # SQLAlchemy, requests and the history are imported only when used
+    from bot.history import CompareTo
+    from bot.lore.client import LoreClient
     from bot.store.db import Database
     from bot.store.queries import StoreStats
 
 logger = logging.getLogger(__name__)
 
 
-def run_check(cfg: Config, sources: list[str], *, fmt: str, fail_on: str, store: bool,
-              kernel_tree: str | None, out: TextIO,
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckOptions:
+    fmt: str = "text"
+    fail_on: str = "error"
+    store: bool = False
+    kernel_tree: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+    baseline: str | None = None
+    write_baseline: str | None = None
+    compare_to: tuple[str, ...] = ()
+
+
+def run_check(cfg: Config, sources: list[str], *, out: TextIO, err: TextIO | None = None,
+              fmt: str = "text", fail_on: str = "error", store: bool = False,
+              kernel_tree: str | None = None, verbose: int = 0, quiet: bool = False,
+              baseline: str | None = None, write_baseline: str | None = None,
               compare_to: list[str] | None = None) -> int:
-    if kernel_tree:
+    """Check `sources` as `bot check` does (the options are its own);
+    `err` gets the progress display when it is a terminal."""
+    opts = CheckOptions(fmt=fmt, fail_on=fail_on, store=store, kernel_tree=kernel_tree,
+                        verbose=verbose, quiet=quiet, baseline=baseline,
+                        write_baseline=write_baseline, compare_to=tuple(compare_to or ()))
+    if opts.kernel_tree:
         cfg = dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules,
-                                                                 kernel_tree=kernel_tree))
+                                                                 kernel_tree=opts.kernel_tree))
+    known = None
+    if opts.baseline:
+        from bot import baseline as baseline_file
+        known = baseline_file.read(opts.baseline)
+    target = context = None
+    specs: list[str | StreamInput]
     with contextlib.ExitStack() as fetched:
-        inputs = InputSet(_fetch_remote(cfg, sources, fetched), cfg.input)
+        if opts.fmt in B4_FORMATS or opts.fmt == "checkpatch":
+            from bot.b4check import prepare
+            prepared = prepare(sources, cfg)
+            specs, target, context = prepared.specs, prepared.target, prepared.context
+        else:
+            specs = list(sources)
+        progress = None
+        if err is not None and not opts.quiet and opts.fmt in ("text", "json"):
+            from bot.output.terminal import Progress
+            progress = Progress(err)
+        inputs = InputSet(_fetch_remote(cfg, specs, fetched), cfg.input,
+                          reading=progress.reading if progress is not None else None)
+        if progress is not None:
+            progress.start(inputs.message_count)
         earlier = None
-        if compare_to:
-            earlier_inputs = InputSet(_fetch_remote(cfg, compare_to, fetched), cfg.input)
-            checker = Checker(cfg)
-            earlier = CompareTo(checker.check_thread(raws) for raws in earlier_inputs.threads())
+        if opts.compare_to:
+            from bot.history import CompareTo
+            earlier_inputs = InputSet(_fetch_remote(cfg, list(opts.compare_to), fetched),
+                                      cfg.input)
+            earlier_checker = Checker(cfg)
+            earlier = CompareTo(earlier_checker.check_thread(raws)
+                                for raws in earlier_inputs.threads())
             logger.info("compare-to: %d series", len(earlier))
-        return _run(cfg, inputs, fmt=fmt, fail_on=fail_on, store=store, out=out,
-                    compare_to=earlier)
+        reporter = Reporter(opts.fmt, out, verbose=opts.verbose, quiet=opts.quiet,
+                            baseline=known, public_url=cfg.web.public_url, target=target,
+                            context=context, progress=progress)
+        drafts = opts.store or opts.fmt == "json" or (opts.fmt == "text" and opts.verbose > 0)
+        _run(cfg, inputs, reporter, store=opts.store, drafts=drafts, compare_to=earlier)
+    if opts.write_baseline:
+        from bot import baseline as baseline_file
+        logger.info("baseline %s", baseline_file.write(opts.write_baseline,
+                                                       reporter.open_findings))
+        return 0
+    return reporter.exit_code(opts.fail_on)
 
 
 def _remote(cfg: Config, spec: str) -> tuple[str, str] | None:
@@ -63,6 +119,7 @@ def _remote(cfg: Config, spec: str) -> tuple[str, str] | None:
     if spec == "-" or os.path.exists(spec):
         return None
     if spec.startswith(("http://", "https://")):
+        from bot.lore.client import split_message_url
         return split_message_url(spec)
     mid = spec.strip()
     if (mid.startswith("<") and mid.endswith(">")) or (
@@ -71,15 +128,16 @@ def _remote(cfg: Config, spec: str) -> tuple[str, str] | None:
     return None
 
 
-def _fetch_remote(cfg: Config, sources: list[str],
+def _fetch_remote(cfg: Config, sources: list[str | StreamInput],
                   fetched: contextlib.ExitStack) -> list[str | StreamInput]:
     specs: list[str | StreamInput] = []
     clients: dict[str, LoreClient] = {}
     for spec in sources:
-        remote = _remote(cfg, spec)
+        remote = None if isinstance(spec, StreamInput) else _remote(cfg, spec)
         if remote is None:
             specs.append(spec)
             continue
+        from bot.lore.client import LoreClient  # requests only when fetching
         base, msgid = remote
         if base not in clients:
             clients[base] = fetched.enter_context(LoreClient(cfg.lore, base_url=base))
@@ -106,8 +164,8 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
         return save_thread(session, result, isolate=True)
 
 
-def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
-         out: TextIO, compare_to: CompareTo | None = None) -> int:
+def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
+         drafts: bool, compare_to: CompareTo | None = None) -> None:
     database = None
     lookups: list[Lookup] = [compare_to.earlier] if compare_to is not None else []
     if store:  # SQLAlchemy is imported only when storing
@@ -115,10 +173,13 @@ def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
         from bot.store.queries import StoreStats
         database = Database(cfg)
         stored = StoreStats()
+        from bot.history import stored_lookup
         lookups.append(stored_lookup(database))
-    checker = Checker(cfg)
-    reporter = Reporter(fmt, out)
-    lookup = combined(*lookups) if lookups else None
+    checker = Checker(cfg, drafts=drafts)
+    lookup = None
+    if lookups:
+        from bot.history import combined
+        lookup = combined(*lookups)
     try:
         for raws in inputs.threads():
             result = checker.check_thread(raws, lookup)
@@ -132,4 +193,3 @@ def _run(cfg: Config, inputs: InputSet, *, fmt: str, fail_on: str, store: bool,
     if database is not None:
         logger.info("stored: %s", ", ".join("%d %s" % (n, k)
                                               for k, n in stored.as_dict().items()))
-    return reporter.exit_code(fail_on)

@@ -1,14 +1,19 @@
 """Configuration: one TOML file loaded into frozen dataclasses.
 
-The file is chosen by ``--config PATH``, else ``$BOT_CONFIG``, else
-``./config.toml`` when it exists, else the built-in defaults (which are the
-values in the shipped ``config.toml``). Every key can be overridden by an
+The file is the first of: ``--config PATH``; ``$BOT_CONFIG``;
+``$XDG_CONFIG_HOME/kvm-sysreg-bot/config.toml`` (``~/.config`` when the
+variable is unset) when it exists; ``./config.toml`` when it exists; else
+the built-in defaults (which are the values in the shipped ``config.toml``).
+The user-wide file is what makes the bot behave the same from any directory,
+such as the kernel tree b4 runs its checks in. Every key can be overridden by an
 environment variable ``BOT_<SECTION>_<KEY>`` (top-level keys: ``BOT_<KEY>``),
 which wins over the file. Unknown keys, wrong types and numbers out of range
 (not finite, or past a key's bound in `LIMITS`) are rejected with the dotted
 key name and the file; so is any other ``BOT_*`` variable (a misspelt
 ``BOT_DATABASE_URL`` must not quietly leave the bot on SQLite), and, once the
 rules are known (`check_rule_names`), a rules.* setting naming no rule.
+`Config.origins` records where each value came from (the file, a
+variable, or the default) for `bot config show`.
 Secrets are never literal: a secret key takes ``{ env = "NAME" }`` and the
 value is read from that variable.
 
@@ -140,6 +145,9 @@ class WebConfig:
     listen: str = "127.0.0.1"
     port: int = 8050
     secret_key: Secret | None = None
+    # Where maintainers reach the dashboard (https://host/path); findings
+    # link to its rule pages when set.
+    public_url: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +164,10 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = field(default="(defaults)", compare=False)
+    # How the file was chosen ("--config", "$BOT_CONFIG", ...; "" for none).
+    found_by: str = field(default="", compare=False)
+    # Dotted key -> where its value came from: "file", "$BOT_..." or "default".
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def database_url(self) -> str:
@@ -190,20 +202,43 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+APP_DIR = "kvm-sysreg-bot"
+
+
+def find_file(path: str | os.PathLike[str] | None,
+              env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The configuration file to read and how it was chosen (module
+    docstring); (None, "") when there is none and the defaults apply."""
+    if path is not None:
+        return str(path), "--config"
+    if env.get("BOT_CONFIG"):
+        return env["BOT_CONFIG"], "$BOT_CONFIG"
+    if env.get("XDG_CONFIG_HOME"):
+        user, how = Path(env["XDG_CONFIG_HOME"]), "$XDG_CONFIG_HOME"
+    elif env.get("HOME"):
+        user, how = Path(env["HOME"]) / ".config", "~/.config"
+    else:
+        user, how = None, ""
+    if user is not None and (user / APP_DIR / "config.toml").is_file():
+        return str(user / APP_DIR / "config.toml"), how
+    if Path("config.toml").is_file():
+        return "config.toml", "./config.toml"
+    return None, ""
+
+
 def load(path: str | os.PathLike[str] | None = None,
          environ: Mapping[str, str] | None = None) -> Config:
     """Load the configuration; see the module docstring for the order."""
     env = os.environ if environ is None else environ
-    chosen = str(path) if path is not None else env.get("BOT_CONFIG") or None
+    chosen, found_by = find_file(path, env)
     data: dict[str, Any] = {}
     source = "(defaults)"
-    if chosen is None and Path("config.toml").is_file():
-        chosen = "config.toml"
     if chosen is not None:
         source = chosen
         data = _read_file(chosen)
-    cfg: Config = _build(Config, data, "", source, env)
-    cfg = dataclasses.replace(cfg, source=source)
+    origins: dict[str, str] = {}
+    cfg: Config = _build(Config, data, "", source, env, origins)
+    cfg = dataclasses.replace(cfg, source=source, found_by=found_by, origins=origins)
     _validate(cfg)
     _refuse_unknown_variables(cfg, env)
     return cfg
@@ -241,7 +276,7 @@ def variables(cls: type = Config, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {"BOT_CONFIG": "(the configuration file)"} if not prefix else {}
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in META_FIELDS:
             continue
         hint = hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -284,16 +319,20 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# Fields of `Config` that say where it came from; no file sets them.
+META_FIELDS = ("source", "found_by", "origins")
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str,
-           env: Mapping[str, str]) -> Any:
+           env: Mapping[str, str], origins: dict[str, str]) -> Any:
     hints = _hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in META_FIELDS}
     for key in data:
         if key not in known:
             raise ConfigError("%s: unknown key %s%s" % (source, prefix, key))
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in META_FIELDS:
             continue
         hint = hints[f.name]
         dotted = prefix + f.name
@@ -301,13 +340,17 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str,
             sub = data.get(f.name, {})
             if not isinstance(sub, dict):
                 raise ConfigError("%s: %s: expected a table" % (source, dotted))
-            values[f.name] = _build(hint, sub, dotted + ".", source, env)
+            values[f.name] = _build(hint, sub, dotted + ".", source, env, origins)
             continue
         var = "BOT_" + dotted.replace(".", "_").upper()
         if var in env:
             values[f.name] = _from_env(hint, env[var], var, env, dotted)
+            origins[dotted] = "$" + var
         elif f.name in data:
             values[f.name] = _coerce(hint, data[f.name], dotted, source, env)
+            origins[dotted] = "file"
+        else:
+            origins[dotted] = "default"
     return cls(**values)
 
 
@@ -398,6 +441,8 @@ def _validate(cfg: Config) -> None:
         if sev not in _SEVERITIES:
             raise ConfigError("%s: rules.severity.%s: must be one of %s"
                               % (where, rule, ", ".join(_SEVERITIES)))
+    if cfg.web.public_url and not cfg.web.public_url.startswith(("http://", "https://")):
+        raise ConfigError("%s: web.public_url: must be an http(s) URL" % where)
     if not cfg.lore.url.startswith(("http://", "https://")):
         raise ConfigError("%s: lore.url: must be an http(s) URL" % where)
     url = cfg.database.url

@@ -19,8 +19,15 @@ import logging
 from collections.abc import Callable, Iterable
 
 from bot.config import Config
-from bot.data import EarlierRevision, EarlierSource, RawMessage, Series, SeriesResult, ThreadResult
-from bot.drafts import render
+from bot.data import (
+    Draft,
+    EarlierRevision,
+    EarlierSource,
+    RawMessage,
+    Series,
+    SeriesResult,
+    ThreadResult,
+)
 from bot.lore.assemble import assemble, carry_trailers
 from bot.regmodel import RegisterModel, load_model
 from bot.revisions import as_earlier, choose, compare, drafted
@@ -39,11 +46,15 @@ def load_regmodel(cfg: Config) -> RegisterModel:
 
 
 class Checker:
-    """Holds what every check needs once (config, register model)."""
+    """Holds what every check needs once (config, register model). With
+    `drafts=False` no reply is rendered (and jinja2 is never imported): for
+    outputs that show no drafts, such as b4's checks."""
 
-    def __init__(self, cfg: Config, context: Context | None = None) -> None:
+    def __init__(self, cfg: Config, context: Context | None = None, *,
+                 drafts: bool = True) -> None:
         self.cfg = cfg
         self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
+        self.drafts = drafts
 
     def check_series(self, series: Series, earlier: EarlierRevision | None = None) -> SeriesResult:
         context = self.context
@@ -57,8 +68,12 @@ class Checker:
             if earlier.messages:
                 series = carry_trailers(series, earlier.messages)
             result, comparison = compare(result, earlier, series.revision)
-        drafts = render(series, drafted(result.findings, comparison,
-                                        self.cfg.drafts.repeat_still_present), self.cfg.drafts)
+        drafts: tuple[Draft, ...] = ()
+        if self.drafts:
+            from bot.drafts import render
+            drafts = render(series, drafted(result.findings, comparison,
+                                            self.cfg.drafts.repeat_still_present),
+                            self.cfg.drafts)
         logger.debug("checked %s v%d: %d patches, %d findings, %d drafts%s",
                      series.message_id, series.revision, len(series.patches),
                      len(result.findings), len(drafts),

@@ -1,8 +1,10 @@
-"""Output of `bot check`: text, the JSON contract, and b4's check protocol.
+"""Output of `bot check`: the JSON contract, and the `Reporter` that sends
+each checked thread to the chosen format (text, JSON, b4's protocols,
+checkpatch lines; the renderers are in `bot.output`).
 
 The JSON document is the contract other tools and the benchmarks read; it is
 written incrementally (one series at a time) but is always exactly one
-document:
+document, and fields are only ever added:
 
     {"series": [{"message_id", "subject", "revision", "author",
                  "patches": [{"index", "total", "message_id", "subject", "files",
@@ -18,37 +20,43 @@ revision ({"message_id", "revision", "source"}, or null) and `resolved`
 lists its findings this revision no longer has (each with `revision`,
 `first_seen` and `resolved_in`). A trailer has `revision` when b4 carried
 it over from an earlier revision (null when given to this one).
+
+With `--baseline FILE`, `findings` leaves out what the file lists, and each
+series has `baselined`: those findings, each with the file's `reason`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any, TextIO
 
 from bot.data import (
     Finding,
+    Mail,
     ResolvedFinding,
-    RevisionStatus,
     SeriesResult,
     Severity,
     ThreadResult,
     Trailer,
 )
+from bot.output import b4review
+from bot.output.terminal import Progress
+from bot.output.text import TextRenderer
+from bot.output.view import TOOL, SeriesView, Totals, rule_url, split
 
-TOOL = "kvm-sysreg"
+FORMATS = ("text", "json", "b4", "b4-series", "checkpatch")
+B4_FORMATS = ("b4", "b4-series")
 
-# Control characters a terminal acts on (ESC and C1 start escape sequences;
-# CR and BS overwrite what was shown). Subjects, paths and Message-IDs come
-# from mail: text output drops them, JSON writes them as \u escapes.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+__all__ = ["B4_FORMATS", "FORMATS", "TOOL", "Reporter", "series_dict"]
+
+_COVER = re.compile(r"\[[^\]]*\b0+/\d+\s*\]")
+
+# C1 control characters (CSI starts an escape sequence): subjects, paths and
+# Message-IDs come from mail, and JSON output writes them as \u escapes
+# (text output drops every control character, bot.output.terminal.clean).
 _C1 = re.compile(r"[\x7f-\x9f]")
-
-
-def plain(text: str) -> str:
-    """Text as it may reach a terminal: no control characters but newline
-    and tab."""
-    return _CONTROL.sub("", text)
 
 
 def dumps(value: Any, **kwargs: Any) -> str:
@@ -100,119 +108,169 @@ def _trailer(t: Trailer) -> dict[str, Any]:
 
 
 class Reporter:
-    """Collects thread results and writes them in one format."""
+    """Collects thread results and writes them in one format.
 
-    def __init__(self, fmt: str, out: TextIO) -> None:
+    `target` is the Message-ID of the one message a b4 check is about (the
+    message on stdin); `context` says how it was checked. `baseline` maps
+    the fingerprints of known findings to their reasons.
+    """
+
+    def __init__(self, fmt: str, out: TextIO, *, verbose: int = 0, quiet: bool = False,
+                 baseline: dict[str, str] | None = None, public_url: str = "",
+                 target: str | None = None, context: b4review.Context | None = None,
+                 progress: Progress | None = None) -> None:
         self.fmt = fmt
         self.out = out
+        self.baseline = baseline
+        self.target = target
+        self.progress = progress
         self.errors: list[str] = []
+        self.totals = Totals()
         self.worst: Severity | None = None
+        # Every open finding, baselined or not (for --write-baseline).
+        self.open_findings: list[Finding] = []
         self._first = True
-        self._b4_series: list[SeriesResult] = []
+        self._views: list[SeriesView] = []
+        self._mails: dict[str, Mail] = {}
+        self._unusable: dict[str, str] = {}
+        self._failures: list[str] = []
+        self._error_lines: list[tuple[str, str]] = []
+        self._text = TextRenderer(out, verbose=verbose, quiet=quiet)
+        urls: dict[str, str] = {}
+
+        def url(rule: str) -> str:
+            if rule not in urls:
+                urls[rule] = rule_url(public_url, rule)
+            return urls[rule]
+
+        self._b4 = b4review.B4Renderer(url, context or b4review.Context())
         if fmt == "json":
             out.write('{"series": [')
-
-    def _note(self, findings: tuple[Finding, ...]) -> None:
-        for f in findings:
-            if f.status == "open" and (self.worst is None or f.severity.rank > self.worst.rank):
-                self.worst = f.severity
 
     def add(self, result: ThreadResult) -> None:
         for err in result.errors:
             self.errors.append("%s: %s" % (err.message_id or err.origin, err.reason))
+            self._error_lines.append((err.message_id or err.origin, err.reason))
+            # For b4 (one message on stdin) the reason alone says it all.
+            self._failures.append(err.reason if err.origin == "-" and not err.message_id
+                                  else self.errors[-1])
+            if err.message_id:
+                self._unusable[err.message_id] = err.reason
+        self.totals.unusable += len(result.errors)
+        if self.target is not None:
+            self._mails.update((m.message_id, m) for m in result.thread.messages)
         for res in result.results:
             self.errors.extend(res.rules.errors)
-            self._note(res.rules.findings)
+            self._error_lines.extend(("", e) for e in res.rules.errors)  # they name the series
+            self.totals.rule_errors += len(res.rules.errors)
+            view = self._view(res)
+            self.totals.add(view)
+            self.open_findings.extend(f for f in res.rules.findings if f.status == "open")
+            for f in view.open:
+                if self.worst is None or f.severity.rank > self.worst.rank:
+                    self.worst = f.severity
+            if self.progress is not None and (self.fmt == "json" or self._text.writes(view)):
+                self.progress.clear()  # stdout may be the same terminal
             if self.fmt == "json":
-                self.out.write(("\n" if self._first else ",\n") + dumps(series_dict(res)))
+                self.out.write(("\n" if self._first else ",\n") + dumps(view.doc))
                 self._first = False
             elif self.fmt == "text":
-                self._text(res)
+                self._text.series(view)
             else:
-                self._b4_series.append(res)
+                self._views.append(view)
+        if self.progress is not None:
+            self.progress.advance(len(result.thread.messages) + len(result.errors),
+                                  len(result.results))
 
-    def _text(self, res: SeriesResult) -> None:
-        s = res.series
-
-        def w(text: str) -> None:
-            self.out.write(plain(text))
-
-        w("%s v%d: %s\n  by %s\n" % (s.message_id, s.revision, s.subject, s.author))
-        if res.comparison is not None:
-            earlier = res.comparison.earlier
-            still = sum(f.revision_status is RevisionStatus.STILL_PRESENT
-                        for f in res.rules.findings)
-            w("  compared with v%d (%s, %s): %d new, %d still present, %d resolved\n" % (
-                earlier.revision, earlier.source, earlier.message_id,
-                len(res.rules.findings) - still, still, len(res.comparison.resolved)))
-        for p in s.patches:
-            w("  [%d/%d] %s\n" % (p.index, p.total, p.subject))
-            for t in p.trailers:
-                w("      %s: %s%s\n" % (t.name, t.value,
-                                       " (given to v%d)" % t.revision if t.revision else ""))
-        if s.missing:
-            w("  missing: %s\n" % ", ".join(str(i) for i in s.missing))
-        for f in res.rules.findings:
-            where = "%s:%s" % (f.file, f.line) if f.file else "commit message"
-            since = ("  (still present since v%s)" % f.first_seen
-                     if f.revision_status is RevisionStatus.STILL_PRESENT else "")
-            w("  %s %s [%s] patch %d %s: %s%s\n" % (f.severity, f.rule, f.category, f.patch,
-                                                   where, f.message, since))
-            if f.status != "open":
-                w("    (%s)\n" % f.status)
-        for r in res.comparison.resolved if res.comparison else ():
-            gone = r.finding
-            where = "%s:%s" % (gone.file, gone.line) if gone.file else "commit message"
-            w("  resolved: %s [%s] raised on v%d, patch %d %s: %s\n" % (
-                gone.rule, gone.category, r.revision, gone.patch, where, gone.message))
-        if res.rules.pre_existing:
-            w("  %d pre-existing finding(s) in code the series does not change\n"
-              % len(res.rules.pre_existing))
-        for d in res.drafts:
-            w("  draft reply to %s: %s\n" % (d.in_reply_to, d.subject))
-        w("\n")
+    def _view(self, res: SeriesResult) -> SeriesView:
+        known = self.baseline or {}
+        kept = tuple(f for f in res.rules.findings
+                     if f.status != "open" or f.fingerprint not in known)
+        doc = series_dict(dataclasses.replace(res, rules=dataclasses.replace(
+            res.rules, findings=kept)))
+        view = split(res, doc, known)
+        if self.baseline is not None:
+            doc["baselined"] = [dict(_finding(f), reason=reason) for f, reason in view.known]
+        return view
 
     def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.done()
         if self.fmt == "json":
             self.out.write("\n], \"errors\": %s}\n" % dumps(self.errors))
         elif self.fmt == "text":
-            for err in self.errors:
-                self.out.write("error: %s\n" % plain(err))
+            self._text.errors(self._error_lines)
+            self._text.summary(self.totals)
+        elif self.fmt == "checkpatch":
+            for line in self._checkpatch():
+                self.out.write(line + "\n")
         else:
             self.out.write(dumps(self._b4_results(), indent=1) + "\n")
         self.out.flush()
 
+    def _find_target(self) -> tuple[SeriesView, int] | None:
+        """The series holding the target message and its index there (0: cover)."""
+        for view in self._views:
+            s = view.result.series
+            if s.cover is not None and s.cover.message_id == self.target:
+                return view, 0
+            for p in s.patches:
+                if p.message_id == self.target:
+                    return view, p.index
+        return None
+
+    def _why_not(self) -> tuple[str, bool]:
+        """Why the target message is in no series, and whether that is
+        expected (a cover letter given to a per-patch check)."""
+        assert self.target is not None
+        if self.target in self._unusable:
+            return self._unusable[self.target], False
+        mail = self._mails.get(self.target)
+        if mail is None:
+            return "the message could not be read", False
+        if not mail.has_diff:
+            if _COVER.search(mail.subject):
+                return "cover letter", True
+            return "no diff in the message", False
+        return "b4 did not read the message as a patch of a series", False
+
     def _b4_results(self) -> list[dict[str, Any]]:
         """b4 review's external check protocol: a list of {tool, status, ...}."""
-        results = []
-        for res in self._b4_series:
-            open_f = [f for f in res.rules.findings if f.status == "open"]
-            ranks = [f.severity.rank for f in open_f]
-            worst = max(ranks, default=-1)
-            status = ("fail" if worst >= Severity.ERROR.rank
-                      else "warn" if worst >= Severity.QUESTION.rank else "pass")
-            counts: dict[str, int] = {}
-            for f in open_f:
-                counts[str(f.severity)] = counts.get(str(f.severity), 0) + 1
-            summary = (", ".join("%d %s" % (n, sev) for sev, n in counts.items())
-                       if counts else "no HCR_EL2/MDCR_EL2 findings")
-            details = []
-            for f in open_f:
-                where = "%s:%s" % (f.file, f.line) if f.file else "commit message"
-                reg = "%s%s" % (f.register or "", ("." + "/".join(f.fields)) if f.fields else "")
-                details.append("%s: %s [%s %s] %s" % (where, f.severity, f.category, reg.strip(),
-                                                      f.message))
-            entry: dict[str, Any] = {"tool": TOOL, "status": status, "summary": summary}
-            if details:
-                entry["details"] = "\n".join(details)
-            results.append(entry)
-        if self.errors:  # a message that could not be checked is a failed check
-            results.append({"tool": TOOL, "status": "fail",
-                            "summary": "%d message(s) could not be checked" % len(self.errors),
-                            "details": "\n".join(self.errors)})
-        return results
+        if self.target is None:
+            out = [self._b4.series(v) for v in self._views]
+            out += [b4review.not_checked(e) for e in self._failures]
+            return out or [b4review.not_checked("no patch found in the input")]
+        found = self._find_target()
+        if found is not None:
+            view, index = found
+            if self.fmt == "b4-series" or index == 0:
+                entry = self._b4.series(view)
+                if self.fmt == "b4" and index == 0:
+                    entry["summary"] = "cover letter: " + entry["summary"]
+                return [entry]
+            return [self._b4.patch(view, index)]
+        reason, expected = self._why_not()
+        if expected and self.fmt == "b4":
+            return [{"tool": TOOL, "status": "pass",
+                     "summary": "cover letter: no diff to check (the series check covers "
+                                "the series)"}]
+        if expected:
+            reason = ("the cover letter alone has no diff, and b4 gave no series "
+                      "(B4_TRACKING_FILE)")
+        return [b4review.not_checked(reason)]
+
+    def _checkpatch(self) -> list[str]:
+        if self.target is None:
+            lines = [ln for v in self._views for ln in b4review.checkpatch_lines(v)]
+            return lines + [b4review.checkpatch_not_checked(e) for e in self._failures]
+        found = self._find_target()
+        if found is not None:
+            view, index = found
+            return b4review.checkpatch_lines(view, index or None)
+        reason, expected = self._why_not()
+        return [] if expected else [b4review.checkpatch_not_checked(reason)]
 
     def exit_code(self, fail_on: str) -> int:
-        if fail_on == "never" or self.fmt == "b4" or self.worst is None:
+        if fail_on == "never" or self.fmt in B4_FORMATS or self.worst is None:
             return 0
         return 1 if self.worst.rank >= Severity(fail_on).rank else 0

@@ -19,7 +19,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -340,13 +340,18 @@ class InputSet:
     """All SOURCE arguments of one `bot check`, read as threads."""
 
     def __init__(self, specs: list[str | StreamInput], cfg: InputConfig,
-                 stdin: BinaryIO | None = None) -> None:
+                 stdin: BinaryIO | None = None,
+                 reading: Callable[[int], None] | None = None) -> None:
+        """`reading(n)`, when given, is told how many messages the first
+        pass has read so far (for a progress display)."""
         if not specs:
             raise BadInput("no input given")
         self.sources = [_Source(spec, cfg, stdin) for spec in specs]
         self.index = ThreadIndex()
         for source in self.sources:
             for raw in source.messages():
+                if reading is not None:
+                    reading(len(self.index) + 1)
                 if raw.error is None:
                     self.index.add(raw.message_id, list(raw.refs))
                 else:

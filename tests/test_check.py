@@ -79,8 +79,15 @@ def test_same_messages_in_two_inputs_are_checked_once(tmp_path):
 def test_text_format_lists_series_and_missing(tmp_path):
     proc = bot(tmp_path, "check", str(THREADS / "series-missing-patch-2.mbox"))
     assert proc.returncode == 0
-    assert "KVM: arm64: aarch32 ACTLR accesses" in proc.stdout
-    assert "missing: 2" in proc.stdout
+    # A series without findings is counted, not listed...
+    assert proc.stdout == "kvm-sysreg: 1 series checked: no findings; 1 incomplete\n"
+    # ...unless asked, with -v before or after the subcommand.
+    for args in (("-v", "check"), ("check", "-v")):
+        proc = bot(tmp_path, *args, str(THREADS / "series-missing-patch-2.mbox"))
+        assert proc.stdout.splitlines()[0] == (
+            "== [v2] KVM: arm64: aarch32 ACTLR accesses "
+            "<20200529150656.7339-1-james.morse@arm.com>: 2 of 3 patches (missing 2), "
+            "no findings")
 
 
 def test_b4_format_reads_one_message_from_stdin(tmp_path):
@@ -95,12 +102,20 @@ def test_b4_format_reads_one_message_from_stdin(tmp_path):
     assert not (tmp_path / "state").exists()  # no database, nothing written
 
 
-def test_b4_format_cover_letter_alone_reports_nothing(tmp_path):
+def test_b4_format_cover_letter_alone(tmp_path):
+    """b4 never sends a cover letter to a per-patch check; if someone does,
+    the answer says there was nothing to check, not a silent []. A series
+    check of the cover alone could check nothing: a failure saying why."""
     text = (THREADS / "series-complete-v2.mbox").read_text()
     cover = text.split("\nFrom mboxrd@z")[0] + "\n"
     proc = bot(tmp_path, "check", "--format", "b4", "-", stdin=cover)
     assert proc.returncode == 0
-    assert json.loads(proc.stdout) == []
+    [entry] = json.loads(proc.stdout)
+    assert entry["status"] == "pass" and entry["summary"].startswith("cover letter: no diff")
+    proc = bot(tmp_path, "check", "--format", "b4-series", "-", stdin=cover)
+    [entry] = json.loads(proc.stdout)
+    assert entry["status"] == "fail"
+    assert "cover letter alone has no diff" in entry["summary"]
 
 
 def test_format_patch_directory(tmp_path):

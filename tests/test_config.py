@@ -18,7 +18,7 @@ SHIPPED = ROOT / "config.toml"
 
 def _keys(cls, prefix=""):
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name in botconfig.META_FIELDS:
             continue
         hint = cls.__dataclass_fields__[f.name].type
         sub = getattr(botconfig, hint, None) if isinstance(hint, str) else hint

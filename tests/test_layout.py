@@ -45,7 +45,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "store": (("bot.store", "bot.store.*"), ("base", "revisions", "store")),
     # Orchestration and interfaces on top: may use every layer.
     "top": (("bot.__main__", "bot.cli", "bot.pipeline", "bot.check", "bot.report",
-             "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*"),
+             "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*",
+             "bot.output", "bot.output.*", "bot.b4check", "bot.baseline"),
             ("base", "input", "parse", "regmodel", "rules", "revisions", "drafts", "store",
              "top")),
 }

@@ -57,8 +57,8 @@ def test_cli_reports_a_real_known_problem() -> None:
         "register-width", "warning", 23, "arch/arm64/kvm/arm.c", 1867, "HCR_EL2")
     assert series["drafts"] and "17 bits" in series["drafts"][0]["body"]
     text = _bot(str(LABELLED / "problem-width-genmask-hcr-imm.mbox"))
-    assert "warning register-width [register-width] patch 23 arch/arm64/kvm/arm.c:1867" \
-        in text.stdout
+    assert "\narch/arm64/kvm/arm.c:1867: warning: [23/24] GENMASK(16, 0) keeps 17 bits" \
+        in text.stdout and "[register-width]\n" in text.stdout
 
 
 def test_cli_is_quiet_on_a_real_clean_series() -> None:

@@ -13,6 +13,14 @@ Message-IDs, In-Reply-To and References are read as sent, never decoded;
 of References only the last `REFERENCES_KEPT` IDs are kept (see
 `bot.data.thread_refs`). Nothing here raises on odd mail: `MailError` is
 raised only when the message has no usable Message-ID.
+
+b4 hands its check commands a message with the original headers over a body
+it has already transfer-decoded (`LoreMessage.get_msg_as_bytes`): a base64
+or quoted-printable header over plain text, or a multipart header over the
+text of the part holding the patch. `message_from_bytes` recognises such a
+body and relabels it (8bit, or text/plain), so neither our parser nor b4's
+assembly decodes it a second time (which turns base64 into noise and joins
+quoted-printable lines ending in "=").
 """
 
 from __future__ import annotations
@@ -48,9 +56,42 @@ class MailError(ValueError):
     """The message cannot be used at all (no Message-ID)."""
 
 
+# What a transfer-encoded body cannot hold, so a body holding it was decoded
+# already: for base64, anything but its alphabet; for quoted-printable
+# (RFC 2045 6.7), an "=" starting neither an escape nor a soft line break,
+# an 8-bit byte, a line over 78 characters (76 in the RFC, 77 from Python's
+# encoder) or one ending in a space or tab (a diff's blank context line is
+# a single space).
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=\s]")
+_NOT_QP = re.compile(r"=(?![0-9A-Fa-f]{2}|\r?\n|\Z)|[^\x00-\x7f]|[^\r\n]{79}|[ \t]\r?$",
+                     re.M)
+
+
 def message_from_bytes(raw: bytes) -> email.message.Message:
-    """Parse bytes with the compat32 policy: lenient and fast on real lists."""
-    return email.message_from_bytes(raw, policy=email.policy.compat32)
+    """Parse bytes with the compat32 policy (lenient and fast on real
+    lists), relabelling a body b4 already decoded (module docstring)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if not msg.is_multipart():
+        _relabel_decoded(msg)
+    return msg
+
+
+def _relabel_decoded(msg: email.message.Message) -> None:
+    body = msg.get_payload()
+    if not isinstance(body, str):
+        return
+    if msg.get_content_maintype() == "multipart":
+        # A multipart header over a body with no boundary line: the text of
+        # the part b4 picked, which it always writes as UTF-8.
+        del msg["content-type"], msg["content-transfer-encoding"]
+        msg["Content-Type"] = 'text/plain; charset="utf-8"'
+        msg["Content-Transfer-Encoding"] = "8bit"
+        return
+    cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
+    if (cte == "base64" and _NOT_BASE64.search(body)) or (cte == "quoted-printable"
+                                                         and _NOT_QP.search(body)):
+        del msg["content-transfer-encoding"]
+        msg["Content-Transfer-Encoding"] = "8bit"
 
 
 def decode_header(value: object) -> str:
