@@ -245,6 +245,8 @@ class PatchSemantics:
                 if ln.function:
                     self.changed.setdefault(FnKey(path=fv.path, name=ln.function), []).append(ln)
         self._pairs: list[Pair] | None = None
+        self._contexts: dict[FnKey, frozenset[Ctx]] = {}
+        self._graphs: dict[str, dict[FnKey, set[str]]] = {}
 
     def evaluator(self, side: str) -> Evaluator:
         """The register model's evaluator with the patch's own #defines on
@@ -257,16 +259,46 @@ class PatchSemantics:
         fr = self.model.role(key.name, key.path)
         return fr.role if fr is not None else None
 
-    def contexts(self, key: FnKey) -> frozenset[Ctx]:
+    def contexts(self, key: FnKey, _seen: frozenset[FnKey] = frozenset()) -> frozenset[Ctx]:
         """Where the function runs: its file's place, narrowed by the
-        configuration #ifs it is defined under."""
+        configuration #ifs it is defined under; a static or inline helper
+        runs only where the callers the text shows run."""
+        memo = self._contexts
+        if key in memo:
+            return memo[key]
         base = self.facts.contexts_of(key.path)
         side = "new" if self.after.get(key) is not None else "old"
         fn = (self.after if side == "new" else self.before).get(key)
-        if fn is None or not fn.start:
+        if fn is None:
             return base
-        return restrict(base, open_conditions(self._lines_before(key.path, fn.start, side)),
-                        self.facts)
+        own = restrict(base, open_conditions(self._lines_before(key.path, fn.start, side)),
+                       self.facts) if fn.start else base
+        if (fn.static or fn.inline or key.path.endswith(".h")) and len(_seen) < 6:
+            callers = self._callers(key, side)
+            if callers:
+                inherited = frozenset().union(*(self.contexts(c, _seen | {key})
+                                                for c in callers if c not in _seen))
+                if inherited:
+                    own = own & inherited or own
+        if not _seen:
+            memo[key] = own
+        return own
+
+    def _callers(self, key: FnKey, side: str) -> list[FnKey]:
+        graph = self._graph(side)
+        out = []
+        for caller, calls in graph.items():
+            if caller != key and key.name in calls and (
+                    caller.path == key.path or key.path.endswith(".h")):
+                out.append(caller)
+        return out
+
+    def _graph(self, side: str) -> dict[FnKey, set[str]]:
+        if side not in self._graphs:
+            functions = (self.after if side == "new" else self.before).functions
+            self._graphs[side] = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
+                                  for fns in functions.values() for fn in fns}
+        return self._graphs[side]
 
     def _lines_before(self, path: str, start: int, side: str) -> list[str]:
         if self.from_tree:
