@@ -52,6 +52,7 @@ bench: venv-test system-deps
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/b4check.py
+	$(BIN)/python bench/mutations.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

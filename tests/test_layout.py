@@ -229,6 +229,7 @@ GLOBBED = {
     "labelled": "tests/test_rules_labelled.py",
     "rules": "tests/test_rules.py",
     "golden": "tests/test_golden.py",
+    "kinds": "tests/test_rules_kinds.py",
 }
 
 

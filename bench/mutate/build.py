@@ -11,12 +11,25 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from mutate import kinds_defs, kinds_paths, kinds_regime, kinds_restore, kinds_state, neutral
+from mutate import (
+    kinds_defs,
+    kinds_hotpath,
+    kinds_init,
+    kinds_paths,
+    kinds_polarity,
+    kinds_regime,
+    kinds_restore,
+    kinds_state,
+    kinds_values,
+    neutral,
+    neutral_refactor,
+)
 from mutate.cases import KIND_CATEGORIES, REGISTRY, Case, Generator
 from mutate.source import Kernel
 
 # Imported for their registrations.
-_MODULES = (kinds_defs, kinds_restore, kinds_regime, kinds_state, kinds_paths, neutral)
+_MODULES = (kinds_defs, kinds_restore, kinds_hotpath, kinds_regime, kinds_polarity, kinds_state,
+            kinds_init, kinds_paths, kinds_values, neutral, neutral_refactor)
 
 
 def generators(kinds: Iterable[str] | None = None) -> list[Generator]:

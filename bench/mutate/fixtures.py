@@ -19,6 +19,27 @@ from mutate.measure import Outcome
 # Kinds whose fixtures are also checked with a kernel tree in the tests.
 WITH_TREE = frozenset("cdgk")
 
+# The generator each kind's fixture pair is taken from (first case of each):
+# the buggy shape most typical of the kind, and its section-6 neighbour.
+PREFERRED = {
+    "a": ("new-field-wrong-position", "field-alias"),
+    "b": ("res0-mask-drift", "res0-mask-reformat"),
+    "c": ("host-write-dropped", "restore-into-helper"),
+    "d": ("saved-host-source-changed", "same-host-value-another-way"),
+    "e": ("host-constant-to-load", "constant-stays-constant"),
+    "f": ("isb-dropped", "isb-kept-between"),
+    "g": ("switch-back-drops-restore", "switch-changed-symmetrically"),
+    "h": ("clear-under-trap-intent", "polarity-same-effect"),
+    "i": ("ownership-lost-or-forced", "ownership-same-bits"),
+    "j": ("is-kernel-in-hyp-mode-as-vhe", "one-configuration-only-code"),
+    "k": ("computed-after-first-use", "computed-earlier"),
+    "l": ("el2-register-from-el1", "el2-access-at-el2"),
+    "m": ("preemption-protection-dropped", "host-copy-read-protected"),
+    "n": ("narrowed-storage", "widened-everywhere"),
+    "o": ("host-value-gains-bit", "host-value-consistent"),
+    "p": ("live-for-shadow", "shadow-live-same"),
+}
+
 _HEADER = """\
 # One patch per bug kind of REVIEW-GUIDE section 6 that must trigger, and
 # one semantics-preserving neighbour that must stay quiet (no open error or
@@ -39,8 +60,9 @@ def _toml_str(value: str) -> str:
 
 
 def _pick(cases: list[Case], kind: str) -> tuple[Case | None, Case | None]:
-    buggy = next((c for c in cases if c.kind == kind and c.buggy), None)
-    neutral = next((c for c in cases if c.kind == kind and not c.buggy), None)
+    bug_gen, quiet_gen = PREFERRED[kind]
+    buggy = next((c for c in cases if c.kind == kind and c.generator == bug_gen), None)
+    neutral = next((c for c in cases if c.kind == kind and c.generator == quiet_gen), None)
     return buggy, neutral
 
 

@@ -124,6 +124,9 @@ class Change:
         self._replace(path, at, at + len(old), new)
         if anchor:
             pos = text.rfind("\n", 0, at + same) + 1
+            fresh = self.text(path)
+            while pos < at + len(new) and fresh[pos] == "\n":   # skip added blank lines
+                pos += 1
             self._anchors.append((path, pos))
 
     def sub_all(self, path: str, func: str | None, old: str, new: str,
@@ -158,24 +161,21 @@ class Change:
         self._replace(path, lo, hi, fresh)
         return n
 
+    def _insert(self, path: str, at: int, new: str, anchor: bool) -> None:
+        self._replace(path, at, at, new)
+        if anchor:   # the first line of `new` with something on it
+            self._anchors.append((path, at + len(new) - len(new.lstrip("\n"))))
+
     def insert_after(self, path: str, func: str | None, line: str, new: str, *,
                      anchor: bool = True) -> None:
         """Insert `new` (whole lines) after the single line containing `line`."""
         at = self.find(path, func, line)
-        text = self.text(path)
-        eol = text.index("\n", at) + 1
-        self._replace(path, eol, eol, new)
-        if anchor:
-            self._anchors.append((path, eol))
+        self._insert(path, self.text(path).index("\n", at) + 1, new, anchor)
 
     def insert_before(self, path: str, func: str | None, line: str, new: str, *,
                       anchor: bool = True) -> None:
         at = self.find(path, func, line)
-        text = self.text(path)
-        bol = text.rfind("\n", 0, at) + 1
-        self._replace(path, bol, bol, new)
-        if anchor:
-            self._anchors.append((path, bol))
+        self._insert(path, self.text(path).rfind("\n", 0, at) + 1, new, anchor)
 
     def delete_line(self, path: str, func: str | None, line: str, *,
                     anchor: bool = True) -> None:
@@ -213,8 +213,9 @@ class Change:
         self.files[path] = text
 
     def anchors(self) -> tuple[tuple[str, int], ...]:
-        out = sorted({(p, line_of(self.files.get(p, self.text(p)), off))
-                      for p, off in self._anchors})
+        """(path, new-file line) of each anchor, in the files the patch changes."""
+        out = sorted({(p, line_of(self.files[p], off)) for p, off in self._anchors
+                      if p in self.files})
         return tuple(out)
 
 
