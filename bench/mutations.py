@@ -17,14 +17,19 @@ findings on the neutral set with the worst offenders, and last:
 
     mutations: N buggy, M neutral; recall with tree X%, without tree Y%; loud on neutral Z
 
---write-mbox DIR writes each mail as DIR/<case>.patch and an index
-(DIR/cases.txt); --write-fixtures DIR writes one buggy case and one neutral
-neighbour per kind with a cases.toml (tests/data/kinds/ is made this way).
+--write-mbox DIR writes each mail as DIR/<case>.patch, all of them as
+DIR/all.mbox (for `bot check`) and an index (DIR/cases.txt); --json FILE
+writes every case's outcome (to compare two runs of the rules engine);
+--write-fixtures DIR writes one buggy case and one neutral neighbour per
+kind with a cases.toml (tests/data/kinds/ is made this way). The kernel
+tree is given to the bot through one configuration key, TREE_KEY in
+bench/mutate/measure.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -56,12 +61,32 @@ def _write_mbox(directory: Path, cases: list[Case], mails: dict[str, str]) -> No
         index.append("%s\t%s\t%s\t%s\n\t%s\n" % (
             case.id, "buggy" if case.buggy else "neutral", case.function,
             " ".join("%s:%d" % a for a in case.anchors), case.justification))
+    (directory / "all.mbox").write_text("".join(mails[c.id] for c in cases))
     (directory / "cases.txt").write_text("".join(index))
 
 
+def _outcome(o: Outcome | None) -> dict[str, object] | None:
+    if o is None:
+        return None
+    return {"caught": o.caught, "elsewhere": o.elsewhere,
+            "findings": [dict(f.as_dict(), status=str(f.status)) for f in o.findings]}
+
+
+def _write_json(path: Path, plain: list[Outcome], tree: list[Outcome] | None) -> None:
+    with_tree = {o.case.id: o for o in tree or []}
+    doc = [{"id": o.case.id, "kind": o.case.kind, "buggy": o.case.buggy,
+            "generator": o.case.generator, "function": o.case.function,
+            "subject": o.case.subject, "categories": sorted(o.case.categories),
+            "anchors": [list(a) for a in o.case.anchors],
+            "without_tree": _outcome(o), "with_tree": _outcome(with_tree.get(o.case.id))}
+           for o in plain]
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def _report(cases: list[Case], plain: list[Outcome], tree: list[Outcome] | None) -> str:
-    lines = ["", "recall per bug kind (caught / buggy cases):",
-             "  %-4s %-6s %-12s %-12s  %s" % ("kind", "cases", "with tree", "without", "")]
+    lines = ["", "recall per bug kind (caught / buggy cases; +N: the category found elsewhere "
+             "in the patch):",
+             "  %-4s %-6s %-14s %-14s  %s" % ("kind", "cases", "with tree", "without", "")]
     with_tree = {o.case.id: o for o in tree or []}
     totals = Counter[str]()
     for kind in KINDS:
@@ -72,17 +97,19 @@ def _report(cases: list[Case], plain: list[Outcome], tree: list[Outcome] | None)
         no_tree = sum(o.caught for o in mine)
         yes_tree = sum(with_tree[o.case.id].caught for o in mine) if tree else 0
         totals.update(n=n, plain=no_tree, tree=yes_tree)
-        lines.append("  %-4s %-6d %-12s %-12s  %s" % (
-            kind, n, "%d (%s)" % (yes_tree, _pct(yes_tree, n)) if tree else "-",
-            "%d (%s)" % (no_tree, _pct(no_tree, n)), KIND_TITLES[kind]))
+        near = sum(o.elsewhere for o in mine)
+        near_tree = sum(with_tree[o.case.id].elsewhere for o in mine) if tree else 0
+        lines.append("  %-4s %-6d %-14s %-14s  %s" % (
+            kind, n, "%d (%s) +%d" % (yes_tree, _pct(yes_tree, n), near_tree) if tree else "-",
+            "%d (%s) +%d" % (no_tree, _pct(no_tree, n), near), KIND_TITLES[kind]))
     neutral = [o for o in (tree or plain) if not o.case.buggy]
     neutral_plain = [o for o in plain if not o.case.buggy]
     lines.append("")
-    lines.append("error/warning findings on %d neutral patches: %d with tree (%d patches), "
-                 "%d without (%d patches)" % (
-                     len(neutral), sum(len(o.loud) for o in neutral) if tree else 0,
-                     sum(bool(o.loud) for o in neutral) if tree else 0,
-                     sum(len(o.loud) for o in neutral_plain),
+    lines.append("error/warning findings on %d neutral patches: %s with tree, %d without "
+                 "(%d patches)" % (
+                     len(neutral_plain), "%d (%d patches)" % (
+                         sum(len(o.loud) for o in neutral), sum(bool(o.loud) for o in neutral))
+                     if tree else "-", sum(len(o.loud) for o in neutral_plain),
                      sum(bool(o.loud) for o in neutral_plain)))
     by_rule = Counter[str]()
     for o in neutral_plain + (neutral if tree else []):
@@ -127,6 +154,7 @@ def main(argv: list[str]) -> int:
                     help="only this bug kind (a..p; repeatable); neutral cases of the kind")
     ap.add_argument("--write-mbox", type=Path, metavar="DIR")
     ap.add_argument("--write-fixtures", type=Path, metavar="DIR")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="every case's outcome as JSON")
     ap.add_argument("--no-tree", action="store_true", help="skip the run with a kernel tree")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     args = ap.parse_args(argv)
@@ -150,6 +178,8 @@ def main(argv: list[str]) -> int:
             write_fixtures(args.write_fixtures, cases, mails, plain, tree, args.seed)
             print("wrote fixtures to %s" % args.write_fixtures)
     print(_report(cases, plain, tree))
+    if args.json:
+        _write_json(args.json, plain, tree)
     buggy = [o for o in plain if o.case.buggy]
     recall_plain = _pct(sum(o.caught for o in buggy), len(buggy))
     recall_tree = _pct(sum(o.caught for o in tree if o.case.buggy), len(buggy)) if tree else "-"

@@ -49,6 +49,9 @@ class Outcome:
     findings: tuple[Finding, ...]
     caught: bool
     loud: tuple[Finding, ...]     # open error/warning findings
+    # Not caught, but an open finding of the kind's category is elsewhere
+    # in the patch (wrong line or below question).
+    elsewhere: bool = False
 
 
 def caught(case: Case, findings: Iterable[Finding]) -> bool:
@@ -95,6 +98,8 @@ def run(cases: list[Case], mails: dict[str, str], checker: Checker,
         if case.id not in found:
             raise RuntimeError("%s: the bot found no patch in its mail" % case.id)
         fs = found[case.id]
-        out.append(Outcome(case=case, findings=fs, caught=case.buggy and caught(case, fs),
-                           loud=loud(fs)))
+        hit = case.buggy and caught(case, fs)
+        near = case.buggy and not hit and any(
+            f.status is Status.OPEN and str(f.category) in case.categories for f in fs)
+        out.append(Outcome(case=case, findings=fs, caught=hit, loud=loud(fs), elsewhere=near))
     return out
