@@ -222,10 +222,6 @@ _ONE_SIDED = (
      "\t__deactivate_traps_common(vcpu);\n\twrite_sysreg(0, pmselr_el0);\n",
      "KVM: arm64: nVHE: Sanitise PMSELR_EL0 on exit",
      "Don't leak the guest's counter selection."),
-    (VHE_SWITCH, "__vcpu_put_deactivate_traps", "\t__deactivate_traps_common(vcpu);\n",
-     "\t__deactivate_traps_common(vcpu);\n\twrite_sysreg(0, hstr_el2);\n",
-     "KVM: arm64: VHE: Clear HSTR_EL2 at put",
-     "Don't leave the cp15 trap behind."),
     (VHE_SWITCH, "__vcpu_load_activate_traps", "\t__activate_traps_common(vcpu);\n",
      "\t__activate_traps_common(vcpu);\n\tisb();\n",
      "KVM: arm64: VHE: Synchronise the traps at load",
@@ -242,6 +238,12 @@ def _one_sided(k: Kernel, rng: random.Random) -> Iterator[Change]:
         c.sub(path, func, old, new)
         c.message = para(why)
         yield c
+    c = Change(k, function="__deactivate_traps",
+               subject="KVM: arm64: nVHE: Restore the common traps first on exit")
+    c.move_line(NVHE_SWITCH, "__deactivate_traps", "\t__deactivate_traps_common(vcpu);\n",
+                "\t___deactivate_traps(vcpu);\n")
+    c.message = para("Give the host its debug and PMU configuration back as early as possible.")
+    yield c
 
 
 _HYP_MODE = (
