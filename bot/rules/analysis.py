@@ -372,6 +372,10 @@ class Emit:
     category: Category
     sv: SeriesView
     out: list[Finding] = field(default_factory=list)
+    # Rules that compare what the code does before and after the patch have
+    # already decided the patch changed something: a moved line or a context
+    # line they point at is where the change shows, not old code.
+    compared: bool = False
 
     def __call__(self, severity: Severity, pv: PatchView, fv: FileView | None,
                  line: Line | int | None, *, register: str | None, fields: Iterable[str] = (),
@@ -382,7 +386,8 @@ class Emit:
         if status is None:
             status = Status.PRE_EXISTING if existed else Status.OPEN
             if isinstance(line, Line) and fv is not None and not existed:
-                if line.kind is LineKind.CONTEXT or normalize(line.text) in pv.moved:
+                if not self.compared and (line.kind is LineKind.CONTEXT
+                                          or normalize(line.text) in pv.moved):
                     status = Status.PRE_EXISTING
                 elif line.added and self.sv.resolved_later(pv, fv.path, line.text):
                     status = Status.RESOLVED_IN_SERIES

@@ -11,12 +11,13 @@ import re
 
 from bot.data import Series
 from bot.parse.csource import defines, strip_comment
-from bot.regmodel import Field, Register
+from bot.regmodel import Field, Register, RegisterModel
 from bot.regmodel.evaluate import Evaluator
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
-from bot.rules.flow import semantics
+from bot.rules.flow import line_at, semantics
+from bot.rules.interp import Ev, Event
 
 # Field macros: HCR_TGE, HCR_EL2_TGE, MDCR_EL2_E2PB_MASK, and the
 # architecture's mixed-case names (HCR_TWEDEn, HCR_EnSCXT).
@@ -226,7 +227,82 @@ def reserved_bit(series: Series, ctx: Context) -> list[Finding]:
             _constant_writes(emit, pv, fv, mdl, ev)
             if fv.path.endswith(".h"):
                 _res0_masks(emit, pv, fv, mdl, ev)
+                _res0_macros(emit, pv, fv, mdl, ev)
+        if isinstance(mdl, RegisterModel):
+            _res0_values(emit, sv, pv, ctx, mdl)
     return emit.out
+
+
+def _res0_macros(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
+    """A field macro the patch adds that names only RES0 bits."""
+    for first, run in _define_runs(fv):
+        for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
+            if not _FIELD_DEF.match(d.name) or _NOT_FIELD.search(d.name) or d.params \
+                    or d.name.endswith(("_SHIFT", "_WIDTH")):
+                continue
+            reg = M.register_of_macro(d.name)
+            info = M.register_info(mdl, reg) if reg else None
+            value = ev.value(d.expr)
+            if info is None or not value:
+                continue
+            res0 = int(getattr(info, "res0_mask", 0) or 0)
+            if value & ~res0 or not value & res0:
+                continue
+            emit(Severity.ERROR, pv, fv, next((ln for ln in run if ln.added), first),
+                 register=reg,
+                 message="%s names %s of %s, which the architecture reserves (RES0): a value "
+                 "built with it sets a reserved bit." % (d.name, M.bits_text(value), reg),
+                 evidence=(d.text,))
+
+
+def _res0_values(emit: Emit, sv: SeriesView, pv: PatchView, ctx: Context,
+                 mdl: RegisterModel) -> None:
+    """A value written to the register, or stored for it, that now has a
+    RES0 bit set on some path (followed through locals, macros and calls)."""
+    sem = semantics(sv, pv, ctx)
+    if sem is None:
+        return
+    seen: set[tuple[str, int]] = set()
+    for pair in sem.pairs():
+        if pair.after is None:
+            continue
+        before_bits: dict[str, int] = {}
+        for e in pair.before.events if pair.before is not None else ():
+            reg = _target(e)
+            if reg is not None and e.value is not None:
+                before_bits[reg] = before_bits.get(reg, 0) | e.value.ones
+        for e in pair.after.events:
+            reg = _target(e)
+            if reg is None or e.value is None:
+                continue
+            info = mdl.register(reg)
+            if info is None:
+                continue
+            bad = e.value.ones & info.res0_mask & ~before_bits.get(reg, 0)
+            if not bad or (e.path, e.line) in seen:
+                continue
+            ln = line_at(pv, e.path, e.line, "new")
+            if ln is None or ln.kind.value == " ":
+                ln = pair.anchor
+            if ln is None:
+                continue
+            seen.add((e.path, e.line))
+            emit(Severity.ERROR, pv, pv.file(e.path) if ln is not pair.anchor else
+                 pv.file(pair.key.path), ln, register=reg,
+                 message="the value %s %s %s sets %s, which the architecture reserves (RES0): "
+                 "software must write them as zero." % (
+                     "written to" if e.kind is Ev.WRITE else "stored for", reg,
+                     "in %s()" % e.function, M.bits_text(bad)))
+
+
+def _target(e: Event) -> str | None:
+    """HCR_EL2/MDCR_EL2 when the event writes one, or stores a copy of one."""
+    if e.kind is Ev.WRITE and e.register in M.WATCHED:
+        return e.register
+    if e.kind is Ev.STORE and e.storage and e.storage.split(".", 1)[0] in (
+            "vcpu", "host-copy", "percpu"):
+        return "MDCR_EL2" if "mdcr" in e.storage else "HCR_EL2"
+    return None
 
 
 def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object,

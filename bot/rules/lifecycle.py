@@ -48,7 +48,7 @@ def init_order(series: Series, ctx: Context) -> list[Finding]:
     that does it) from vcpu init, loads a stale or zero value into the
     register."""
     sv = view(series, ctx)
-    emit = Emit(rule="init-order", category=Category.INIT_ORDER, sv=sv)
+    emit = Emit(rule="init-order", category=Category.INIT_ORDER, sv=sv, compared=True)
     mdl = ctx.regmodel
     if not isinstance(mdl, RegisterModel):
         return emit.out
@@ -142,7 +142,7 @@ def preemption(series: Series, ctx: Context) -> list[Finding]:
     preemption disabled (vcpu load/put and the run loop do); removing the
     preempt_disable() around code that computes such values reopens it."""
     sv = view(series, ctx)
-    emit = Emit(rule="preemption", category=Category.PREEMPTION, sv=sv)
+    emit = Emit(rule="preemption", category=Category.PREEMPTION, sv=sv, compared=True)
     mdl = ctx.regmodel
     if not isinstance(mdl, RegisterModel):
         return emit.out
@@ -225,7 +225,7 @@ def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
     live register (HCR_EL2.VSE, cleared when the guest takes the SError)
     must read the register, not the copy."""
     sv = view(series, ctx)
-    emit = Emit(rule="shadow-vs-live", category=Category.SHADOW_VS_LIVE, sv=sv)
+    emit = Emit(rule="shadow-vs-live", category=Category.SHADOW_VS_LIVE, sv=sv, compared=True)
     for pv in sv.relevant():
         sem = semantics(sv, pv, ctx)
         if sem is None:

@@ -65,7 +65,7 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
     and the nVHE hyp code that branches on it takes the VHE path in nVHE
     hyp code."""
     sv = view(series, ctx)
-    emit = Emit(rule="vhe-nvhe", category=Category.VHE_NVHE, sv=sv)
+    emit = Emit(rule="vhe-nvhe", category=Category.VHE_NVHE, sv=sv, compared=True)
     mdl = ctx.regmodel
     if not isinstance(mdl, RegisterModel):
         return emit.out

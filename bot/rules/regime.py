@@ -89,7 +89,7 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
     code with the guest's configuration: TGE is cleared only with
     interrupts masked."""
     sv = view(series, ctx)
-    emit = Emit(rule="barrier", category=Category.BARRIER, sv=sv)
+    emit = Emit(rule="barrier", category=Category.BARRIER, sv=sv, compared=True)
     mdl = ctx.regmodel
     for pv in sv.relevant():
         sem = semantics(sv, pv, ctx) if isinstance(mdl, RegisterModel) else None

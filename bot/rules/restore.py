@@ -83,13 +83,16 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
     a hypervisor that does not expect it. Removing the restore from one
     path is only right if the path now goes through another that does it."""
     sv = view(series, ctx)
-    emit = Emit(rule="host-restore", category=Category.HOST_RESTORE, sv=sv)
+    emit = Emit(rule="host-restore", category=Category.HOST_RESTORE, sv=sv, compared=True)
     for pv in sv.relevant():
         _stale_callers(emit, sv, pv, ctx)
         sem = semantics(sv, pv, ctx)
         if sem is None:
             continue
         for pair in sem.pairs():
+            if pair.before is not None and pair.after is not None and (
+                    pair.role in RESTORE_ROLES or pair.role is Role.RUN):
+                _restore_calls(emit, pv, pair, ctx)
             if pair.role not in RESTORE_ROLES or pair.before is None or pair.after is None:
                 continue
             for reg in WATCHED:
@@ -109,6 +112,64 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
                          pair.key.name, reg, "every" if not partly else "each",
                          modes(lost), "" if not partly else ", only on some paths"))
     return emit.out
+
+
+def _restorers(trace: Trace, c: Ctx, mdl: RegisterModel) -> dict[str, bool]:
+    """Calls to the map's exit functions (which give the host its registers
+    back) on the paths of `c`: name -> made on every path."""
+    out: dict[str, bool] = {}
+    for e in trace.events:
+        if e.kind is not Ev.CALL or c not in e.contexts or e.depth:
+            continue
+        fr = mdl.role(e.name)
+        if fr is None or fr.role is not Role.EXIT:
+            continue
+        out[e.name] = out.get(e.name, False) or e.always
+    return out
+
+
+def _restore_calls(emit: Emit, pv: PatchView, pair: Pair, ctx: Context) -> None:
+    """A path back to the host that no longer goes through the function that
+    restores the host's registers, or only on some paths (an early return)."""
+    mdl = ctx.regmodel
+    if not isinstance(mdl, RegisterModel):
+        return
+    assert pair.before is not None and pair.after is not None
+    for name in dict.fromkeys(n for c in contexts_of(pair)
+                              for n in _restorers(pair.before, c, mdl)):
+        gone: list[Ctx] = []
+        partly: list[Ctx] = []
+        for c in contexts_of(pair):
+            old = _restorers(pair.before, c, mdl)
+            new = _restorers(pair.after, c, mdl)
+            if not old.get(name):
+                continue
+            if name not in new:
+                gone.append(c)
+            elif not new[name]:
+                partly.append(c)
+        if not gone and not partly:
+            continue
+        fr = mdl.role(name)
+        regs = "/".join(fr.registers) if fr is not None and fr.registers else "registers"
+        if gone:
+            hit = next((e for e in pair.before.events if e.kind is Ev.CALL and e.name == name
+                        and line_at(pv, e.path, e.line, "old") is not None
+                        and line_at(pv, e.path, e.line, "old").removed), None)  # type: ignore[union-attr]
+            ln = line_at(pv, hit.path, hit.line, "old") if hit is not None else pair.anchor
+            fv = pv.file(hit.path) if hit is not None else pv.file(pair.key.path)
+            message = ("%s() no longer calls %s(), which gives the host its %s back (%s): "
+                       "which path restores them now?" % (pair.key.name, name, regs, modes(gone)))
+        else:
+            ln, fv = pair.anchor, pv.file(pair.key.path)
+            message = ("%s() now reaches %s(), which gives the host its %s back, only on some "
+                       "paths (%s): what restores them on the others?" % (
+                           pair.key.name, name, regs, modes(partly)))
+        if ln is None:
+            continue
+        emit(Severity.WARNING if decided(pair) else Severity.QUESTION, pv, fv, ln,
+             register=fr.registers[0] if fr is not None and fr.registers else None,
+             message=message)
 
 
 _DEF = re.compile(r"^[A-Za-z_][\w\s\*]*?\b([A-Za-z_]\w*)\s*\((.*)\)\s*\{?\s*$")
@@ -190,7 +251,7 @@ def same_value(series: Series, ctx: Context) -> list[Finding]:
     adds a mask that drops host bits, changes every host, however small
     the diff, and the write that shows it may be twenty lines away."""
     sv = view(series, ctx)
-    emit = Emit(rule="same-value", category=Category.SAME_VALUE, sv=sv)
+    emit = Emit(rule="same-value", category=Category.SAME_VALUE, sv=sv, compared=True)
     model = ctx.regmodel
     if not isinstance(model, RegisterModel):
         return emit.out
@@ -298,7 +359,7 @@ def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
     feature is absent (API/APK) are no such reason. A WARN or new state
     loads on the world-switch path cost on every entry and exit too."""
     sv = view(series, ctx)
-    emit = Emit(rule="hot-path-load", category=Category.HOT_PATH_LOAD, sv=sv)
+    emit = Emit(rule="hot-path-load", category=Category.HOT_PATH_LOAD, sv=sv, compared=True)
     for pv in sv.relevant():
         sem = semantics(sv, pv, ctx)
         if sem is None:
@@ -397,7 +458,7 @@ def pmu_ownership(series: Series, ctx: Context) -> list[Finding]:
     be absent (SPE, TRBE) belong to feature-probing init code, never to a
     blind OR."""
     sv = view(series, ctx)
-    emit = Emit(rule="pmu-ownership", category=Category.PMU_OWNERSHIP, sv=sv)
+    emit = Emit(rule="pmu-ownership", category=Category.PMU_OWNERSHIP, sv=sv, compared=True)
     model = ctx.regmodel
     if not isinstance(model, RegisterModel):
         return emit.out
