@@ -110,11 +110,15 @@ def _guest_flags(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
 
 
 def _ops(ln: Line) -> list[tuple[str, str]]:
-    """(set|clear, expression) for each change of an HCR/MDCR value on the line."""
+    """(set|clear, expression) for each change of an HCR/MDCR value on the
+    line; accumulators named for what they do (mdcr_clear |= X) count as
+    what their name says."""
     out: list[tuple[str, str]] = []
     for a in ln.facts.assigns:
+        target = a.target.lower()
+        clears = target.endswith(("clear", "clr"))
         if a.op == "|=":
-            out.append(("set", a.value))
+            out.append(("clear" if clears else "set", a.value))
         elif a.op == "&=~":
             out.append(("clear", a.value))
     for acc in ln.facts.accesses:
@@ -124,33 +128,117 @@ def _ops(ln: Line) -> list[tuple[str, str]]:
     return out
 
 
+# A guard that says "the feature is absent" (so trap it) or "an erratum
+# needs this" (so trap it): what sits under it is meant to trap more.
+_WANTS_TRAP = re.compile(r"!\s*(FIELD_GET|kvm_has_feat|cpus_have\w*|system_supports\w*|"
+                         r"kvm_vcpu_has\w*|vcpu_has\w*|has_\w+)\b|<\s*ID_\w+|WORKAROUND")
+# A function named for setting or clearing traps.
+_FN_TRAPS = re.compile(r"(?i)(set|enable|activate|add)\w*_traps?\b|(clear|disable|remove)\w*"
+                       r"_traps?\b")
+
+
 def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> None:
+    """The intent a statement's context gives, against what it does: the
+    comment above it, the function's name, the guard it sits under, and
+    the statement it replaces."""
     ops = _ops(ln)
     if not ops:
         return
     comment = _comment_above(fv, ln)
+    replaced = _replaced_ops(fv, ln)
+    guard = _guard_above(fv, ln)
     for action, expr in ops:
         for f in M.fields_in(mdl, expr):
             pol = f.polarity or M.polarity(mdl, f.register, f.name)
             if pol not in ("trap", "allow"):
                 continue
-            said = _said(pv.message, comment, f.name)
-            if said is None:
-                continue
             traps_more = (action == "set") == (pol == "trap")
-            in_code = _said("", comment, f.name) is not None
-            if (said == "stop" and traps_more) or (said == "start" and not traps_more):
-                # The code's own comment decides; the commit message alone
-                # only makes it a question.
-                emit(Severity.WARNING if in_code else Severity.QUESTION, pv, fv, ln,
-                     register=f.register, fields=(f.name,),
+            top = _top_level(ln)
+            said, where = _intended(pv, comment, guard, ln.function or "" if top else "",
+                                    f.name)
+            flipped = any(a != action and f.name in [x.name for x in M.fields_in(mdl, e)]
+                          for a, e in replaced)
+            if said is not None and (said == "start") != traps_more:
+                emit(Severity.WARNING if where != "commit message" else Severity.QUESTION,
+                     pv, fv, ln, register=f.register, fields=(f.name,),
                      message="%s.%s is %s bit: %s it %s trapping, but the %s says the "
                      "opposite." % (f.register, f.name,
                                     "an allow" if pol == "allow" else "a trap",
                                     "setting" if action == "set" else "clearing",
-                                    "adds" if traps_more else "removes",
-                                    "comment" if _said("", comment, f.name) else
-                                    "commit message"))
+                                    "adds" if traps_more else "removes", where))
+            elif flipped and said is None:
+                emit(Severity.QUESTION, pv, fv, ln, register=f.register, fields=(f.name,),
+                     message="this now %s %s.%s where the code %s it: %s trapping for every "
+                     "path through here, is that the intent?" % (
+                         "sets" if action == "set" else "clears", f.register, f.name,
+                         "cleared" if action == "set" else "set",
+                         "more" if traps_more else "less"))
+
+
+def _top_level(ln: Line) -> bool:
+    """The statement is at the function body's own level (not under an
+    if/else, whose other branch may do the opposite on purpose)."""
+    text = ln.text.expandtabs(8)
+    return len(text) - len(text.lstrip()) <= 8
+
+
+def _intended(pv: PatchView, comment: str, guard: str, function: str,
+              name: str) -> tuple[str | None, str]:
+    """("start"|"stop"|None, where the intent comes from)."""
+    said = _said("", comment, name) or _said_near(comment)
+    if said is not None:
+        return said, "comment"
+    m = _FN_TRAPS.search(function)
+    if m is not None:
+        return ("start" if m.group(1) else "stop"), "function's name"
+    if guard and _WANTS_TRAP.search(guard):
+        return "start", "condition it is under"
+    said = _said(pv.message, "", name)
+    return (said, "commit message") if said is not None else (None, "")
+
+
+def _said_near(comment: str) -> str | None:
+    """A short comment right above a statement is about that statement,
+    whether or not it names the field ("trap error record accesses")."""
+    if not comment or len(comment) > 120:
+        return None
+    if _STOP.search(comment):
+        return "stop"
+    if _START.search(comment):
+        return "start"
+    return None
+
+
+def _guard_above(fv: FileView, ln: Line) -> str:
+    """The `if (...)` (or `else` of one) a statement sits under, when the
+    hunk shows it."""
+    above = [x for x in fv.lines if x.new_side and x.function == ln.function
+             and (x.new_no or 0) < (ln.new_no or 0)]
+    indent = len(ln.text) - len(ln.text.lstrip())
+    for x in reversed(above[-6:]):
+        code = x.code.strip()
+        lead = len(x.text) - len(x.text.lstrip())
+        if lead < indent and code.startswith(("if", "} else if", "else if")):
+            return code
+        if lead < indent and code.startswith(("else", "} else")):
+            return ""
+        if lead < indent and code:
+            break
+    return ""
+
+
+def _replaced_ops(fv: FileView, ln: Line) -> list[tuple[str, str]]:
+    """The operations of the lines this added line replaces (the removed
+    lines just above it in the same hunk)."""
+    out: list[tuple[str, str]] = []
+    lines = list(fv.lines)
+    i = lines.index(ln)
+    j = i - 1
+    while j >= 0 and lines[j].hunk == ln.hunk and (lines[j].removed or lines[j].added):
+        if lines[j].removed:
+            out.extend(_ops(lines[j]))
+        j -= 1
+    return out
 
 
 _COMMENT_LINE = re.compile(r"^\s*(/\*|\*|//)")

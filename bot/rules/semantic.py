@@ -256,8 +256,14 @@ class PatchSemantics:
         return ev
 
     def role(self, key: FnKey) -> Role | None:
+        """The function's role in the map, by name and file; a file the map
+        does not list (code moved by a series) still gets the role every
+        entry of that name agrees on."""
         fr = self.model.role(key.name, key.path)
-        return fr.role if fr is not None else None
+        if fr is not None:
+            return fr.role
+        roles = {r.role for r in self.model.roles(key.name)}
+        return roles.pop() if len(roles) == 1 else None
 
     def contexts(self, key: FnKey, _seen: frozenset[FnKey] = frozenset()) -> frozenset[Ctx]:
         """Where the function runs: its file's place, narrowed by the
