@@ -120,6 +120,11 @@ def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evalu
             if info is None:
                 continue
             others = _fields_at(info, value)
+            union = 0
+            for f in others:
+                union |= f.mask
+            if len(others) > 1 and union == value:
+                continue  # a set of whole fields (HCR_INT_OVERRIDES), not a field definition
             if others:
                 names = ", ".join(getattr(f, "name", "?") for f in others)
                 emit(Severity.WARNING, pv, fv, line, register=reg,
