@@ -27,6 +27,7 @@ class If:
     then: Stmt
     other: Stmt | None
     line: int
+    cond_end: int = 0      # the line the condition ends on
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Switch:
 class Return:
     value: Expr | None
     line: int
+    end: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Decl:
     type: str
     names: tuple[Declarator, ...]
     line: int
+    end: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +220,15 @@ class _StmtParser:
             word = tok.text
             if word == "if":
                 self.pos += 1
-                cond = parse_expr(self.paren())
+                cond_toks = self.paren()
+                cond = parse_expr(cond_toks)
+                cond_end = cond_toks[-1].line if cond_toks else line
                 then = self.stmt() or Block((), line)
                 other = None
                 if self.at("else"):
                     self.pos += 1
                     other = self.stmt() or Block((), line)
-                return If(cond, then, other, line)
+                return If(cond, then, other, line, cond_end)
             if word in ("while", "for"):
                 self.pos += 1
                 head = self.paren(for_head=word == "for")
@@ -256,7 +261,8 @@ class _StmtParser:
             if word == "return":
                 self.pos += 1
                 toks = self.until_semicolon()
-                return Return(parse_expr(toks) if toks else None, line)
+                return Return(parse_expr(toks) if toks else None, line,
+                              toks[-1].line if toks else line)
             if word in ("break", "continue", "goto"):
                 self.until_semicolon()
                 return Jump(word, line)
@@ -382,7 +388,8 @@ class _StmtParser:
                 continue
             if self.at(";"):
                 self.pos += 1
-                return Decl(" ".join(type_toks), tuple(names), toks[start].line)
+                return Decl(" ".join(type_toks), tuple(names), toks[start].line,
+                            toks[self.pos - 1].line)
             self.pos = start
             return None
 

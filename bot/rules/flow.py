@@ -94,14 +94,23 @@ def file_of(pv: PatchView, path: str) -> FileView | None:
     return pv.file(path)
 
 
+def changed_line(pv: PatchView, e: Event, side: str) -> Line | None:
+    """The first changed line of the statement an event comes from."""
+    for no in range(e.line, max(e.end, e.line) + 1):
+        ln = line_at(pv, e.path, no, side)
+        if ln is not None and ln.kind.value != " ":
+            return ln
+    return None
+
+
 def changed_event(pv: PatchView, events: Iterable[Event], side: str,
                   kinds: tuple[Ev, ...], register: str | None = None) -> tuple[Event, Line] | None:
     """The first event of these kinds that sits on a line the patch changed."""
     for e in events:
         if e.kind not in kinds or (register is not None and e.register != register):
             continue
-        ln = line_at(pv, e.path, e.line, side)
-        if ln is not None and ln.kind.value != " ":
+        ln = changed_line(pv, e, side)
+        if ln is not None:
             return e, ln
     return None
 

@@ -107,6 +107,9 @@ class Event:
     seen: bool = True
     # Configuration tests in force here (kvm.toml guards), "!name" when negated.
     guards: tuple[str, ...] = ()
+    # The last line of the statement the event comes from (a call may sit on
+    # any line of a statement continued over several).
+    end: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +228,7 @@ class Interpreter:
         self.unresolved: list[str] = []
         self._stack: list[str] = []
         self._unseen = 0
+        self._end = 0
         self._locals: set[str] = set()
 
     # -- entry point -------------------------------------------------------------
@@ -295,6 +299,7 @@ class Interpreter:
     def _stmt(self, stmt: Stmt, st: _State, fn: Function, depth: int) -> list[_State]:
         if isinstance(stmt, Block):
             return self._block(stmt.stmts, [st], fn, depth)
+        self._end = getattr(stmt, "end", 0) or getattr(stmt, "cond_end", 0)
         if isinstance(stmt, ExprStmt):
             self._eval(stmt.expr, st, fn, depth, stmt.line)
             name = call_name(stmt.expr)
@@ -356,6 +361,8 @@ class Interpreter:
                     joined.append(b)
             return joined
         true_ctx, false_ctx, pure = split
+        if not pure:
+            self._eval(stmt.cond, st, fn, depth, stmt.line)  # its other operands' events
         names = self._guard_names(stmt.cond)
         for n in names:
             self._emit(Ev.GUARD, st, fn, depth, stmt.line, name=n.lstrip("!"))
@@ -437,7 +444,8 @@ class Interpreter:
         self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
                                  contexts=st.contexts, always=st.always, depth=depth,
                                  irq_off=st.irq_off, preempt_off=st.preempt_off,
-                                 seen=self._unseen == 0, guards=st.guards, **kw))  # type: ignore[arg-type]
+                                 seen=self._unseen == 0, guards=st.guards,
+                                 end=max(line, self._end), **kw))  # type: ignore[arg-type]
 
     def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
         if isinstance(expr, Num):

@@ -15,7 +15,7 @@ from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import EL1
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, Status, rule
-from bot.rules.flow import line_at, semantics, source_words
+from bot.rules.flow import changed_line, line_at, semantics, source_words
 from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair, PatchSemantics
 
@@ -30,8 +30,7 @@ _IN_WINDOW = (Role.ENTRY, Role.EXIT, Role.EARLY_EXIT, Role.PANIC, Role.RUN)
 
 
 def _changed(pv: PatchView, e: Event, side: str) -> bool:
-    ln = line_at(pv, e.path, e.line, side)
-    return ln is not None and ln.kind.value != " "
+    return changed_line(pv, e, side) is not None
 
 
 def _register_of(storage: str) -> str:
@@ -261,35 +260,66 @@ def _live_into_copy(emit: Emit, pv: PatchView, pair: Pair) -> None:
                 return
 
 
-def _swapped(emit: Emit, pv: PatchView, pair: Pair) -> None:
-    assert pair.before is not None and pair.after is not None
-    shadow_gone = {_register_of(e.storage or ""): e for e in pair.before.events
-                   if e.kind is Ev.LOAD and e.storage in _VCPU_STORAGE
-                   and _changed(pv, e, "old")}
-    live_gone = {e.register: e for e in pair.before.events
-                 if e.kind is Ev.READ and e.register in ("HCR_EL2", "MDCR_EL2")
-                 and _changed(pv, e, "old")}
-    for e in pair.after.events:
-        if not _changed(pv, e, "new"):
+def _shadow(e: Event) -> str | None:
+    """The register whose copy (the vcpu's, or the guest hypervisor's) an
+    event loads."""
+    if e.kind is Ev.LOAD and e.storage and e.storage.split(".", 1)[0] in ("vcpu", "guest-hyp"):
+        return _register_of(e.storage.lower())
+    return None
+
+
+def _reads(trace: Trace, pv: PatchView, side: str) -> tuple[dict[str, list[Event]],
+                                                            dict[str, list[Event]]]:
+    """Live reads and copy loads, by register, on the lines the patch changed."""
+    live: dict[str, list[Event]] = {}
+    copy: dict[str, list[Event]] = {}
+    for e in trace.events:
+        if not _changed(pv, e, side):
             continue
-        if e.kind is Ev.READ and e.register in shadow_gone and e.register not in live_gone:
+        if e.kind is Ev.READ and e.register in ("HCR_EL2", "MDCR_EL2"):
+            live.setdefault(e.register, []).append(e)
+        reg = _shadow(e)
+        if reg is not None:
+            copy.setdefault(reg, []).append(e)
+    return live, copy
+
+
+def _swapped(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    """The patch replaces reads of the copy with reads of the live register,
+    or the reverse, on the lines it changes."""
+    assert pair.before is not None and pair.after is not None
+    live_old, copy_old = _reads(pair.before, pv, "old")
+    live_new, copy_new = _reads(pair.after, pv, "new")
+    for reg in ("HCR_EL2", "MDCR_EL2"):
+        d_live = len(live_new.get(reg, [])) - len(live_old.get(reg, []))
+        d_copy = len(copy_new.get(reg, [])) - len(copy_old.get(reg, []))
+        if d_live > 0 and d_copy < 0:
+            e = live_new[reg][0]
             inside = pair.role in _IN_WINDOW
-            ln = line_at(pv, e.path, e.line, "new")
-            emit(Severity.QUESTION if inside else Severity.WARNING, pv, pv.file(e.path), ln,
-                 register=e.register,
-                 message="%s() now reads the live %s where it read vcpu->arch.%s: %s" % (
-                     e.function, e.register, (e.register or "").lower(),
+            emit(Severity.QUESTION if inside else Severity.WARNING, pv, pv.file(e.path),
+                 changed_line(pv, e, "new"), register=reg,
+                 message="%s() now reads the live %s where it read the vcpu's copy: %s" % (
+                     e.function, reg,
                      "is it only ever called between activate and deactivate, where the live "
                      "register holds the guest's value?" if inside else
                      "outside the guest's activate..deactivate window the live register holds "
                      "the host's value."))
             return
-        if e.kind is Ev.LOAD and e.storage in _VCPU_STORAGE:
-            reg = _register_of(e.storage or "")
-            if reg in live_gone and reg not in shadow_gone:
-                ln = line_at(pv, e.path, e.line, "new")
-                emit(Severity.QUESTION, pv, pv.file(e.path), ln, register=reg,
-                     message="%s() now reads vcpu->arch.%s where it read the live %s: does "
-                     "nothing (hardware, the guest) change the live value the copy misses?" % (
-                         e.function, reg.lower(), reg))
-                return
+        if d_live < 0 and d_copy <= 0 and pair.role in (Role.EXIT, Role.EARLY_EXIT) \
+                and not live_new.get(reg):
+            e = live_old[reg][0]
+            emit(Severity.QUESTION, pv, pv.file(e.path), changed_line(pv, e, "old"),
+                 register=reg,
+                 message="%s() no longer reads the live %s on the way out of the guest: the "
+                 "vcpu's copy then misses what hardware changed while the guest ran (as "
+                 "HCR_EL2.VSE, cleared when the guest takes the SError)." % (
+                     e.function, reg))
+            return
+        if d_live < 0 and d_copy > 0:
+            e = copy_new[reg][0]
+            emit(Severity.QUESTION, pv, pv.file(e.path), line_at(pv, e.path, e.line, "new"),
+                 register=reg,
+                 message="%s() now reads the vcpu's copy of %s where it read the live register: "
+                 "does nothing (hardware, the guest) change the live value the copy misses?" % (
+                     e.function, reg))
+            return
