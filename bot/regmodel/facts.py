@@ -81,7 +81,8 @@ class Storage:
 
 
 _OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "irq_on",
-        "preempt_off", "preempt_on", "warn", "percpu", "regime")
+        "preempt_off", "preempt_on", "warn", "percpu", "regime", "percpu_write", "loads",
+        "patched")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

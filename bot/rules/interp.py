@@ -604,6 +604,23 @@ class Interpreter:
                 else Bits.source("live:" + reg)
             self._write(reg, (before & ~clear) | setv, st, fn, depth, line)
             return Bits.unknown()
+        if kind == "percpu" and args and not self._storage(expr):
+            # A per-CPU variable read: a load, named so that a write of the
+            # same variable (percpu_write) is its store.
+            target = expr_text(args[0]).replace(" ", "").lstrip("&")
+            name = "load:percpu-var:" + target
+            self._emit(Ev.LOAD, st, fn, depth, line, storage="percpu-var:" + target, name=name)
+            return Bits.source(name)
+        if kind == "percpu_write" and len(args) >= 2:
+            target = expr_text(args[0]).replace(" ", "").lstrip("&")
+            value = self._eval(args[1], st, fn, depth, line)
+            self._emit(Ev.STORE, st, fn, depth, line, storage="percpu-var:" + target, value=value)
+            return Bits.unknown()
+        if kind == "loads":
+            for a in args:
+                self._eval(a, st, fn, depth, line)
+            self._emit(Ev.LOAD, st, fn, depth, line, name="call:" + name)
+            return Bits.source("call:" + name)
         ev = _OP_EVENTS.get(kind)
         if ev is not None:
             for a in args:

@@ -29,6 +29,7 @@ from bot.rules.flow import (
     WATCHED,
     always_written,
     changed_event,
+    changed_line,
     contexts_of,
     decided,
     field_mask,
@@ -365,13 +366,14 @@ def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
         if sem is None:
             continue
         stored = _stored_values(sem.pairs())
+        patched = sem.facts.ops.get("patched", frozenset())
         for pair in sem.pairs():
             if pair.before is None or pair.after is None:
                 continue
             if pair.role in RESTORE_ROLES:
                 _constant_to_load(emit, pv, pair, stored)
-            if pair.role in SWITCH_ROLES:
-                _new_warn(emit, pv, pair)
+            if pair.role in SWITCH_ROLES and not _new_warn(emit, pv, pair):
+                _new_loads(emit, pv, pair, patched)
     return emit.out
 
 
@@ -435,18 +437,47 @@ def _constant_to_load(emit: Emit, pv: PatchView, pair: Pair,
                  reg, pair.key.name, modes(hit), source_words(source), ask))
 
 
-def _new_warn(emit: Emit, pv: PatchView, pair: Pair) -> None:
+def _new_loads(emit: Emit, pv: PatchView, pair: Pair, patched: frozenset[str]) -> None:
+    """A world-switch function whose changed lines replace a cheap test (a
+    patched capability branch, a bit of the vcpu's HCR_EL2 copy) by loads
+    of other state (a per-CPU capability, the VM's features): paid on every
+    entry or exit."""
+    assert pair.before is not None and pair.after is not None
+
+    def changed(trace: Trace, side: str) -> list[Event]:
+        return [e for e in trace.events if changed_line(pv, e, side) is not None]
+
+    old, new = changed(pair.before, "old"), changed(pair.after, "new")
+    cheap = [e for e in old if (e.kind in (Ev.CALL, Ev.GUARD) and e.name in patched)
+             or (e.kind is Ev.LOAD and (e.storage or "").startswith("vcpu."))]
+    dear = [e for e in new if e.kind is Ev.LOAD and not e.name.startswith("live:")
+            and not (e.storage or "").startswith("vcpu.")]
+    if not cheap or len(dear) <= len([e for e in old if e.kind is Ev.LOAD
+                                      and not (e.storage or "").startswith("vcpu.")]):
+        return
+    known = {e.name for e in old}
+    e = next((x for x in dear if x.name not in known), dear[-1])
+    what = e.name.partition(":")[2] or e.name
+    emit(Severity.QUESTION, pv, pv.file(e.path), changed_line(pv, e, "new"), register=None,
+         message="%s() runs on every guest %s and now loads %s there: is that load needed on "
+         "every world switch?" % (pair.key.name, "entry" if pair.role is Role.ENTRY else "exit",
+                                  what.replace("call:", "") + ("()" if e.name.startswith(
+                                      "call:") else "")))
+
+
+def _new_warn(emit: Emit, pv: PatchView, pair: Pair) -> bool:
     assert pair.before is not None and pair.after is not None
     before = sum(1 for e in pair.before.events if e.kind is Ev.WARN)
     hit = changed_event(pv, pair.after.events, "new", (Ev.WARN,))
     after = sum(1 for e in pair.after.events if e.kind is Ev.WARN)
     if hit is None or after <= before:
-        return
+        return False
     e, ln = hit
     emit(Severity.QUESTION, pv, pv.file(e.path), ln, register=None,
          message="%s() runs on every guest %s: does the %s() it gains need to be evaluated "
          "there, on the world-switch path?" % (
              pair.key.name, "entry" if pair.role is Role.ENTRY else "exit", e.name))
+    return True
 
 
 @rule(id="pmu-ownership", category=Category.PMU_OWNERSHIP, severity=Severity.WARNING,
