@@ -295,7 +295,8 @@ class _StmtParser:
         tok = self.peek()
         if tok is None or tok.kind != "id" or not self.at("(", 1):
             return None
-        if not ("for_each" in tok.text or tok.text.startswith(("list_for", "hash_for"))):
+        if not ("for_each" in tok.text or tok.text.startswith(("list_for", "hash_for"))
+                or tok.text == "scoped_guard"):
             return None
         start = self.pos
         self.pos += 1
@@ -304,7 +305,8 @@ class _StmtParser:
         if nxt is None or nxt.text == ";" or (nxt.kind == "op" and nxt.text != "{"):
             self.pos = start
             return None
-        return Loop("macro", parse_expr([tok, Tok("op", "(", tok.line), *head,
+        kind = "scoped_guard" if tok.text == "scoped_guard" else "macro"
+        return Loop(kind, parse_expr([tok, Tok("op", "(", tok.line), *head,
                                          Tok("op", ")", tok.line)]),
                     self.stmt() or Block((), tok.line), tok.line)
 

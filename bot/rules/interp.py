@@ -325,6 +325,8 @@ class Interpreter:
             return [st]
         if isinstance(stmt, If):
             return self._if(stmt, st, fn, depth)
+        if isinstance(stmt, Loop) and stmt.kind == "scoped_guard":
+            return self._scoped_guard(stmt, st, fn, depth)
         if isinstance(stmt, (Loop, Switch)):
             body = stmt.body
             if isinstance(stmt, Loop) and not isinstance(stmt.cond, Unknown):
@@ -343,6 +345,27 @@ class Interpreter:
         if isinstance(stmt, Asm):
             self._asm(stmt.text, st, fn, depth, stmt.line)
         return [st]  # Jump, Label, Preproc
+
+    def _scoped_guard(self, stmt: Loop, st: _State, fn: Function, depth: int) -> list[_State]:
+        """scoped_guard(lock_irqsave, ...) { body }: the body runs with
+        interrupts (or preemption) off, and they come back after it."""
+        kind = ""
+        if isinstance(stmt.cond, Call) and stmt.cond.args:
+            kind = expr_text(stmt.cond.args[0])
+        irq = "irq" in kind
+        preempt = "preempt" in kind or "irq" in kind or "spinlock" in kind
+        saved = (st.irq_off, st.preempt_off)
+        if irq:
+            st.irq_off = True
+            self._emit(Ev.IRQ_OFF, st, fn, depth, stmt.line, name=kind)
+        if preempt:
+            st.preempt_off = True
+        out = self._stmt(stmt.body, st, fn, depth)
+        for s in out:
+            if irq:
+                self._emit(Ev.IRQ_ON, s, fn, depth, stmt.line, name=kind)
+            s.irq_off, s.preempt_off = saved
+        return out
 
     def _if(self, stmt: If, st: _State, fn: Function, depth: int) -> list[_State]:
         split = self._guard(stmt.cond, st.contexts)

@@ -159,6 +159,49 @@ def _synced(trace: Trace, index: int, c: Ctx, to_end: bool) -> Event | None:
     return None if to_end else trace.events[-1]
 
 
+def _isb_taken(emit: Emit, pv: PatchView, pair: Pair, reported: set[tuple[str, int]]) -> None:
+    """An isb right after an HCR_EL2 write, removed or moved away from it by
+    the patch, whatever the value written (the hunks may not show it)."""
+    after, before = pair.after, pair.before
+    if before is None or after is None:
+        return
+    for c in contexts_of(pair):
+        old = [i for i, e in enumerate(before.events) if e.kind is Ev.WRITE
+               and e.register == "HCR_EL2" and c in e.contexts]
+        new = [i for i, e in enumerate(after.events) if e.kind is Ev.WRITE
+               and e.register == "HCR_EL2" and c in e.contexts]
+        for n, i in enumerate(old):
+            if n >= len(new) or not _isb_next(before, i, c) or _isb_next(after, new[n], c):
+                continue
+            e = after.events[new[n]]
+            if ("sync", e.line) in reported:
+                continue
+            removed = _removed(pv, before, i, c)
+            where = removed or line_at(pv, e.path, e.line, "new") or pair.anchor
+            if where is None:
+                continue
+            reported.add(("sync", e.line))
+            emit(Severity.WARNING if decided(pair) else Severity.QUESTION, pv,
+                 pv.file(removed_path(pv, removed)) if removed is not None else pv.file(e.path),
+                 where, register="HCR_EL2",
+                 message="this %s the isb() that followed the HCR_EL2 write in %s(): what "
+                 "makes the new configuration take effect before what comes next now?" % (
+                     "removes" if removed is not None else "moves away", e.function))
+
+
+_STEPS = (Ev.WRITE, Ev.READ, Ev.TLBI, Ev.AT, Ev.CALL, Ev.ISB, Ev.ISB_ERRATA, Ev.ERET, Ev.DSB)
+
+
+def _isb_next(trace: Trace, index: int, c: Ctx) -> bool:
+    """The next step after event `index` on the paths of `c` is an
+    unconditional isb."""
+    for e in trace.events[index + 1:]:
+        if c not in e.contexts or e.kind not in _STEPS:
+            continue
+        return e.kind is Ev.ISB and e.always
+    return False
+
+
 def _needs_sync(trace: Trace, index: int, c: Ctx, role: Role | None) -> bool:
     """Something relies on the new regime: a TLBI/AT later in the trace, or
     the TLB helper's caller."""
@@ -173,6 +216,7 @@ def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> N
     after, before = pair.after, pair.before
     assert after is not None
     reported: set[tuple[str, int]] = set()
+    _isb_taken(emit, pv, pair, reported)
     for c in contexts_of(pair):
         new_writes = _regime_writes(after, c, masks)
         old_writes = _regime_writes(before, c, masks) if before is not None else []
@@ -183,7 +227,14 @@ def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> N
             was_synced = old is not None and before is not None and _synced(
                 before, old[0], c, to_end=pair.role in _TLB_ROLES) is not None
             ln = line_at(pv, e.path, e.line, "new")
-            if needs and synced is None and ("sync", e.line) not in reported:
+            # An isb right after a regime write is there for what follows,
+            # even where the hunks do not show what: taking it away (or
+            # putting something between) is a change to explain.
+            lost_isb = old is not None and before is not None and _isb_next(
+                before, old[0], c) and not _isb_next(after, i, c)
+            if lost_isb:
+                was_synced = True
+            if ((needs and synced is None) or lost_isb) and ("sync", e.line) not in reported:
                 removed = _removed(pv, before, old[0] if old else None, c)
                 where = removed if removed is not None else ln
                 if where is None or (ln is not None and ln.kind.value == " " and removed is None
