@@ -37,9 +37,14 @@ FILES = (
     "arch/arm64/kvm/hyp/vhe/tlb.c",
     "arch/arm64/kvm/hyp/nvhe/tlb.c",
     "arch/arm64/kvm/debug.c",
+    "arch/arm64/include/asm/kvm_emulate.h",
     "arch/arm64/kvm/hyp/nvhe/host.S",
     "arch/arm64/kvm/hyp/hyp-entry.S",
+    "arch/arm64/kvm/hyp/nvhe/hyp-init.S",
+    "arch/arm64/include/asm/el2_setup.h",
 )
+# Headers of assembler macros (`#error Assembly-only header` without __ASSEMBLY__).
+ASM_HEADERS = ("arch/arm64/include/asm/el2_setup.h",)
 
 Attribute = Callable[[list[str], str, str], list[str | None]]
 
@@ -47,8 +52,9 @@ _LABEL = re.compile(r"^[ \t]*[A-Za-z_][A-Za-z_0-9]*:[ \t]*($|/[/*])")
 _FUNCNAME_LEN = 80   # git keeps this many bytes of the funcname line
 
 
-def git_section(lines: list[str], start: int, *, cpp: bool = False) -> str:
-    """The section git writes in the header of a hunk starting at `start`."""
+def git_section(lines: list[str], start: int, *, cpp: bool = False) -> tuple[int, str]:
+    """The section git writes in the header of a hunk starting at `start`,
+    and the index of the line it comes from (-1 if none)."""
     for i in range(start - 1, -1, -1):
         line = lines[i]
         first = line[:1]
@@ -57,8 +63,8 @@ def git_section(lines: list[str], start: int, *, cpp: bool = False) -> str:
             continue
         if cpp and _LABEL.match(line):
             continue
-        return line.encode()[:_FUNCNAME_LEN].decode("utf-8", "ignore").rstrip()
-    return ""
+        return i, line.encode()[:_FUNCNAME_LEN].decode("utf-8", "ignore").rstrip()
+    return -1, ""
 
 
 def is_label(section: str) -> bool:
@@ -141,8 +147,12 @@ def asm_truth(lines: list[str]) -> list[str | None]:
     return out
 
 
+def is_asm_file(path: str) -> bool:
+    return path.endswith(".S") or path in ASM_HEADERS
+
+
 def truth_of(path: str, text: str) -> list[str | None]:
-    return asm_truth(text.split("\n")) if path.endswith(".S") else c_truth(text)
+    return asm_truth(text.split("\n")) if is_asm_file(path) else c_truth(text)
 
 
 # -- windows ----------------------------------------------------------------
@@ -209,47 +219,79 @@ class Mismatch:
             self.expected, self.got)
 
 
-def expected(lines: list[str], truth: list[str | None], first: int, last: int,
-             section: str, asm: bool) -> list[str | None]:
-    """The truth over a window, except what the window cannot tell: the name
-    of the function it starts in when neither the section nor (assembly) an
-    end marker inside the window names it; those lines must be None."""
+_NO_EVIDENCE = re.compile(r"\s*(?:#\s*(?:if|ifdef|ifndef|elif|else|endif)\b.*)?$")
+
+
+def name_lines(lines: list[str], truth: list[str | None], asm: bool) -> list[tuple[int, ...]]:
+    """For each line in a function, the lines that name that function (one
+    definition of it: `#if` branches may define a name twice): a C
+    definition's `name(` line; an assembly block's start and end markers."""
+    out: list[tuple[int, ...]] = [()] * len(truth)
+    for a, b in spans(truth):
+        name = truth[a]
+        assert name is not None
+        if asm:
+            word = re.compile(r"\b%s\b" % re.escape(name))
+            found = tuple(k for k in (a, b) if word.search(lines[k]))
+        else:
+            call = re.compile(r"\b%s\s*\(" % re.escape(name))
+            found = (next((k for k in range(a, b + 1) if call.search(lines[k])), a),)
+        for k in range(a, b + 1):
+            out[k] = found
+    return out
+
+
+def expected(truth: list[str | None], named: list[tuple[int, ...]], first: int, last: int,
+             section: str) -> list[str | None]:
+    """The truth over a window, except what the window cannot tell: a
+    function whose name is neither in the section (for the one the window
+    starts in) nor on a line of the window that names it (its definition
+    line, an assembly marker); its lines must be None."""
     want = truth[first:last + 1]
-    head = truth[first]
-    if head is None or first == 0 or truth[first - 1] != head:
-        return want   # the window starts outside a function, or at its first line
-    named = re.search(r"\b%s\b" % re.escape(head), section) is not None
-    if asm:
-        named = named or any((m := _ASM_END.match(ln)) is not None and m.group(1) == head
-                             for ln in lines[first:last + 1])
-    if not named:
-        k = 0
-        while k < len(want) and want[k] == head:
-            want[k] = None
-            k += 1
+    for k, name in enumerate(want):
+        if name is None or any(first <= n <= last for n in named[first + k]):
+            continue
+        head = named[first + k] == named[first] and first > 0 and truth[first - 1] == name
+        if head and name in section and re.search(r"\b%s\b" % re.escape(name), section):
+            continue
+        want[k] = None
     return want
 
 
 def check_file(path: str, text: str, attribute: Attribute,
                *, cpp: bool = False) -> tuple[int, list[Mismatch]]:
-    """Windows checked, and every line attributed wrongly."""
+    """Windows checked, and every line attributed wrongly.
+
+    A window of nothing but lines that tell nothing of where they are (blank
+    lines, `#if`/`#else`/`#endif`, a macro's last line) may also give its
+    lines to the function the section line is in: a blank line under a
+    function's closing brace looks the same as one inside it."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     truth = truth_of(path, text)[:len(lines)]
-    asm = path.endswith(".S")
-    sections = [git_section(lines, i, cpp=cpp) for i in range(len(lines))] if not cpp else None
+    named = name_lines(lines, truth, is_asm_file(path))
+    # Lines that tell nothing of where they are: blank, `#if`/`#else`/
+    # `#endif`, and the last line of a multi-line macro (no `\` of its own,
+    # indented like a statement's continuation line).
+    empty = [bool(_NO_EVIDENCE.match(ln)) or (
+        k > 0 and lines[k - 1].endswith("\\") and not ln.endswith("\\"))
+        for k, ln in enumerate(lines)]
+    default = [git_section(lines, i) for i in range(len(lines))]
+    if cpp:
+        with_cpp = [git_section(lines, i, cpp=True) for i in range(len(lines))]
     count = 0
     bad: list[Mismatch] = []
     for first, last in windows(len(lines), spans(truth)):
-        section = sections[first] if sections is not None else git_section(lines, first, cpp=True)
-        if cpp and section == git_section(lines, first):
+        where, section = with_cpp[first] if cpp else default[first]
+        if cpp and section == default[first][1]:
             continue   # the same window as with the default rule
         count += 1
         got = attribute(lines[first:last + 1], section, path)
-        want = expected(lines, truth, first, last, section, asm)
+        want = expected(truth, named, first, last, section)
+        alt = truth[where] if where >= 0 and all(empty[first:last + 1]) else None
         for k, (g, w) in enumerate(zip(got, want, strict=True)):
-            if g != w:
+            if g != w and (alt is None or g != alt):
                 bad.append(Mismatch(path=path, first=first + 1, last=last + 1, section=section,
                                     line=first + k + 1, expected=w, got=g))
     return count, bad

@@ -28,19 +28,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Only what shapes C at file level is a token: other operators, numbers and
+# `*` are skipped over by the search. Groups: 1 newline, 2 comment,
+# 3 directive with its continuation lines, 4 identifier, 5 punctuation,
+# 6 what a function header cannot hold (literals, `=`, `,`, `[`).
 _TOKEN = re.compile(r"""
-    (?P<nl>\n)
-  | (?P<c>/\*.*?(?:\*/|\Z)|//[^\n]*)
-  | (?P<pp>^[ \t]*\#(?:[^\n]*\\\n)*[^\n]*)
-  | (?P<id>[A-Za-z_]\w*)
-  | (?P<p>[{}();*])
-  | (?P<s>"(?:\\.|[^"\\\n])*"?|'(?:\\.|[^'\\\n])*'?)
-  | (?P<o>[^\s\w])
+    (\n)
+  | (/\*.*?(?:\*/|\Z)|//[^\n]*)
+  | (^[ \t]*\#(?:[^\n]*\\\n)*[^\n]*)
+  | ([A-Za-z_]\w*)
+  | ([{}();:])
+  | ("(?:\\.|[^"\\\n])*"?|'(?:\\.|[^'\\\n])*'?|[=,\[])
 """, re.S | re.M | re.X)
+_WORD = re.compile(r"[A-Za-z_]\w*")
 _PP_WORD = re.compile(r"[ \t]*#[ \t]*(\w*)")
 # A line that continues a block comment (` * text`, ` */`), not `*ptr = x;`.
 _COMMENT_BODY = re.compile(r"[ \t]*\*(?:[ \t/]|$)")
 _PP_FILE_LEVEL = re.compile(r"#[ \t]*(?:define|undef|include)\b")
+# The last line of a multi-line macro: `} while (0)` or `})` with no `;`.
+_MACRO_TAIL = re.compile(r"\s*\}\s*(?:while\s*\(\s*0\s*\)|\))\s*(?:/[/*].*)?$")
 _LABEL = re.compile(r"[A-Za-z_]\w*[ \t]*:(?!:)")
 
 # Attributes that take arguments and may stand in column 0 under a header.
@@ -134,16 +140,21 @@ def tokens(text: str, pp_lines: set[int] | None = None) -> list[_Tok]:
     out: list[_Tok] = []
     append = out.append
     for m in _TOKEN.finditer(text, start):
-        kind = m.lastgroup
-        if kind == "nl":
+        group = m.lastindex
+        if group == 1:
             line += 1
             bol = m.end()
-            continue
-        pos = m.start()
-        if kind == "c" or kind == "pp":
+        elif group == 4:
+            append(("id", m.group(), line, m.start() == bol))
+        elif group == 5:
+            append(("p", m.group(), line, m.start() == bol))
+        elif group == 6:
+            append(("o", "", line, m.start() == bol))
+        else:
             value = m.group()
+            pos = m.start()
             newlines = value.count("\n")
-            if kind == "pp":
+            if group == 3:
                 word = _PP_WORD.match(value)
                 append(("pp", word.group(1) if word else "", line, pos == bol))
                 if pp_lines is not None:
@@ -151,10 +162,6 @@ def tokens(text: str, pp_lines: set[int] | None = None) -> list[_Tok]:
             if newlines:
                 line += newlines
                 bol = pos + value.rfind("\n") + 1
-            continue
-        if kind == "s":
-            kind = "o"
-        append((kind, m.group(), line, pos == bol))  # type: ignore[arg-type]
     return out
 
 
@@ -255,9 +262,10 @@ def _name(cands: list[str]) -> str | None:
     return named[-1] if named else None
 
 
-def _functions(toks: list[_Tok], begin: int, last_line: int,
-               header: bool) -> list[CSpan]:
-    """Functions defined at file level in toks[begin:]."""
+def _functions(toks: list[_Tok], begin: int, last_line: int, header: bool,
+               lead: frozenset[str]) -> list[CSpan]:
+    """Functions defined at file level in toks[begin:]; `lead` are the words
+    of a declaration the first statement may continue (the hunk header's)."""
     spans: list[CSpan] = []
     d = _Depth()
     stmt_line = -1        # first line of the statement being read, -1 between statements
@@ -295,7 +303,7 @@ def _functions(toks: list[_Tok], begin: int, last_line: int,
             stmt_line = -1
         if stmt_line < 0:
             stmt_line, stmt_col0, stmt_ok, paren, prev = line, col0, True, 0, ""
-            cands, words = [], set()
+            cands, words = [], set(lead) if i == begin == 0 else set()
         last = value
         if kind == "id":
             if paren == 0:
@@ -316,6 +324,9 @@ def _functions(toks: list[_Tok], begin: int, last_line: int,
         elif value == ";":
             if paren <= 0:
                 stmt_line = -1
+        elif value == ":":
+            if paren == 0:
+                stmt_ok = False   # a label, a bit-field
         elif value == "{":
             # After a parameter list, outside parentheses (not a statement
             # expression), in a statement that starts in column 0.
@@ -345,7 +356,8 @@ def _evidence(lines: list[str], pp_lines: set[int]) -> str:
     body ("inside") or at file level ("outside"). A body holds indented
     lines, labels and `#if`s only, so any line that belongs at file level
     says outside: a column-0 declaration or comment, a `#define` (or its
-    continuation lines), an `#include`. Nothing of the kind: inside."""
+    continuation lines, or its last line if it is `} while (0)` or `})`),
+    an `#include`. Nothing of the kind: inside."""
     for k, line in enumerate(lines):
         if not line.strip():
             continue
@@ -357,16 +369,17 @@ def _evidence(lines: list[str], pp_lines: set[int]) -> str:
             continue
         if first == " " and line.startswith(" *") and _COMMENT_BODY.match(line):
             return "outside"   # a file-level comment's continuation line
-        if line.startswith(("/*", "//")):
+        if line.startswith(("/*", "//")) or _MACRO_TAIL.match(line):
             return "outside"
         if (first.isalpha() or first == "_") and not _LABEL.match(line):
             return "outside"
     return "inside"
 
 
-def scan(lines: list[str], *, header: bool = False) -> CScan:
+def scan(lines: list[str], *, header: bool = False, section: str = "") -> CScan:
     """Functions in `lines` (a whole file or a hunk side); `header` for .h
-    files, where a cut-off declaration is more likely a prototype."""
+    files, where a cut-off declaration is more likely a prototype; `section`
+    the line above the text that a declaration in it may begin with."""
     if not lines:
         return CScan(head=-1, head_kind="none", head_closed=False, spans=())
     pp_lines: set[int] = set()
@@ -374,7 +387,10 @@ def scan(lines: list[str], *, header: bool = False) -> CScan:
     head, kind, begin, closed = _head(toks)
     if kind == "function" and not closed:
         head = len(lines) - 1
-    spans = _functions(toks, begin, len(lines) - 1, header)
+    lead = frozenset()
+    if section and not section.rstrip().endswith((";", "}", "{")):
+        lead = frozenset(_WORD.findall(section))
+    spans = _functions(toks, begin, len(lines) - 1, header, lead)
     if not kind:
         first = spans[0].start if spans else len(lines)
         if spans and first == 0:

@@ -34,7 +34,7 @@ _ASM_END = re.compile(r"^\s*(?:SYM_(?:FUNC|CODE)_END\w*|ENDPROC|END)\s*\(\s*(\w+
 _ASM_MACRO = re.compile(r"^\s*\.macro\s+(\w+)")
 _ASM_ENDM = re.compile(r"^\s*\.endm\b")
 # Assembler directives that never appear in C: an assembly-only header.
-_ASM_TEXT = re.compile(r"^\s*\.(?:macro|endm|irp|rept|endr|pushsection|popsection)\b", re.M)
+_ASM_TEXT = re.compile(r"^\s*\.(?:macro|endm|irp|rept|endr|pushsection|popsection)\b|\\@", re.M)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +85,7 @@ def section_function(section: str) -> str | None:
 
 
 def _c_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
-    found = scan(lines, header=path.endswith(".h"))
+    found = scan(lines, header=path.endswith(".h"), section=section)
     spans: list[FuncSpan] = []
     if found.head >= 0 and found.head_kind in ("body", "function", "inside"):
         name = section_function(section)
