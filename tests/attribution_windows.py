@@ -258,42 +258,63 @@ def expected(truth: list[str | None], named: list[tuple[int, ...]], first: int, 
     return want
 
 
-def check_file(path: str, text: str, attribute: Attribute,
-               *, cpp: bool = False) -> tuple[int, list[Mismatch]]:
-    """Windows checked, and every line attributed wrongly.
+class Cuts:
+    """A whole file, its truth, and the checks of windows cut out of it.
 
     A window of nothing but lines that tell nothing of where they are (blank
-    lines, `#if`/`#else`/`#endif`, a macro's last line) may also give its
-    lines to the function the section line is in: a blank line under a
+    lines, `#if`/`#else`/`#endif`, a macro's last line) may give its lines
+    to the function the section line is in or to none: a blank line under a
     function's closing brace looks the same as one inside it."""
+
+    def __init__(self, path: str, lines: list[str], truth: list[str | None],
+                 named: list[tuple[int, ...]] | None = None) -> None:
+        self.path, self.lines, self.truth = path, lines, truth
+        self.named = named if named is not None else name_lines(lines, truth,
+                                                                is_asm_file(path))
+        # Lines that tell nothing of where they are: blank, `#if`/`#else`/
+        # `#endif`, and the last line of a multi-line macro (no `\` of its
+        # own, indented like a statement's continuation line).
+        self.empty = [bool(_NO_EVIDENCE.match(ln)) or (
+            k > 0 and lines[k - 1].endswith("\\") and not ln.endswith("\\"))
+            for k, ln in enumerate(lines)]
+        self.sections = {cpp: [git_section(lines, i, cpp=cpp) for i in range(len(lines))]
+                         for cpp in (False, True)}
+
+    def check(self, first: int, last: int, attribute: Attribute,
+              *, cpp: bool = False) -> list[Mismatch]:
+        where, section = self.sections[cpp][first]
+        got = attribute(self.lines[first:last + 1], section, self.path)
+        want = expected(self.truth, self.named, first, last, section)
+        if all(self.empty[first:last + 1]):
+            vague = {None, self.truth[where] if where >= 0 else None}
+            return [Mismatch(path=self.path, first=first + 1, last=last + 1, section=section,
+                             line=first + k + 1, expected=w, got=g)
+                    for k, (g, w) in enumerate(zip(got, want, strict=True))
+                    if g != w and g not in vague]
+        return [Mismatch(path=self.path, first=first + 1, last=last + 1, section=section,
+                         line=first + k + 1, expected=w, got=g)
+                for k, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
+
+
+def load(path: str, text: str) -> Cuts:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    truth = truth_of(path, text)[:len(lines)]
-    named = name_lines(lines, truth, is_asm_file(path))
-    # Lines that tell nothing of where they are: blank, `#if`/`#else`/
-    # `#endif`, and the last line of a multi-line macro (no `\` of its own,
-    # indented like a statement's continuation line).
-    empty = [bool(_NO_EVIDENCE.match(ln)) or (
-        k > 0 and lines[k - 1].endswith("\\") and not ln.endswith("\\"))
-        for k, ln in enumerate(lines)]
-    default = [git_section(lines, i) for i in range(len(lines))]
-    if cpp:
-        with_cpp = [git_section(lines, i, cpp=True) for i in range(len(lines))]
+    return Cuts(path, lines, truth_of(path, text)[:len(lines)])
+
+
+def check_file(path: str, text: str, attribute: Attribute,
+               *, cpp: bool = False) -> tuple[int, list[Mismatch]]:
+    """Windows checked, and every line attributed wrongly. With `cpp`, only
+    the windows whose section the cpp driver writes differently."""
+    cuts = load(path, text)
     count = 0
     bad: list[Mismatch] = []
-    for first, last in windows(len(lines), spans(truth)):
-        where, section = with_cpp[first] if cpp else default[first]
-        if cpp and section == default[first][1]:
-            continue   # the same window as with the default rule
+    for first, last in windows(len(cuts.lines), spans(cuts.truth)):
+        if cpp and cuts.sections[True][first] == cuts.sections[False][first]:
+            continue
         count += 1
-        got = attribute(lines[first:last + 1], section, path)
-        want = expected(truth, named, first, last, section)
-        alt = truth[where] if where >= 0 and all(empty[first:last + 1]) else None
-        for k, (g, w) in enumerate(zip(got, want, strict=True)):
-            if g != w and (alt is None or g != alt):
-                bad.append(Mismatch(path=path, first=first + 1, last=last + 1, section=section,
-                                    line=first + k + 1, expected=w, got=g))
+        bad.extend(cuts.check(first, last, attribute, cpp=cpp))
     return count, bad
 
 

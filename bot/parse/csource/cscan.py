@@ -8,7 +8,7 @@ the end and mislabels the one cut off at the start, so this module reads
 the text lexically, in one pass per phase, linear in its length:
 
 1. Tokens: identifiers and the punctuation that shapes C at file level
-   (`{ } ( ) ; *`); comments, literals and preprocessor directives are
+   (`{ } ( ) ; :`); comments, literals and preprocessor directives are
    set aside, `#if`/`#else` branches are counted once, as ctags does.
 2. The head: where the text starts inside something that begins above it.
    The kernel's layout (checkpatch-enforced) says how to tell: a function's
@@ -47,6 +47,8 @@ _COMMENT_BODY = re.compile(r"[ \t]*\*(?:[ \t/]|$)")
 _PP_FILE_LEVEL = re.compile(r"#[ \t]*(?:define|undef|include)\b")
 # The last line of a multi-line macro: `} while (0)` or `})` with no `;`.
 _MACRO_TAIL = re.compile(r"\s*\}\s*(?:while\s*\(\s*0\s*\)|\))\s*(?:/[/*].*)?$")
+# The end of a parameter declaration before `)`: a type and a name.
+_PARAMETER = re.compile(r"(?:^|[(,])\s*[A-Za-z_][\w \t*]*[ \t*]\w+\s*$")
 _LABEL = re.compile(r"[A-Za-z_]\w*[ \t]*:(?!:)")
 
 # Attributes that take arguments and may stand in column 0 under a header.
@@ -96,10 +98,10 @@ class CScan:
     spans: tuple[CSpan, ...]
 
 
-# Tokens: (kind, value, line, at column 0). Kinds: "id", "p" (punctuation
+# Tokens: (kind, value, line, column). Kinds: "id", "p" (punctuation
 # shown by its value), "o" (anything else that is code), "pp" (a directive,
 # value = its keyword).
-_Tok = tuple[str, str, int, bool]
+_Tok = tuple[str, str, int, int]
 
 
 def _skip_prefix(text: str) -> tuple[int, bool]:
@@ -145,18 +147,18 @@ def tokens(text: str, pp_lines: set[int] | None = None) -> list[_Tok]:
             line += 1
             bol = m.end()
         elif group == 4:
-            append(("id", m.group(), line, m.start() == bol))
+            append(("id", m.group(), line, m.start() - bol))
         elif group == 5:
-            append(("p", m.group(), line, m.start() == bol))
+            append(("p", m.group(), line, m.start() - bol))
         elif group == 6:
-            append(("o", "", line, m.start() == bol))
+            append(("o", "", line, m.start() - bol))
         else:
             value = m.group()
             pos = m.start()
             newlines = value.count("\n")
             if group == 3:
                 word = _PP_WORD.match(value)
-                append(("pp", word.group(1) if word else "", line, pos == bol))
+                append(("pp", word.group(1) if word else "", line, pos - bol))
                 if pp_lines is not None:
                     pp_lines.update(range(line, line + newlines + 1))
             if newlines:
@@ -192,14 +194,14 @@ class _Depth:
 def _declaration_start(toks: list[_Tok], i: int) -> bool:
     """toks[i] starts a file-level declaration: an identifier in column 0
     that is not a goto label or an attribute continuing a header."""
-    kind, value, _, col0 = toks[i]
-    if not col0 or kind != "id" or value in ATTRIBUTES:
+    kind, value, _, col = toks[i]
+    if col or kind != "id" or value in ATTRIBUTES:
         return False
     nxt = toks[i + 1] if i + 1 < len(toks) else None
     return nxt is None or nxt[1] != ":"
 
 
-def _head(toks: list[_Tok]) -> tuple[int, str, int, bool]:
+def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, str, int, bool]:
     """(last line of the head or -1, its kind, index of the first token
     after it, whether the text closes it)."""
     d = _Depth()
@@ -207,12 +209,13 @@ def _head(toks: list[_Tok]) -> tuple[int, str, int, bool]:
     first_stmt = True     # still in the statement the text starts in
     closed_paren = False  # ... and it closed a parenthesis opened above
     sig_body = False      # ... and then opened a brace: the header's function
+    params = False        # ... and what it closed was a parameter list
     decl: tuple[int, int] | None = None   # (line, next index) of the `;` ending it
-    for i, (kind, value, line, col0) in enumerate(toks):
+    for i, (kind, value, line, col) in enumerate(toks):
         if kind == "pp":
             d.directive(value)
             continue
-        if col0 and kind == "id" and not sig_body and _declaration_start(toks, i):
+        if not col and kind == "id" and not sig_body and _declaration_start(toks, i):
             # Bodies hold no column-0 declarations: the text is at file level
             # here, and what it started in ended above.
             if decl is not None:
@@ -224,31 +227,35 @@ def _head(toks: list[_Tok]) -> tuple[int, str, int, bool]:
             paren += 1
         elif value == ")":
             paren -= 1
-            if paren < 0 and first_stmt and d.depth == 0:
+            if paren < 0 and first_stmt and d.depth == 0 and not closed_paren:
                 closed_paren = True
+                # `unsigned long x)` ends a parameter list, `hcr_el2)` a call.
+                params = _PARAMETER.search(lines[line], 0, col) is not None
         elif value == "{":
             # A function's opening brace stands alone in column 0: after the
             # header's parameter list, or first in the text.
-            if first_stmt and d.depth == 0 and col0 and (closed_paren or i == 0):
+            if first_stmt and d.depth == 0 and not col and (closed_paren or i == 0):
                 sig_body = True
             d.depth += 1
         elif value == "}":
             d.depth -= 1
             if sig_body and d.depth == 0:
                 return line, "function", i + 1, True
-            if d.depth < 0 and col0:
+            if d.depth < 0 and not col:
                 return line, "body", i + 1, True
             if d.depth <= 0:
                 first_stmt = False
         elif value == ";" and d.depth == 0 and paren <= 0:
-            if first_stmt and closed_paren and not sig_body:
-                # The header's declaration ends here, if file-level code
-                # follows; a column-0 brace would show a body instead.
+            if first_stmt and closed_paren and params and not sig_body:
+                # The header's declaration ends here, unless a column-0
+                # brace below shows a body after all.
                 decl = (line, i + 1)
             first_stmt = False
             paren = 0
     if sig_body:
         return toks[-1][2], "function", len(toks), False
+    if decl is not None:
+        return decl[0], "declaration", decl[1], True
     return -1, "", 0, False
 
 
@@ -279,7 +286,7 @@ def _functions(toks: list[_Tok], begin: int, last_line: int, header: bool,
     in_func: str | None = None
     func_start = 0
     for i in range(begin, len(toks)):
-        kind, value, line, col0 = toks[i]
+        kind, value, line, col = toks[i]
         if kind == "pp":
             d.directive(value)
             continue
@@ -296,13 +303,13 @@ def _functions(toks: list[_Tok], begin: int, last_line: int, header: bool,
                             in_func = None
                         stmt_line = -1
             continue
-        if col0 and stmt_line >= 0 and paren <= 0 and (not stmt_col0 or last == ")") and \
+        if not col and stmt_line >= 0 and paren <= 0 and (not stmt_col0 or last == ")") and \
                 _declaration_start(toks, i):
             # A column-0 declaration after a statement that ends without a
             # `;`: a macro's tail (`} while (0)`) or a macro call.
             stmt_line = -1
         if stmt_line < 0:
-            stmt_line, stmt_col0, stmt_ok, paren, prev = line, col0, True, 0, ""
+            stmt_line, stmt_col0, stmt_ok, paren, prev = line, not col, True, 0, ""
             cands, words = [], set(lead) if i == begin == 0 else set()
         last = value
         if kind == "id":
@@ -357,7 +364,9 @@ def _evidence(lines: list[str], pp_lines: set[int]) -> str:
     lines, labels and `#if`s only, so any line that belongs at file level
     says outside: a column-0 declaration or comment, a `#define` (or its
     continuation lines, or its last line if it is `} while (0)` or `})`),
-    an `#include`. Nothing of the kind: inside."""
+    an `#include`. Nothing of the kind: inside, or "" if the text is only
+    blank lines and `#if`s."""
+    found = ""
     for k, line in enumerate(lines):
         if not line.strip():
             continue
@@ -373,7 +382,8 @@ def _evidence(lines: list[str], pp_lines: set[int]) -> str:
             return "outside"
         if (first.isalpha() or first == "_") and not _LABEL.match(line):
             return "outside"
-    return "inside"
+        found = "inside"
+    return found
 
 
 def scan(lines: list[str], *, header: bool = False, section: str = "") -> CScan:
@@ -384,12 +394,18 @@ def scan(lines: list[str], *, header: bool = False, section: str = "") -> CScan:
         return CScan(head=-1, head_kind="none", head_closed=False, spans=())
     pp_lines: set[int] = set()
     toks = tokens("\n".join(lines), pp_lines)
-    head, kind, begin, closed = _head(toks)
+    # A header line with no parameter list (`static inline`) begins the
+    # declaration the text starts with.
+    lead: frozenset[str] = frozenset()
+    if section and "(" not in section and not section.rstrip().endswith((";", "}", "{")):
+        lead = frozenset(_WORD.findall(section))
+    # In a header, a declaration that is neither static nor inline is a
+    # prototype (the kernel defines no other functions in headers).
+    prototype = header and section.count("(") > section.count(")") and not (
+        set(_WORD.findall(section)) & _DEFINED_IN_HEADERS)
+    head, kind, begin, closed = _head(toks, lines)
     if kind == "function" and not closed:
         head = len(lines) - 1
-    lead = frozenset()
-    if section and not section.rstrip().endswith((";", "}", "{")):
-        lead = frozenset(_WORD.findall(section))
     spans = _functions(toks, begin, len(lines) - 1, header, lead)
     if not kind:
         first = spans[0].start if spans else len(lines)
@@ -399,5 +415,8 @@ def scan(lines: list[str], *, header: bool = False, section: str = "") -> CScan:
             # Something above ended before the first function here starts.
             head, kind = first - 1, "outside"
         else:
-            head, kind = len(lines) - 1, _evidence(lines, pp_lines)
+            # With nothing to tell, inside the header's function, unless the
+            # header is a prototype's first line.
+            head, kind = len(lines) - 1, (_evidence(lines, pp_lines) or (
+                "outside" if prototype else "inside"))
     return CScan(head=head, head_kind=kind, head_closed=closed, spans=tuple(spans))

@@ -73,7 +73,7 @@ def section_function(section: str) -> str | None:
     sym = re.search(r"(?:SYM_(?:TYPED_)?(?:FUNC|CODE)_START\w*|ENTRY)\s*\(\s*(\w+)", line)
     if sym:
         return sym.group(1)
-    if not line or line.endswith(";") or _C_LABEL.match(line):
+    if not line or line.endswith(";") or _C_LABEL.match(line) or line.startswith("typedef"):
         return None
     if "{" in line and line.count("{") == line.count("}"):
         return None
