@@ -28,8 +28,8 @@ from corpus import ROOT, series_of
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bot.data import LineKind  # noqa: E402
-from bot.parse.csource import attribute  # noqa: E402
+from bot.data import LineKind
+from bot.parse.csource import attribute
 
 
 def _pct(values: list[float], q: float) -> float:

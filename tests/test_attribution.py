@@ -64,33 +64,35 @@ def test_find_function_in_a_whole_file(kernel_tree: Path) -> None:
 
 # arch/arm64/kvm/hyp/vhe/tlb.c (6.12), the issue's example: a hunk that starts
 # in the entry helper and cuts the exit helper off.
-TLB = """\
-	 * We're about to issue a TLBI, so let's make sure
-	 */
-	__load_stage2(mmu, mmu->arch);
-	val = read_sysreg(hcr_el2);
-	val &= ~HCR_TGE;
-	write_sysreg(val, hcr_el2);
-	isb();
-}
-
-static void exit_vmid_context(struct tlb_inv_context *cxt)
-{
-	/*
-	 * We're done with the TLB operation, let's restore the host's
-	 * view of HCR_EL2.
-	 */
-	write_sysreg(HCR_HOST_VHE_FLAGS, hcr_el2);""".split("\n")
+TLB = [
+    "\t * place before clearing TGE. __load_stage2() already",
+    "\t * has an ISB in order to deal with this.",
+    "\t */",
+    "\t__load_stage2(mmu, mmu->arch);",
+    "\tval = read_sysreg(hcr_el2);",
+    "\tval &= ~HCR_TGE;",
+    "\twrite_sysreg(val, hcr_el2);",
+    "\tisb();",
+    "}",
+    "",
+    "static void exit_vmid_context(struct tlb_inv_context *cxt)",
+    "{",
+    "\t/*",
+    "\t * We're done with the TLB operation, let's restore the host's",
+    "\t * view of HCR_EL2.",
+    "\t */",
+    "\twrite_sysreg(HCR_HOST_VHE_FLAGS, hcr_el2);",
+]
 TLB_SECTION = "static void enter_vmid_context(struct kvm_s2_mmu *mmu,"
 
 
 def test_exit_helper_cut_off_at_the_end_keeps_its_lines() -> None:
     got = attribute(TLB, TLB_SECTION, "arch/arm64/kvm/hyp/vhe/tlb.c")
-    assert got == ["enter_vmid_context"] * 8 + [None] + ["exit_vmid_context"] * 7
+    assert got == ["enter_vmid_context"] * 9 + [None] + ["exit_vmid_context"] * 7
     head, tail = function_spans(TLB, TLB_SECTION, "arch/arm64/kvm/hyp/vhe/tlb.c")
-    assert head == FuncSpan(name="enter_vmid_context", start=0, end=7, has_start=False,
+    assert head == FuncSpan(name="enter_vmid_context", start=0, end=8, has_start=False,
                             has_end=True, from_section=True)
-    assert tail == FuncSpan(name="exit_vmid_context", start=9, end=15, has_start=True,
+    assert tail == FuncSpan(name="exit_vmid_context", start=10, end=16, has_start=True,
                             has_end=False)
 
 
@@ -136,21 +138,21 @@ DEFINE_PER_CPU(struct kvm_host_data, kvm_host_data);
 static __always_inline
 bool __hyp_handle_ptrauth(struct kvm_vcpu *vcpu)
 {
-	return true;
+\treturn true;
 }
 
 void noinstr __used
 kvm_nvhe_prepare_backtrace(unsigned long fp,
-			   unsigned long pc)
+\t\t\t   unsigned long pc)
 {
-	(void)fp;
+\t(void)fp;
 }
 
 static void __hyp_text __noreturn
 __hyp_call_panic(u64 spsr, u64 elr, u64 par) __acquires(lock)
 {
-	for (;;)
-		;
+\tfor (;;)
+\t\t;
 }
 """
     assert [(s.name, s.start, s.end, s.has_end) for s in c_functions(text)] == [

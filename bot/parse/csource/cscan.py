@@ -25,6 +25,7 @@ the text lexically, in one pass per phase, linear in its length:
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -79,41 +80,43 @@ class CSpan:
     has_end: bool
 
 
+class Head(enum.StrEnum):
+    """What the text starts in, when that begins above it."""
+
+    NONE = "none"                # nothing: the text starts at file level
+    BODY = "body"                # a body (or braced block) it closes: a column-0 `}`
+    FUNCTION = "function"        # the header's parameter list, going on into a body
+    DECLARATION = "declaration"  # the header's parameter list, ending in `;`
+    INSIDE = "inside"            # no end in the text; its lines look like a body
+    OUTSIDE = "outside"          # no end in the text; its lines look like file level
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CScan:
-    """What the text says about its functions.
-
-    `head` is the last line (or -1) of the part the text starts in and
-    that begins above it; `head_kind` says what that part is: "body" (a
-    function or block the header opened, closed in the text), "function"
-    (the header's parameter list going on into a body), "declaration"
-    (the header's declaration ending in `;`), "inside" or "outside" (no
-    end in the text: judged by indentation), or "none" (the text starts
-    at file level).
-    """
+    """What the text says about its functions: the head (lines 0..`head`,
+    none if -1) and whether the text closes it; each function that starts
+    in the text."""
 
     head: int
-    head_kind: str
+    head_kind: Head
     head_closed: bool
     spans: tuple[CSpan, ...]
 
 
-# Tokens: (kind, value, line, column). Kinds: "id", "p" (punctuation
-# shown by its value), "o" (anything else that is code), "pp" (a directive,
-# value = its keyword).
+# Tokens: (kind, value, line, column). Kinds: "id", "p" (punctuation shown
+# by its value), "o" (code a function header cannot hold), "pp" (a
+# directive, shown by its keyword).
 _Tok = tuple[str, str, int, int]
 
 
-def _skip_prefix(text: str) -> tuple[int, bool]:
-    """Offset where code starts when the text begins inside a block comment
-    or a macro's continuation lines (both run on from above the text), and
-    whether it was a macro."""
+def _skip_prefix(lines: list[str], text: str) -> tuple[int, bool]:
+    """Offset in `text` (the lines joined) where code starts when the text
+    begins inside a block comment or a macro's continuation lines (both run
+    on from above it), and whether it was a macro."""
     close, open_ = text.find("*/"), text.find("/*")
     if close >= 0 and (open_ < 0 or close < open_):
         return close + 2, False
-    pos = 0
-    lines = text.split("\n")
-    k = 0
+    pos = k = 0
     while k < len(lines) and not lines[k].strip():
         pos += len(lines[k]) + 1
         k += 1
@@ -131,10 +134,11 @@ def _skip_prefix(text: str) -> tuple[int, bool]:
     return 0, False
 
 
-def tokens(text: str, pp_lines: set[int] | None = None) -> list[_Tok]:
-    """The tokens of `text`; lines of directives (and of a macro the text
+def tokens(lines: list[str], pp_lines: set[int] | None = None) -> list[_Tok]:
+    """The tokens of `lines`; lines of directives (and of a macro the text
     starts inside) are added to `pp_lines`."""
-    start, macro = _skip_prefix(text)
+    text = "\n".join(lines)
+    start, macro = _skip_prefix(lines, text)
     line = text.count("\n", 0, start)
     bol = text.rfind("\n", 0, start) + 1
     if macro and pp_lines is not None:
@@ -201,7 +205,7 @@ def _declaration_start(toks: list[_Tok], i: int) -> bool:
     return nxt is None or nxt[1] != ":"
 
 
-def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, str, int, bool]:
+def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, Head, int, bool]:
     """(last line of the head or -1, its kind, index of the first token
     after it, whether the text closes it)."""
     d = _Depth()
@@ -219,8 +223,8 @@ def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, str, int, bool]:
             # Bodies hold no column-0 declarations: the text is at file level
             # here, and what it started in ended above.
             if decl is not None:
-                return decl[0], "declaration", decl[1], True
-            return -1, "", 0, False
+                return decl[0], Head.DECLARATION, decl[1], True
+            return -1, Head.NONE, 0, False
         if kind != "p":
             continue
         if value == "(":
@@ -240,9 +244,9 @@ def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, str, int, bool]:
         elif value == "}":
             d.depth -= 1
             if sig_body and d.depth == 0:
-                return line, "function", i + 1, True
+                return line, Head.FUNCTION, i + 1, True
             if d.depth < 0 and not col:
-                return line, "body", i + 1, True
+                return line, Head.BODY, i + 1, True
             if d.depth <= 0:
                 first_stmt = False
         elif value == ";" and d.depth == 0 and paren <= 0:
@@ -253,10 +257,10 @@ def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, str, int, bool]:
             first_stmt = False
             paren = 0
     if sig_body:
-        return toks[-1][2], "function", len(toks), False
+        return toks[-1][2], Head.FUNCTION, len(toks), False
     if decl is not None:
-        return decl[0], "declaration", decl[1], True
-    return -1, "", 0, False
+        return decl[0], Head.DECLARATION, decl[1], True
+    return -1, Head.NONE, 0, False
 
 
 def _name(cands: list[str]) -> str | None:
@@ -358,15 +362,15 @@ def _functions(toks: list[_Tok], begin: int, last_line: int, header: bool,
     return spans
 
 
-def _evidence(lines: list[str], pp_lines: set[int]) -> str:
+def _evidence(lines: list[str], pp_lines: set[int]) -> Head:
     """Whether text with no end of what it starts in is inside a function
-    body ("inside") or at file level ("outside"). A body holds indented
+    body or at file level. A body holds indented
     lines, labels and `#if`s only, so any line that belongs at file level
     says outside: a column-0 declaration or comment, a `#define` (or its
     continuation lines, or its last line if it is `} while (0)` or `})`),
-    an `#include`. Nothing of the kind: inside, or "" if the text is only
-    blank lines and `#if`s."""
-    found = ""
+    an `#include`. Nothing of the kind: inside, or NONE if the text is
+    only blank lines and `#if`s."""
+    found = Head.NONE
     for k, line in enumerate(lines):
         if not line.strip():
             continue
@@ -374,15 +378,15 @@ def _evidence(lines: list[str], pp_lines: set[int]) -> str:
         if k in pp_lines:
             if _PP_FILE_LEVEL.match(line) or (line.rstrip().endswith("\\")
                                               and first != "#"):
-                return "outside"
+                return Head.OUTSIDE
             continue
         if first == " " and line.startswith(" *") and _COMMENT_BODY.match(line):
-            return "outside"   # a file-level comment's continuation line
+            return Head.OUTSIDE   # a file-level comment's continuation line
         if line.startswith(("/*", "//")) or _MACRO_TAIL.match(line):
-            return "outside"
+            return Head.OUTSIDE
         if (first.isalpha() or first == "_") and not _LABEL.match(line):
-            return "outside"
-        found = "inside"
+            return Head.OUTSIDE
+        found = Head.INSIDE
     return found
 
 
@@ -391,32 +395,28 @@ def scan(lines: list[str], *, header: bool = False, section: str = "") -> CScan:
     files, where a cut-off declaration is more likely a prototype; `section`
     the line above the text that a declaration in it may begin with."""
     if not lines:
-        return CScan(head=-1, head_kind="none", head_closed=False, spans=())
+        return CScan(head=-1, head_kind=Head.NONE, head_closed=False, spans=())
     pp_lines: set[int] = set()
-    toks = tokens("\n".join(lines), pp_lines)
+    toks = tokens(lines, pp_lines)
     # A header line with no parameter list (`static inline`) begins the
     # declaration the text starts with.
     lead: frozenset[str] = frozenset()
     if section and "(" not in section and not section.rstrip().endswith((";", "}", "{")):
         lead = frozenset(_WORD.findall(section))
-    # In a header, a declaration that is neither static nor inline is a
-    # prototype (the kernel defines no other functions in headers).
-    prototype = header and section.count("(") > section.count(")") and not (
-        set(_WORD.findall(section)) & _DEFINED_IN_HEADERS)
     head, kind, begin, closed = _head(toks, lines)
-    if kind == "function" and not closed:
+    if kind is Head.FUNCTION and not closed:
         head = len(lines) - 1
     spans = _functions(toks, begin, len(lines) - 1, header, lead)
-    if not kind:
-        first = spans[0].start if spans else len(lines)
-        if spans and first == 0:
-            kind = "none"
-        elif spans:
-            # Something above ended before the first function here starts.
-            head, kind = first - 1, "outside"
-        else:
-            # With nothing to tell, inside the header's function, unless the
-            # header is a prototype's first line.
-            head, kind = len(lines) - 1, (_evidence(lines, pp_lines) or (
-                "outside" if prototype else "inside"))
+    if kind is Head.NONE and spans and spans[0].start > 0:
+        # Something above ended before the first function here starts.
+        head, kind = spans[0].start - 1, Head.OUTSIDE
+    elif kind is Head.NONE and not spans:
+        head, kind = len(lines) - 1, _evidence(lines, pp_lines)
+        if kind is Head.NONE:
+            # Nothing tells: inside the header's function, unless the header
+            # is the first line of a prototype (in a header file, one that
+            # is neither static nor inline: the kernel defines no others).
+            prototype = header and section.count("(") > section.count(")") and not (
+                set(_WORD.findall(section)) & _DEFINED_IN_HEADERS)
+            kind = Head.OUTSIDE if prototype else Head.INSIDE
     return CScan(head=head, head_kind=kind, head_closed=closed, spans=tuple(spans))

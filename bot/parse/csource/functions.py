@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.parse.csource.cscan import NOT_NAMES, scan
+from bot.parse.csource.cscan import NOT_NAMES, Head, scan
 
 _SECTION_FUNC = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _SECTION_SKIP = NOT_NAMES | {"SYM_FUNC_START", "SYM_CODE_START", "SYM_FUNC_START_LOCAL",
@@ -87,7 +87,7 @@ def section_function(section: str) -> str | None:
 def _c_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
     found = scan(lines, header=path.endswith(".h"), section=section)
     spans: list[FuncSpan] = []
-    if found.head >= 0 and found.head_kind in ("body", "function", "inside"):
+    if found.head >= 0 and found.head_kind in (Head.BODY, Head.FUNCTION, Head.INSIDE):
         name = section_function(section)
         if name is not None or _C_LABEL.match(section.strip()):
             spans.append(FuncSpan(name=name, start=0, end=found.head, has_start=False,
