@@ -97,38 +97,39 @@ def _c_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
     return spans
 
 
+def _asm_start(line: str) -> tuple[str, bool] | None:
+    """(name, is a macro) if the line opens a block."""
+    m = _ASM_MACRO.match(line)
+    if m:
+        return m.group(1), True
+    s = _ASM_START.match(line)
+    return (s.group(1), False) if s else None
+
+
 def asm_functions(lines: list[str], offset: int = 0) -> list[FuncSpan]:
     """SYM_*_START..END (ENTRY..ENDPROC) and .macro..endm blocks that start in
     lines[offset:]; a block cut off at the end runs to the last line."""
     spans: list[FuncSpan] = []
-    open_name: str | None = None
-    open_start, macro = 0, False
+    block: tuple[str, bool] | None = None   # (name, is a macro) of the open block
+    begin = 0
     for i in range(offset, len(lines)):
         line = lines[i]
-        if open_name is not None:
-            if macro:
-                if not _ASM_ENDM.match(line):
-                    continue
-            else:
-                e = _ASM_END.match(line)
-                if not (e and e.group(1) == open_name):
-                    if not (_ASM_START.match(line) or _ASM_MACRO.match(line)):
-                        continue
-                    # A start without the previous block's end: it ends here.
-                    spans.append(FuncSpan(name=open_name, start=open_start, end=i - 1,
-                                          has_start=True, has_end=False))
-                    open_name = None
-            if open_name is not None:
-                spans.append(FuncSpan(name=open_name, start=open_start, end=i, has_start=True,
+        if block is not None:
+            name, macro = block
+            e = None if macro else _ASM_END.match(line)
+            if (_ASM_ENDM.match(line) if macro else (e is not None and e.group(1) == name)):
+                spans.append(FuncSpan(name=name, start=begin, end=i, has_start=True,
                                       has_end=True))
-                open_name = None
+                block = None
                 continue
-        m = _ASM_MACRO.match(line)
-        s = m or _ASM_START.match(line)
-        if s:
-            open_name, open_start, macro = s.group(1), i, m is not None
-    if open_name is not None:
-        spans.append(FuncSpan(name=open_name, start=open_start, end=len(lines) - 1,
+            if macro or _asm_start(line) is None:
+                continue
+            # A start marker with the previous block never ended: it ends here.
+            spans.append(FuncSpan(name=name, start=begin, end=i - 1, has_start=True,
+                                  has_end=False))
+        block, begin = _asm_start(line), i
+    if block is not None:
+        spans.append(FuncSpan(name=block[0], start=begin, end=len(lines) - 1,
                               has_start=True, has_end=False))
     return spans
 
@@ -138,7 +139,7 @@ def _asm_spans(lines: list[str], section: str) -> list[FuncSpan]:
     # start marker, which names it; with neither, the header's start
     # marker names it (a header past its end marker would be that marker).
     for i, line in enumerate(lines):
-        if _ASM_START.match(line) or _ASM_MACRO.match(line):
+        if _asm_start(line) is not None:
             return asm_functions(lines, i)
         e = _ASM_END.match(line)
         if e or _ASM_ENDM.match(line):
