@@ -323,3 +323,25 @@ def test_synthetic_c_cut_anywhere(header: bool, data: st.DataObject) -> None:
     last = data.draw(st.integers(min_value=first, max_value=len(lines) - 1))
     for cpp in (False, True):
         assert cuts.check(first, last, attribute, cpp=cpp) == []
+
+
+_CODE_CHARS = st.sampled_from(list("{}()[];:=,*/\\#\"' \tabc_\n") + ["/*", "*/", "//", "#if",
+                                                                   "#endif", ".macro", ".endm",
+                                                                   "SYM_FUNC_START(x)",
+                                                                   "SYM_FUNC_END(x)"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(_CODE_CHARS, max_size=120).map("".join),
+       section=st.sampled_from(["", "static void f(int a,", "out:", "struct s {",
+                                "SYM_FUNC_START(x)", "static inline"]),
+       path=st.sampled_from(["a.c", "a.h", "a.S"]))
+def test_any_text_gets_well_formed_spans(text: str, section: str, path: str) -> None:
+    lines = text.split("\n")
+    spans = function_spans(lines, section, path)
+    end = -1
+    for span in spans:
+        assert end < span.start <= span.end < len(lines)
+        assert span.has_start or span.start == 0
+        end = span.end
+    assert len(attribute(lines, section, path)) == len(lines)

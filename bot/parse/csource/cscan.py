@@ -234,7 +234,7 @@ def _head(toks: list[_Tok], lines: list[str]) -> tuple[int, Head, int, bool]:
             if paren < 0 and first_stmt and d.depth == 0 and not closed_paren:
                 closed_paren = True
                 # `unsigned long x)` ends a parameter list, `hcr_el2)` a call.
-                params = _PARAMETER.search(lines[line], 0, col) is not None
+                params = _PARAMETER.search(lines[line], max(0, col - 160), col) is not None
         elif value == "{":
             # A function's opening brace stands alone in column 0: after the
             # header's parameter list, or first in the text.
