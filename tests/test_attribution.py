@@ -182,7 +182,7 @@ def test_section_naming_a_struct_a_macro_or_a_label() -> None:
     body = ["\tmutex_unlock(&its->cmd_lock);", "}", "", "static int f(void)", "{"]
     assert attribute(body, "out:", "a.c") == [None, None, None, "f", "f"]
     spans = function_spans(body, "out:", "a.c")
-    assert (spans[0].name, spans[0].end, spans[0].from_section) == (None, 1, False)
+    assert (spans[0].name, spans[0].end, spans[0].from_section) == ("", 1, False)
 
 
 def test_ifdef_blocks_and_continuation_lines() -> None:

@@ -41,13 +41,13 @@ _ASM_TEXT = re.compile(r"^\s*\.(?:macro|endm|irp|rept|endr|pushsection|popsectio
 class FuncSpan:
     """A function with lines in a piece of text, by 0-based line offsets.
 
-    `name` is None for a function the text and its header do not name (a
+    `name` is "" for a function the text and its header do not name (a
     hunk header naming a goto label, an assembly macro cut above its
     `.macro` line). `from_section` says the hunk header named it: the text
     starts inside it, so `has_start` is False.
     """
 
-    name: str | None
+    name: str
     start: int
     end: int
     has_start: bool      # the definition's first line is in the text
@@ -90,7 +90,7 @@ def _c_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
     if found.head >= 0 and found.head_kind in (Head.BODY, Head.FUNCTION, Head.INSIDE):
         name = section_function(section)
         if name is not None or _C_LABEL.match(section.strip()):
-            spans.append(FuncSpan(name=name, start=0, end=found.head, has_start=False,
+            spans.append(FuncSpan(name=name or "", start=0, end=found.head, has_start=False,
                                   has_end=found.head_closed, from_section=name is not None))
     spans.extend(FuncSpan(name=s.name, start=s.start, end=s.end, has_start=True,
                           has_end=s.has_end) for s in found.spans)
@@ -143,7 +143,7 @@ def _asm_spans(lines: list[str], section: str) -> list[FuncSpan]:
             return asm_functions(lines, i)
         e = _ASM_END.match(line)
         if e or _ASM_ENDM.match(line):
-            head = FuncSpan(name=e.group(1) if e else None, start=0, end=i, has_start=False,
+            head = FuncSpan(name=e.group(1) if e else "", start=0, end=i, has_start=False,
                             has_end=True)
             return [head, *asm_functions(lines, i + 1)]
     name = section_function(section) if _ASM_START.match(section) else None
@@ -170,7 +170,7 @@ def attribute(lines: list[str], section: str, path: str) -> list[str | None]:
     out: list[str | None] = [None] * len(lines)
     for span in function_spans(lines, section, path):
         for i in range(span.start, span.end + 1):
-            out[i] = span.name
+            out[i] = span.name or None
     return out
 
 
