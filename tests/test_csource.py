@@ -52,7 +52,7 @@ def test_declaration_widths() -> None:
     assert not line_facts("static inline u32 __gen_mov_hcr_insn(u64 hcr, u32 rd, int i)").decls
 
 
-def test_enclosing_function_from_section_and_tree_sitter() -> None:
+def test_enclosing_function_from_section_and_text() -> None:
     lines = ["\twrite_sysreg(val, hcr_el2);", "\tisb();", "}", "",
              "static void exit_vmid_context(struct tlb_inv_context *cxt)", "{",
              "\twrite_sysreg(HCR_HOST_VHE_FLAGS, hcr_el2);", "}"]

@@ -23,11 +23,13 @@ from bot.parse.csource.functions import (
                                      attribute,
                                      c_functions,
                                      find_function,
+                                     function_spans,
                                      is_asm,
                                      section_function,
 )
 
 __all__ = ["EMPTY", "WIDTHS", "Access", "Assign", "Decl", "Define", "FuncSpan", "LineFacts",
            "RegAccess", "asm_functions", "attribute", "c_functions", "canonical_register",
-           "defines", "find_function", "is_asm", "line_facts", "mentions_register",
-           "register_kind", "section_function", "split_args", "strip_comment"]
+           "defines", "find_function", "function_spans", "is_asm", "line_facts",
+           "mentions_register", "register_kind", "section_function", "split_args",
+           "strip_comment"]

@@ -1,167 +1,187 @@
-"""Which function each line of a hunk or file belongs to: pure.
+"""Which function each line of a hunk side or a file belongs to: pure.
 
-A hunk header names the function git saw last before the hunk (the
-`section`); that is right for the first lines of a hunk but wrong for a line
-below a function that starts inside the hunk. So the hunk's own text is
-parsed with tree-sitter-c, which recovers from the cut-off first and last
-function: a function whose definition starts inside the text is found with
-its name and its line span, and lines before the first top-level closing
-brace belong to the section's function. Assembly files use the kernel's
-`SYM_*_START(name)` / `ENTRY(name)` markers and `.macro` blocks instead.
+A hunk side is a run of lines cut out of a file, headed by the `section`
+git wrote: the last line above the hunk that starts with a letter, `_` or
+`$` (with the kernel's `diff=cpp` driver: that is not a goto label), cut
+to 80 bytes. In kernel C that line is the definition line of the function
+the hunk starts in, or of the last function or declaration above it when
+the hunk starts between functions. `function_spans()` combines it with
+what the text itself shows (bot/parse/csource/cscan.py for C): where the
+function the hunk starts in ends, whether the hunk starts at file level
+instead, and every function that starts inside the hunk, cut off at the
+end or not. Lines outside every span (comments, `#define`s, prototypes,
+structures between functions) belong to no function.
+
+Assembly uses the kernel's `SYM_*_START(name)`/`SYM_*_END(name)` markers
+(`ENTRY`/`ENDPROC` before 5.5) and `.macro`/`.endm` blocks; an end marker
+names the block the hunk starts in even when the header does not. A label
+is not a function.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-import tree_sitter
-import tree_sitter_c
+from bot.parse.csource.cscan import NOT_NAMES, Head, scan
 
 _SECTION_FUNC = re.compile(r"([A-Za-z_]\w*)\s*\(")
-_SECTION_SKIP = {"if", "for", "while", "switch", "return", "sizeof", "defined", "__attribute__",
-                 "SYM_FUNC_START", "SYM_CODE_START", "SYM_FUNC_START_LOCAL",
-                 "SYM_CODE_START_LOCAL", "ENTRY", "ENDPROC", "DEFINE_PER_CPU"}
-_ASM_START = re.compile(r"^\s*(?:SYM_(?:FUNC|CODE|INNER_LABEL)_START(?:_LOCAL|_ALIAS|_NOALIGN)?"
-                        r"|ENTRY|GLOBAL)\s*\(\s*(\w+)")
-_ASM_END = re.compile(r"^\s*(?:SYM_(?:FUNC|CODE)_END(?:_ALIAS)?|ENDPROC|END)\s*\(\s*(\w+)")
+_SECTION_SKIP = NOT_NAMES | {"SYM_FUNC_START", "SYM_CODE_START", "SYM_FUNC_START_LOCAL",
+                             "SYM_CODE_START_LOCAL", "ENTRY", "ENDPROC", "DEFINE_PER_CPU"}
+_C_LABEL = re.compile(r"[A-Za-z_]\w*[ \t]*:(?!:)[ \t]*(?:$|/[/*])")
+_ASM_START = re.compile(r"^\s*(?:SYM_(?:TYPED_)?(?:FUNC|CODE)_START\w*|ENTRY)\s*\(\s*(\w+)\s*[,)]")
+_ASM_END = re.compile(r"^\s*(?:SYM_(?:FUNC|CODE)_END\w*|ENDPROC|END)\s*\(\s*(\w+)\s*[,)]")
 _ASM_MACRO = re.compile(r"^\s*\.macro\s+(\w+)")
 _ASM_ENDM = re.compile(r"^\s*\.endm\b")
-_ASM_LABEL = re.compile(r"^([A-Za-z_]\w*):")
+# Assembler directives that never appear in C: an assembly-only header.
+_ASM_TEXT = re.compile(r"^\s*\.(?:macro|endm|irp|rept|endr|pushsection|popsection)\b|\\@", re.M)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FuncSpan:
-    """A function found in a piece of text, by 0-based line offsets."""
+    """A function with lines in a piece of text, by 0-based line offsets.
+
+    `name` is "" for a function the text and its header do not name (a
+    hunk header naming a goto label, an assembly macro cut above its
+    `.macro` line). `from_section` says the hunk header named it: the text
+    starts inside it, so `has_start` is False.
+    """
 
     name: str
     start: int
     end: int
     has_start: bool      # the definition's first line is in the text
-    has_end: bool        # its closing brace (or END marker) is in the text
-
-
-@lru_cache(maxsize=1)
-def _parser() -> tree_sitter.Parser:
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_c.language()))
+    has_end: bool        # its closing brace (or end marker) is in the text
+    from_section: bool = False
 
 
 def is_asm(path: str) -> bool:
     return path.endswith((".S", ".s"))
 
 
+def _is_asm_text(lines: list[str], path: str) -> bool:
+    if is_asm(path):
+        return True
+    return path.endswith(".h") and _ASM_TEXT.search("\n".join(lines)) is not None
+
+
 def section_function(section: str) -> str | None:
-    """The function a hunk header's section names, if it names one."""
-    for m in _SECTION_FUNC.finditer(section):
+    """The function a hunk header's section names, if it names one: a C
+    definition line (not a declaration ending in `;`, not a label, not a
+    one-line function the line itself closes) or an assembly start marker."""
+    line = section.strip()
+    sym = re.search(r"(?:SYM_(?:TYPED_)?(?:FUNC|CODE)_START\w*|ENTRY)\s*\(\s*(\w+)", line)
+    if sym:
+        return sym.group(1)
+    if not line or line.endswith(";") or _C_LABEL.match(line) or line.startswith("typedef"):
+        return None
+    if "{" in line and line.count("{") == line.count("}"):
+        return None
+    for m in _SECTION_FUNC.finditer(line):
         name = m.group(1)
         if name not in _SECTION_SKIP and not name.isupper():
             return name
-    # Assembly sections: `SYM_FUNC_START(__kvm_hyp_init)` or a label.
-    sym = re.search(r"(?:SYM_\w+_START\w*|ENTRY)\s*\(\s*(\w+)", section)
-    if sym:
-        return sym.group(1)
-    label = _ASM_LABEL.match(section.strip())
-    return label.group(1) if label else None
-
-
-def _declarator_name(node: tree_sitter.Node) -> str | None:
-    stack = [node.child_by_field_name("declarator")]
-    while stack:
-        cur = stack.pop()
-        if cur is None:
-            continue
-        if cur.type == "function_declarator":
-            inner = cur.child_by_field_name("declarator")
-            while inner is not None and inner.type not in ("identifier", "field_identifier"):
-                inner = inner.child_by_field_name("declarator") or (
-                    inner.named_children[0] if inner.named_children else None)
-            if inner is None or inner.text is None:
-                return None
-            return inner.text.decode("utf-8", "replace")
-        stack.extend(reversed(cur.named_children))
     return None
 
 
-def c_functions(text: str) -> list[FuncSpan]:
-    """Function definitions in C text (possibly a fragment)."""
-    tree = _parser().parse(text.encode("utf-8", "replace"))
+def _c_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
+    found = scan(lines, header=path.endswith(".h"), section=section)
     spans: list[FuncSpan] = []
-    stack = list(tree.root_node.children)
-    while stack:
-        node = stack.pop()
-        if node.type == "function_definition":
-            name = _declarator_name(node)
-            body = node.child_by_field_name("body")
-            closed = bool(body is not None and body.children
-                          and body.children[-1].type == "}" and not body.children[-1].is_missing)
-            if name:
-                spans.append(FuncSpan(name=name, start=node.start_point[0],
-                                      end=node.end_point[0], has_start=True, has_end=closed))
-            continue
-        if node.type in ("ERROR", "preproc_if", "preproc_ifdef", "preproc_else",
-                         "preproc_elif", "linkage_specification", "declaration_list"):
-            stack.extend(node.children)
-    spans.sort(key=lambda s: s.start)
+    if found.head >= 0 and found.head_kind in (Head.BODY, Head.FUNCTION, Head.INSIDE):
+        name = section_function(section)
+        if name is not None or _C_LABEL.match(section.strip()):
+            spans.append(FuncSpan(name=name or "", start=0, end=found.head, has_start=False,
+                                  has_end=found.head_closed, from_section=name is not None))
+    spans.extend(FuncSpan(name=s.name, start=s.start, end=s.end, has_start=True,
+                          has_end=s.has_end) for s in found.spans)
     return spans
 
 
-def asm_functions(lines: list[str]) -> list[FuncSpan]:
+def _asm_start(line: str) -> tuple[str, bool] | None:
+    """(name, is a macro) if the line opens a block."""
+    m = _ASM_MACRO.match(line)
+    if m:
+        return m.group(1), True
+    s = _ASM_START.match(line)
+    return (s.group(1), False) if s else None
+
+
+def asm_functions(lines: list[str], offset: int = 0) -> list[FuncSpan]:
+    """SYM_*_START..END (ENTRY..ENDPROC) and .macro..endm blocks that start in
+    lines[offset:]; a block cut off at the end runs to the last line."""
     spans: list[FuncSpan] = []
-    open_name, open_start = None, 0
-    for i, line in enumerate(lines):
-        m = _ASM_START.match(line) or _ASM_MACRO.match(line)
-        if m:
-            if open_name is not None:
-                spans.append(FuncSpan(name=open_name, start=open_start, end=i - 1,
-                                      has_start=True, has_end=False))
-            open_name, open_start = m.group(1), i
-            continue
-        if open_name is not None and (_ASM_END.match(line) or _ASM_ENDM.match(line)):
-            spans.append(FuncSpan(name=open_name, start=open_start, end=i, has_start=True,
-                                  has_end=True))
-            open_name = None
-    if open_name is not None:
-        spans.append(FuncSpan(name=open_name, start=open_start, end=len(lines) - 1,
+    block: tuple[str, bool] | None = None   # (name, is a macro) of the open block
+    begin = 0
+    for i in range(offset, len(lines)):
+        line = lines[i]
+        if block is not None:
+            name, macro = block
+            e = None if macro else _ASM_END.match(line)
+            if (_ASM_ENDM.match(line) if macro else (e is not None and e.group(1) == name)):
+                spans.append(FuncSpan(name=name, start=begin, end=i, has_start=True,
+                                      has_end=True))
+                block = None
+                continue
+            if macro or _asm_start(line) is None:
+                continue
+            # A start marker with the previous block never ended: it ends here.
+            spans.append(FuncSpan(name=name, start=begin, end=i - 1, has_start=True,
+                                  has_end=False))
+        block, begin = _asm_start(line), i
+    if block is not None:
+        spans.append(FuncSpan(name=block[0], start=begin, end=len(lines) - 1,
                               has_start=True, has_end=False))
     return spans
 
 
-def _first_toplevel_close(lines: list[str], asm: bool) -> int:
-    """Offset of the first line that closes the function the text starts in."""
+def _asm_spans(lines: list[str], section: str) -> list[FuncSpan]:
+    # The block the text starts in ends at the first end marker above any
+    # start marker, which names it; with neither, the header's start
+    # marker names it (a header past its end marker would be that marker).
     for i, line in enumerate(lines):
-        if asm:
-            if _ASM_END.match(line) or _ASM_ENDM.match(line):
-                return i
-        elif line.startswith("}"):
-            return i
-    return len(lines)
+        if _asm_start(line) is not None:
+            return asm_functions(lines, i)
+        e = _ASM_END.match(line)
+        if e or _ASM_ENDM.match(line):
+            head = FuncSpan(name=e.group(1) if e else "", start=0, end=i, has_start=False,
+                            has_end=True)
+            return [head, *asm_functions(lines, i + 1)]
+    name = section_function(section) if _ASM_START.match(section) else None
+    if name is None:
+        return []
+    return [FuncSpan(name=name, start=0, end=len(lines) - 1, has_start=False, has_end=False,
+                     from_section=True)]
+
+
+def function_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
+    """Every function with lines in a hunk side (or a whole file, with
+    section ""), in order; lines outside them belong to no function."""
+    if not lines:
+        return []
+    if _is_asm_text(lines, path):
+        return _asm_spans(lines, section)
+    if not path.endswith((".c", ".h")):
+        return []
+    return _c_spans(lines, section, path)
 
 
 def attribute(lines: list[str], section: str, path: str) -> list[str | None]:
     """The enclosing function of each line of a fragment (one hunk side)."""
-    asm = is_asm(path)
-    if not asm and not path.endswith((".c", ".h")):
-        return [None] * len(lines)
-    spans = asm_functions(lines) if asm else c_functions("\n".join(lines))
     out: list[str | None] = [None] * len(lines)
-    first = min((s.start for s in spans), default=len(lines))
-    head = section_function(section)
-    if head is not None:
-        close = _first_toplevel_close(lines[:first], asm)
-        for i in range(min(close + 1, first, len(lines))):
-            out[i] = head
-    for span in spans:
-        for i in range(span.start, min(span.end, len(lines) - 1) + 1):
-            out[i] = span.name
+    for span in function_spans(lines, section, path):
+        for i in range(span.start, span.end + 1):
+            out[i] = span.name or None
     return out
+
+
+def c_functions(text: str) -> list[FuncSpan]:
+    """Function definitions that start in C text (possibly a fragment)."""
+    return [s for s in _c_spans(text.split("\n"), "", "text.c") if s.has_start]
 
 
 def find_function(text: str, name: str, path: str) -> tuple[int, int] | None:
     """0-based (first, last) line of a named function in a whole file."""
-    lines = text.split("\n")
-    spans = asm_functions(lines) if is_asm(path) else c_functions(text)
-    for span in spans:
-        if span.name == name:
+    for span in function_spans(text.split("\n"), "", path):
+        if span.name == name and span.has_start:
             return span.start, span.end
     return None
