@@ -89,7 +89,8 @@ class BaseFinder:
 
     def _tips(self) -> tuple[str, ...]:
         """The positive revisions of the range, as commit ids (checked at open)."""
-        out = self.repo.run(["rev-parse", "--end-of-options", *self.range])
+        # parse_range refused anything starting with "-": these are revisions.
+        out = self.repo.run(["rev-parse", "--revs-only", *self.range])
         tips = [ln for ln in out.split() if ln and not ln.startswith("^")]
         if not tips:
             raise RepoError("kernel.base_range %s names no commit" % " ".join(self.range))
