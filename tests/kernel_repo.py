@@ -118,25 +118,40 @@ def build_kernel_repo(dest: Path, source: Path | None = None) -> KernelRepoFixtu
     return KernelRepoFixture(path=dest, commits=commits)
 
 
-def make_patch(repo: Path, at: str, edits: dict[str, Callable[[str], str]], subject: str,
-               out: Path, *, date: str = "2024-12-20T10:00:00+00:00", base: bool = False,
-               body: str = "") -> Path:
-    """A format-patch mail changing `edits` (path -> text change) at commit `at`,
-    made in a scratch clone; with `base`, it carries `base-commit: <at>`."""
+Edits = dict[str, Callable[[str], str]]
+
+
+def make_series(repo: Path, at: str, changes: list[tuple[str, Edits]], out: Path, *,
+                date: str = "2024-12-20T10:00:00+00:00", base: bool = False,
+                body: str = "A change made for the tests.") -> Path:
+    """An mbox of `git format-patch` mails, one per (subject, edits) in
+    `changes`, made one on top of the other at commit `at` in a scratch
+    clone (the repository never gets them); with `base`, they carry
+    `base-commit: <at>`. Several changes make a numbered series."""
     scratch = out.parent / (out.name + ".clone")
     subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(repo), str(scratch)],
                    check=True, capture_output=True)
     try:
         git(scratch, "checkout", "-q", "--detach", at)
-        for rel, change in edits.items():
-            _edit(scratch, rel, change)
-        message = subject + "\n\n" + (body or "A change made for the tests.") + \
-            "\n\nSigned-off-by: Kernel Developer <dev@example.org>\n"
-        git(scratch, "commit", "-q", "-a", "-F", "-", date=date, stdin=message.encode())
-        args = ["format-patch", "-1", "--stdout", "--no-signature"]
+        for subject, edits in changes:
+            for rel, change in edits.items():
+                _edit(scratch, rel, change)
+            message = "%s\n\n%s\n\nSigned-off-by: Kernel Developer <dev@example.org>\n" % (
+                subject, body)
+            git(scratch, "commit", "-q", "-a", "-F", "-", date=date, stdin=message.encode())
+        args = ["format-patch", "-%d" % len(changes), "--stdout", "--no-signature"]
+        if len(changes) > 1:
+            args += ["-n", "--thread=shallow"]
         if base:
             args.append("--base=%s" % at)
         out.write_text(git(scratch, *args))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def make_patch(repo: Path, at: str, edits: Edits, subject: str, out: Path, *,
+               date: str = "2024-12-20T10:00:00+00:00", base: bool = False,
+               body: str = "A change made for the tests.") -> Path:
+    """One patch mail changing `edits` (path -> text change) at commit `at`."""
+    return make_series(repo, at, [(subject, edits)], out, date=date, base=base, body=body)

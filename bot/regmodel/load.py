@@ -182,9 +182,10 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
     file_eras: list[FileEra] = []
     for i, item in enumerate(_list(raw, "file_eras", source)):
         t = _Toml(item, "file_eras[%d]" % i, source)
-        t.only("path", "era", "source")
+        t.only("path", "era", "source", "macro")
         file_eras.append(FileEra(path=t.text("path"), era=t.era("era", True, parse_era),
-                                 source=t.sources("source", sources)))
+                                 source=t.sources("source", sources),
+                                 macro=t.text("macro", "")))
     rel = _Toml(raw.get("releases", {}), "releases", source)
     releases: dict[tuple[int, ...], dt.date] = {}
     for key, value in rel.data.items():

@@ -195,6 +195,8 @@ class FileEra:
     path: str
     era: str
     source: str = ""
+    # When set, the era is that of this #define in the file, not of the file.
+    macro: str = ""
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.path.endswith("/") else path == self.path
@@ -530,12 +532,12 @@ class RegisterModel:
             if ver is not None and fr.era and not era_contains(fr.era, ver):
                 continue
             for path in fr.files:
-                if not any(e.matches(path) and ver is not None and not era_contains(e.era, ver)
-                           for e in self.file_eras):
-                    out[path] = None
+                out[path] = None
         for path in self._snapshot_files:
             out[path] = None
-        return tuple(out)
+        return tuple(p for p in out if ver is None or not any(
+            e.matches(p) and not e.macro and not era_contains(e.era, ver)
+            for e in self.file_eras))
 
     def versions(self) -> tuple[tuple[int, ...], ...]:
         """Every mainline version the model can name, oldest first."""

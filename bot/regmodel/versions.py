@@ -111,6 +111,11 @@ def _paths(facts: _Facts, series: Series) -> None:
     by_era: dict[str, list[str]] = {}
     for _, fd in _base_files(series):
         for fe in facts.model.file_eras:
+            if fe.macro:
+                defined = {m.group(1) for t in _old_side(fd) if (m := _DEFINE.match(t))}
+                if fd.old_path and fe.matches(fd.old_path) and fe.macro in defined:
+                    facts.era(fe.era, "%s defines %s (%s)" % (fd.old_path, fe.macro, fe.era))
+                continue
             if fd.old_path and fe.matches(fd.old_path):
                 by_era.setdefault(fe.era, []).append(fd.old_path)
     for era, paths in by_era.items():
