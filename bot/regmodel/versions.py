@@ -219,6 +219,13 @@ def infer_version(series: Series, model: RegisterModel) -> Base:
     lo = max((f.lo for f in facts.found if f.lo is not None), default=candidates[0])
     hi = min((f.hi for f in facts.found if f.hi is not None), default=candidates[-1])
     inside = [v for v in candidates if lo <= v <= hi]
+    if (not inside and lo in candidates and hi in candidates
+            and candidates.index(lo) == candidates.index(hi) + 1):
+        # A development tree between two releases (kvmarm/next during a
+        # merge window) has the new files before the old ones are gone.
+        return Base(source=BaseSource.VERSION, version=_fmt(lo), detail=(
+            "a development tree between %s and %s: %s" % (_fmt(hi), _fmt(lo), "; ".join(
+                f.why for f in facts.found))))
     if not inside:
         return Base(source=BaseSource.NONE, detail="its dated facts disagree: %s" % "; ".join(
             f.why for f in facts.found))
