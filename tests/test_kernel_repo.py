@@ -321,16 +321,19 @@ def test_the_daemon_falls_back_to_the_hunks(kernel_repo, tmp_path: Path,
     assert again.base.commit == kernel_repo.commits["v6.12"]
 
 
-def test_the_base_is_stored_with_the_series(kernel_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_base_is_stored_with_the_series(kernel_repo, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from bot import cli
+
     patch = make_patch(kernel_repo.path, kernel_repo.commits["v6.12"], {TLB: _drop_irq_restore},
                        "KVM: arm64: x", tmp_path / "p.patch")
-    env = {"BOT_DATABASE_URL": "sqlite:///%s" % (tmp_path / "bot.sqlite3"),
-           "BOT_STATE_DIR": str(tmp_path / "state")}
-    assert _bot("db", "upgrade", env=env).returncode == 0
-    assert _bot("check", str(patch), "--store", "--fail-on", "never", env=env).returncode == 0
-    proc = _bot("check", str(patch), "--store", "--fail-on", "never", "--kernel-repo",
-                str(kernel_repo.path), env=env)
-    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("BOT_DATABASE_URL", "sqlite:///%s" % (tmp_path / "bot.sqlite3"))
+    monkeypatch.setenv("BOT_STATE_DIR", str(tmp_path / "state"))
+    assert cli.main(["db", "upgrade"]) == 0
+    assert cli.main(["check", str(patch), "--store", "--fail-on", "never"]) == 0
+    assert cli.main(["check", str(patch), "--store", "--fail-on", "never", "--kernel-repo",
+                     str(kernel_repo.path)]) == 0, capsys.readouterr().err
     import sqlite3
     with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
         rows = db.execute("SELECT base_source, base_commit, base_version FROM series").fetchall()
