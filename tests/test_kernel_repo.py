@@ -121,6 +121,7 @@ def test_a_trailer_the_repository_lacks_falls_back_to_blobs(kernel_repo, tmp_pat
         found = repo.find_base(_series(patch, tmp_path))
     assert found.base is not None and found.base.source is BaseSource.BLOBS
     assert found.base.commit == old
+    assert "base-commit: dddddddddddd is not in the repository" in found.base.detail
 
 
 def test_base_not_found_is_the_version_of_its_facts(kernel_repo) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ _VERSION_LINE = re.compile(r"^(VERSION|PATCHLEVEL|SUBLEVEL)\s*=\s*(\d+)\s*$", re
 # Candidates verified per series at most: a file changed this often in the
 # range is not what decides a base.
 _MAX_CANDIDATES = 400
+# Seconds the resolved tips of kernel.base_range are trusted.
+_TIPS_TTL = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,8 +87,20 @@ class BaseFinder:
         self.repo = repo
         self.range = tuple(base_range)
         self.tips = self._tips()
+        self._tips_at = time.monotonic()
         self._history: dict[str, list[tuple[str, int, str]]] = {}
         self._versions: dict[str, str | None] = {}
+
+    def _refresh(self) -> None:
+        """A daemon's repository moves (the maintainer fetches): look at the
+        range again now and then, and forget histories of older tips."""
+        if time.monotonic() - self._tips_at < _TIPS_TTL:
+            return
+        tips = self._tips()
+        self._tips_at = time.monotonic()
+        if tips != self.tips:
+            self.tips = tips
+            self._history.clear()
 
     def _tips(self) -> tuple[str, ...]:
         """The positive revisions of the range, as commit ids (checked at open)."""
@@ -118,6 +133,7 @@ class BaseFinder:
         return self._versions[commit]
 
     def find(self, series: Series) -> BaseSearch:
+        self._refresh()
         why: list[str] = []
         named = trailer_commit(series)
         if named is not None:
@@ -141,10 +157,10 @@ class BaseFinder:
             why.append("no commit of %s has all %d of its pre-image blobs"
                        % (" ".join(self.range), len(wanted)))
             return BaseSearch(base=None, why_not="; ".join(why))
+        detail = "the pre-image blobs of %d file(s) match at %s" % (len(wanted), commit[:12])
         return BaseSearch(base=Base(
             source=BaseSource.BLOBS, commit=commit, version=self.version(commit),
-            detail="the pre-image blobs of %d file(s) match at %s" % (len(wanted),
-                                                                       commit[:12])))
+            detail=detail + ("; %s" % "; ".join(why) if why else "")))
 
     def _matches(self, commit: str, wanted: dict[str, str]) -> bool:
         for path, blob in wanted.items():
