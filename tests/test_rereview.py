@@ -49,7 +49,7 @@ def check(cfg: botconfig.Config, *sources: Path, compare_to: tuple[Path, ...] = 
           store: bool = False) -> list[dict]:
     out = io.StringIO()
     run_check(cfg, [str(s) for s in sources], fmt="json", fail_on="never", store=store,
-              kernel_tree=None, out=out, compare_to=[str(c) for c in compare_to] or None)
+              kernel_repo=None, out=out, compare_to=[str(c) for c in compare_to] or None)
     return json.loads(out.getvalue())["series"]
 
 
