@@ -25,7 +25,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('series', schema=None) as batch_op:
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35), never a copy of the table:
+    # dropping the old `series` would cascade to every finding and patch.
+    with op.batch_alter_table('series', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('base_detail')
         batch_op.drop_column('base_version')
         batch_op.drop_column('base_commit')
