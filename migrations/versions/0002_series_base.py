@@ -1,7 +1,7 @@
 """series base: the commit or kernel version a series was checked against
 
 Revision ID: 0002_series_base
-Revises: 0005_finding_revisions
+Revises: 0006_poll_integrity
 Create Date: 2026-11-27
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0002_series_base'
-down_revision: Union[str, Sequence[str], None] = '0005_finding_revisions'
+down_revision: Union[str, Sequence[str], None] = '0006_poll_integrity'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
