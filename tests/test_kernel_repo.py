@@ -141,12 +141,23 @@ def test_without_a_repository_every_output_says_so(kernel_repo, tmp_path: Path) 
     series = _check(patch)
     assert series["base"]["commit"] is None and series["base"]["source"] == "version-facts"
     assert "findings made without the base" in series["base"]["summary"]
-    text = _bot("check", str(patch), "--fail-on", "never")
-    assert "  base: not found: findings made without the base" in text.stdout
-    proc = subprocess.run([sys.executable, "-m", "bot", "check", "--format", "b4", "-"],
-                          input=patch.read_text(), capture_output=True, text=True, check=False)
-    [entry] = json.loads(proc.stdout)
-    assert "base: not found: findings made without the base" in entry["details"]
+    text = _bot("check", str(patch), "--fail-on", "never").stdout
+    header, *_, summary = text.splitlines()
+    assert "base not found: findings made without the base, on the hunks" in header
+    assert summary.endswith("1 without the base (findings on the hunks)")
+    clean = _bot("check", str(DATA / "poll" / "unrelated-sys-regs-typo.mbox")).stdout
+    assert clean.endswith("no findings; 1 without the base (findings on the hunks)\n")
+    for fmt in ("b4", "b4-series"):
+        proc = subprocess.run([sys.executable, "-m", "bot", "check", "--format", fmt, "-"],
+                              input=patch.read_text(), capture_output=True, text=True,
+                              check=False)
+        [entry] = json.loads(proc.stdout)
+        assert "base not found: findings made without the base" in entry["summary"], fmt
+    # With the repository the same outputs name the commit.
+    text = _bot("check", str(patch), "--fail-on", "never", "--kernel-repo",
+                str(kernel_repo.path)).stdout
+    assert "base %s (v6.12), found by" % kernel_repo.commits["v6.12"][:12] in text
+    assert "without the base" not in text
 
 
 def test_a_series_snapshot_after_each_patch(kernel_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
