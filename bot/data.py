@@ -326,11 +326,10 @@ class Base:
             how = {BaseSource.TRAILER: "its base-commit: trailer",
                    BaseSource.BLOBS: "the pre-image blobs of its diffs"}.get(self.source,
                                                                               str(self.source))
-            return "%s, found by %s" % (what, how)
+            return "%s, from %s" % (what, how)
         if self.version:
-            return ("not found: findings made without the base, on the hunks, against what "
-                    "%s knew" % self.version)
-        return "not found: findings made without the base, on the hunks alone"
+            return "none: findings on the hunks, without the base (as of %s)" % self.version
+        return "none: findings on the hunks, without the base"
 
     def as_dict(self) -> dict[str, object]:
         return {"source": str(self.source), "commit": self.commit, "version": self.version,

@@ -140,10 +140,10 @@ def test_without_a_repository_every_output_says_so(kernel_repo, tmp_path: Path) 
                        "KVM: arm64: VHE: Let callers restore interrupts", tmp_path / "d.patch")
     series = _check(patch)
     assert series["base"]["commit"] is None and series["base"]["source"] == "version-facts"
-    assert "findings made without the base" in series["base"]["summary"]
+    assert "findings on the hunks, without the base" in series["base"]["summary"]
     text = _bot("check", str(patch), "--fail-on", "never").stdout
     header, *_, summary = text.splitlines()
-    assert "base not found: findings made without the base, on the hunks" in header
+    assert "base none: findings on the hunks, without the base (as of v6." in header
     assert summary.endswith("1 without the base (findings on the hunks)")
     clean = _bot("check", str(DATA / "poll" / "unrelated-sys-regs-typo.mbox")).stdout
     assert clean.endswith("no findings; 1 without the base (findings on the hunks)\n")
@@ -152,11 +152,11 @@ def test_without_a_repository_every_output_says_so(kernel_repo, tmp_path: Path) 
                               input=patch.read_text(), capture_output=True, text=True,
                               check=False)
         [entry] = json.loads(proc.stdout)
-        assert "base not found: findings made without the base" in entry["summary"], fmt
+        assert "base none: findings on the hunks, without the base" in entry["summary"], fmt
     # With the repository the same outputs name the commit.
     text = _bot("check", str(patch), "--fail-on", "never", "--kernel-repo",
                 str(kernel_repo.path)).stdout
-    assert "base %s (v6.12), found by" % kernel_repo.commits["v6.12"][:12] in text
+    assert "base %s (v6.12), from the pre-image blobs" % kernel_repo.commits["v6.12"][:12] in text
     assert "without the base" not in text
 
 
