@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of the rules per patch, and the same patches through checkpatch.pl.
 
-    bench/rules.py [MBOX...] [--checkpatch-sample N]
+    bench/rules.py [MBOX...] [--checkpatch-sample N] [--with-repo | --kernel-repo PATH]
     (default: ../shared/corpus/kvmarm-2019-2020.mbox.gz, sample 200)
 
 Times the rules over every series of the archive (assembly excluded: it is
@@ -11,11 +11,22 @@ Then runs scripts/checkpatch.pl --no-tree from linux-source-6.12
 patches, timing the rules on exactly those patches too, and prints the
 ratio of the medians. Targets: the whole corpus in under 30 s on one core;
 the median patch at least 20 times faster than checkpatch.pl.
+
+With a kernel repository (`--kernel-repo PATH`, or `--with-repo` for the
+test repository tests/kernel_repo.py builds from linux-source-6.12), each
+series first gets its base and snapshot as `bot check` does
+(`Checker.tree`): it prints what that adds per series (median, p99) and the
+whole corpus through base lookup and rules, then the same for series whose
+base the repository has (patches made with git against its 6.12 commit,
+one per file of the save/restore map), which also apply and read whole
+files. Targets: base lookup plus reading the blobs under 100 ms per series
+(median); the whole corpus with the repository under 60 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -29,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bot import config as botconfig
 from bot.data import Patch, Series
-from bot.pipeline import load_regmodel
+from bot.pipeline import Checker, load_regmodel
 from bot.rules import Context, run
 
 
@@ -47,7 +58,14 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("mbox", nargs="*")
     ap.add_argument("--checkpatch-sample", type=int, default=200)
+    repo_arg = ap.add_mutually_exclusive_group()
+    repo_arg.add_argument("--kernel-repo", metavar="PATH",
+                          help="time base lookup and snapshots against this repository")
+    repo_arg.add_argument("--with-repo", action="store_true",
+                          help="the same against the test repository built from 6.12")
     args = ap.parse_args(argv)
+    if args.kernel_repo or args.with_repo:
+        return _with_repo(args, list(series_of(args.mbox)))
     cfg = botconfig.Config()
     ctx = Context(regmodel=load_regmodel(cfg))
     all_series = list(series_of(args.mbox))
@@ -103,6 +121,69 @@ def main(argv: list[str]) -> int:
     ratio = m_theirs / m_ours if m_ours else float("inf")
     print("  median ratio: rules are %.0fx faster (target >= 20x: %s)" % (
         ratio, "met" if ratio >= 20 else "NOT met"))
+    return 0
+
+
+def _timed(checker: Checker, cfg: botconfig.Config, series: list[Series]
+           ) -> tuple[list[float], float, int, int]:
+    """Per series: seconds for the base and snapshot; total with the rules;
+    how many had a base commit, and how many applied there."""
+    lookup: list[float] = []
+    total = 0.0
+    found = applied = 0
+    for one in series:
+        checker.context.memo.clear()
+        t0 = time.perf_counter()
+        tree = checker.tree(one)
+        t1 = time.perf_counter()
+        run(one, dataclasses.replace(checker.context, tree=tree), cfg.rules)
+        total += time.perf_counter() - t0
+        lookup.append(t1 - t0)
+        found += tree.base.commit is not None
+        applied += tree.applied
+    return lookup, total, found, applied
+
+
+def _with_repo(args: argparse.Namespace, all_series: list[Series]) -> int:
+    from kernel_repo import TLB, build_kernel_repo, make_patch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.kernel_repo:
+            path = Path(args.kernel_repo)
+            made = None
+        else:
+            made = build_kernel_repo(Path(tmp) / "linux")
+            path = made.path
+        cfg = botconfig.Config()
+        cfg = dataclasses.replace(cfg, kernel=dataclasses.replace(cfg.kernel, repo=str(path)))
+        with Checker(cfg, strict_repo=True) as checker:
+            lookup, total, found, applied = _timed(checker, cfg, all_series)
+            print("with kernel repository %s: %d series" % (path, len(all_series)))
+            print("  base lookup + blobs per series: median %.2f ms, p99 %.2f ms, max %.1f ms; "
+                  "%d with a base commit, %d applied" % (
+                      statistics.median(lookup) * 1e3, _pct(lookup, 0.99) * 1e3,
+                      max(lookup) * 1e3, found, applied))
+            print("  whole corpus, base lookup and rules: %.2f s" % total)
+            print("  targets: median < 100 ms: %s; whole corpus < 60 s: %s" % (
+                "met" if statistics.median(lookup) < 0.1 else "NOT met",
+                "met" if total < 60 else "NOT met"))
+            if made is None:
+                return 0
+            # Series the repository has the base of: one patch per file of
+            # the 6.12 save/restore map, made with git at the 6.12 commit.
+            at = made.commits["v6.12"]
+            files = [f for f in checker.context.regmodel.snapshot_files("v6.12")
+                     if not f.endswith("/") and (path / f).is_file()] or [TLB]
+            hits = []
+            for i, rel in enumerate(files):
+                patch = make_patch(path, at, {rel: lambda t: t + "\n/* bench */\n"},
+                                   "KVM: arm64: bench %d" % i, Path(tmp) / ("p%d.patch" % i))
+                hits.extend(series_of([str(patch)]))
+            lookup, total, found, applied = _timed(checker, cfg, hits)
+            print("  series whose base the repository has (%d, one per save/restore file): "
+                  "median %.2f ms, p99 %.2f ms; %d with a base commit, %d applied" % (
+                      len(hits), statistics.median(lookup) * 1e3, _pct(lookup, 0.99) * 1e3,
+                      found, applied))
     return 0
 
 

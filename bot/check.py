@@ -50,7 +50,7 @@ class CheckOptions:
     fmt: str = "text"
     fail_on: str = "error"
     store: bool = False
-    kernel_tree: str | None = None
+    kernel_repo: str | None = None
     verbose: int = 0
     quiet: bool = False
     baseline: str | None = None
@@ -60,17 +60,17 @@ class CheckOptions:
 
 def run_check(cfg: Config, sources: list[str], *, out: TextIO, err: TextIO | None = None,
               fmt: str = "text", fail_on: str = "error", store: bool = False,
-              kernel_tree: str | None = None, verbose: int = 0, quiet: bool = False,
+              kernel_repo: str | None = None, verbose: int = 0, quiet: bool = False,
               baseline: str | None = None, write_baseline: str | None = None,
               compare_to: list[str] | None = None) -> int:
     """Check `sources` as `bot check` does (the options are its own);
     `err` gets the progress display when it is a terminal."""
-    opts = CheckOptions(fmt=fmt, fail_on=fail_on, store=store, kernel_tree=kernel_tree,
+    opts = CheckOptions(fmt=fmt, fail_on=fail_on, store=store, kernel_repo=kernel_repo,
                         verbose=verbose, quiet=quiet, baseline=baseline,
                         write_baseline=write_baseline, compare_to=tuple(compare_to or ()))
-    if opts.kernel_tree:
-        cfg = dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules,
-                                                                 kernel_tree=opts.kernel_tree))
+    if opts.kernel_repo:
+        cfg = dataclasses.replace(cfg, kernel=dataclasses.replace(cfg.kernel,
+                                                                  repo=opts.kernel_repo))
     known = None
     if opts.baseline:
         from bot import baseline as baseline_file
@@ -97,9 +97,9 @@ def run_check(cfg: Config, sources: list[str], *, out: TextIO, err: TextIO | Non
             from bot.history import CompareTo
             earlier_inputs = InputSet(_fetch_remote(cfg, list(opts.compare_to), fetched),
                                       cfg.input)
-            earlier_checker = Checker(cfg)
-            earlier = CompareTo(earlier_checker.check_thread(raws)
-                                for raws in earlier_inputs.threads())
+            with Checker(cfg, strict_repo=True) as earlier_checker:
+                earlier = CompareTo(earlier_checker.check_thread(raws)
+                                    for raws in earlier_inputs.threads())
             logger.info("compare-to: %d series", len(earlier))
         reporter = Reporter(opts.fmt, out, verbose=opts.verbose, quiet=opts.quiet,
                             baseline=known, public_url=cfg.web.public_url, target=target,
@@ -166,16 +166,22 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
 
 def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
          drafts: bool, compare_to: CompareTo | None = None) -> None:
+    # A repository that cannot be opened stops the check before any thread is
+    # checked or stored.
+    checker = Checker(cfg, drafts=drafts, strict_repo=True)
     database = None
     lookups: list[Lookup] = [compare_to.earlier] if compare_to is not None else []
-    if store:  # SQLAlchemy is imported only when storing
-        from bot.store.db import Database
-        from bot.store.queries import StoreStats
-        database = Database(cfg)
-        stored = StoreStats()
-        from bot.history import stored_lookup
-        lookups.append(stored_lookup(database))
-    checker = Checker(cfg, drafts=drafts)
+    try:
+        if store:  # SQLAlchemy is imported only when storing
+            from bot.store.db import Database
+            from bot.store.queries import StoreStats
+            database = Database(cfg)
+            stored = StoreStats()
+            from bot.history import stored_lookup
+            lookups.append(stored_lookup(database))
+    except BaseException:
+        checker.close()
+        raise
     lookup = None
     if lookups:
         from bot.history import combined
@@ -187,6 +193,7 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
                 stored += _store(database, result)
             reporter.add(result)
     finally:
+        checker.close()
         if database is not None:
             database.close()
     reporter.finish()

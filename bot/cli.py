@@ -92,7 +92,7 @@ def _setup_logging(level: str, verbose: int, quiet: int, fmt: str | None = None)
 def _cmd_check(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.check import run_check
     return run_check(cfg, args.sources, out=sys.stdout, err=sys.stderr, fmt=args.format,
-                     fail_on=args.fail_on, store=args.store, kernel_tree=args.kernel_tree,
+                     fail_on=args.fail_on, store=args.store, kernel_repo=args.kernel_repo,
                      verbose=args.verbose, quiet=args.quiet > 0, baseline=args.baseline,
                      write_baseline=args.write_baseline, compare_to=args.compare_to)
 
@@ -224,9 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: error; b4 formats always exit 0)")
     check.add_argument("--store", action="store_true",
                        help="record messages, series, findings and drafts in the database")
-    check.add_argument("--kernel-tree", metavar="PATH",
-                       help="kernel git tree to apply the series to (overrides "
-                       "rules.kernel_tree)")
+    check.add_argument("--kernel-repo", "--kernel-tree", dest="kernel_repo", metavar="PATH",
+                       help="kernel git repository to find each series' base in and read "
+                       "whole files from (overrides kernel.repo; --kernel-tree is a "
+                       "deprecated alias)")
     check.add_argument("--baseline", metavar="FILE",
                        help="do not report the findings FILE lists (fingerprint and reason "
                        "per line)")

@@ -109,7 +109,12 @@ class RulesConfig:
     disable: tuple[str, ...] = ()
     severity: dict[str, str] = field(default_factory=dict)
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    kernel_tree: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KernelConfig:
+    repo: str = ""
+    base_range: str = "HEAD"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +163,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     input: InputConfig = field(default_factory=InputConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
     regmodel: RegmodelConfig = field(default_factory=RegmodelConfig)
     drafts: DraftsConfig = field(default_factory=DraftsConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -178,6 +184,8 @@ class Config:
 
 
 _LEVELS = ("debug", "info", "warning", "error")
+# Keys that moved: the old name is refused with the new one.
+_MOVED = {"rules.kernel_tree": "kernel.repo"}
 _SEVERITIES = ("error", "warning", "question", "info")
 _DAY = 86400
 # (least, greatest) value of each number: a timeout of inf, an interval of
@@ -329,7 +337,9 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str,
     known = {f.name for f in dataclasses.fields(cls) if f.name not in META_FIELDS}
     for key in data:
         if key not in known:
-            raise ConfigError("%s: unknown key %s%s" % (source, prefix, key))
+            moved = _MOVED.get(prefix + key)
+            raise ConfigError("%s: unknown key %s%s%s" % (
+                source, prefix, key, " (now %s)" % moved if moved else ""))
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in META_FIELDS:

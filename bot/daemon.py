@@ -78,6 +78,7 @@ def run_daemon(cfg: Config, stop: threading.Event | None = None) -> int:
                                      cfg.daemon.interval)
                 stop.wait(max(cfg.daemon.interval - (time.monotonic() - started), 0))
     finally:
+        checker.close()
         database.close()
     logger.info("daemon: stopped")
     return 0

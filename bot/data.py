@@ -179,6 +179,10 @@ class FileDiff:
     new_path: str | None
     hunks: tuple[Hunk, ...]
     binary: bool = False
+    # The abbreviated blob ids of the `index abc..def` line (None without one):
+    # what base inference matches against a kernel repository.
+    old_blob: str | None = None
+    new_blob: str | None = None
 
     @property
     def path(self) -> str:
@@ -314,6 +318,23 @@ class Base:
     version: str | None = None
     detail: str = ""
 
+    @property
+    def summary(self) -> str:
+        """One line for people: what the findings were checked against."""
+        if self.commit:
+            what = self.commit[:12] + (" (%s)" % self.version if self.version else "")
+            how = {BaseSource.TRAILER: "its base-commit: trailer",
+                   BaseSource.BLOBS: "the pre-image blobs of its diffs"}.get(self.source,
+                                                                              str(self.source))
+            return "%s, from %s" % (what, how)
+        if self.version:
+            return "none: findings on the hunks, without the base (as of %s)" % self.version
+        return "none: findings on the hunks, without the base"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": str(self.source), "commit": self.commit, "version": self.version,
+                "detail": self.detail}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TreeSnapshot:
@@ -330,7 +351,11 @@ class TreeSnapshot:
     reason: str = ""
 
     def file_after(self, patch: int, path: str) -> str | None:
-        """`path` as it is after patch `patch` (0: at the base)."""
+        """`path` as it is after patch `patch` (0: at the base); None when it is
+        not known, including when the series did not apply. A file a patch
+        deletes is "" from that patch on."""
+        if not self.applied and patch > 0:
+            return None
         best: tuple[int, str] | None = None
         for (idx, p), text in self.files.items():
             if p == path and idx <= patch and (best is None or idx > best[0]):
@@ -571,6 +596,30 @@ class SeriesResult:
     drafts: tuple[Draft, ...]
     # Against the earlier revision, when one was known.
     comparison: RevisionComparison | None = None
+    # What the series was checked against (None: not decided, as in old callers),
+    # whether the rules read whole files (the series applied at base.commit),
+    # and when they did not, why they worked on the hunks.
+    base: Base | None = None
+    whole_files: bool = False
+    hunks_reason: str = ""
+
+    @property
+    def base_line(self) -> str:
+        """The base as one line of output (empty when not decided)."""
+        if self.base is None:
+            return ""
+        if self.base.commit and not self.whole_files:
+            return "%s; the series does not apply there: findings made on the hunks" % (
+                self.base.summary)
+        return self.base.summary
+
+    def base_dict(self) -> dict[str, object] | None:
+        if self.base is None:
+            return None
+        out = self.base.as_dict()
+        out.update(summary=self.base_line, whole_files=self.whole_files,
+                   reason=self.hunks_reason)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""One thread through the pipeline: assemble -> rules -> re-review -> drafts.
+"""One thread through the pipeline: assemble -> base -> rules -> re-review -> drafts.
 
 `bot check` and the poller both call `Checker.check_thread`; storing the
 result is the caller's choice (`bot.store.queries.save_thread`), so the same
@@ -10,6 +10,14 @@ one the caller's `lookup` finds (given with --compare-to, or stored). Its
 findings are then marked new or still present, the earlier revision's
 trailers are carried over to the unchanged patches, and the drafts leave out
 what a maintainer dismissed before.
+
+Before the rules, each series gets its base: with `kernel.repo`, the commit
+it was written against (`bot.kernel`) and a snapshot of the files the rules
+read whole; otherwise, or when the repository has no such commit, the
+newest kernel version its hunks are consistent with (`bot.regmodel.versions`)
+and no files. A repository that cannot be opened stops `bot check` (strict)
+and is logged and left out by the poller and the daemon, which then check
+on the hunks; a git failure on one series leaves that series on its hunks.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from collections.abc import Callable, Iterable
 
 from bot.config import Config
 from bot.data import (
+    Base,
+    BaseSource,
     Draft,
     EarlierRevision,
     EarlierSource,
@@ -27,9 +37,13 @@ from bot.data import (
     Series,
     SeriesResult,
     ThreadResult,
+    TreeSnapshot,
 )
+from bot.errors import BadInput
+from bot.kernel import KernelRepo, RepoError
 from bot.lore.assemble import assemble, carry_trailers
 from bot.regmodel import RegisterModel, load_model
+from bot.regmodel.versions import infer_version
 from bot.revisions import as_earlier, choose, compare, drafted
 from bot.rules import Context, run
 
@@ -39,29 +53,82 @@ logger = logging.getLogger(__name__)
 # --compare-to, stored in the database).
 Lookup = Callable[[Series], Iterable[EarlierRevision | None]]
 
+NO_REPO = "no kernel repository configured (kernel.repo)"
+
 
 def load_regmodel(cfg: Config) -> RegisterModel:
     """The register model, loaded once per Checker."""
     return load_model(cfg.regmodel.kernel_tree or None)
 
 
+def open_repo(cfg: Config, *, strict: bool) -> KernelRepo | None:
+    """The configured kernel repository; None when unset, or (not strict)
+    when it cannot be opened, with the reason logged."""
+    if not cfg.kernel.repo:
+        return None
+    try:
+        return KernelRepo(cfg.kernel.repo, cfg.kernel.base_range)
+    except BadInput as exc:
+        if strict:
+            raise
+        logger.error("%s; checking on the hunks alone", exc)
+        return None
+
+
 class Checker:
-    """Holds what every check needs once (config, register model). With
-    `drafts=False` no reply is rendered (and jinja2 is never imported): for
-    outputs that show no drafts, such as b4's checks."""
+    """Holds what every check needs once (config, register model, kernel
+    repository). With `drafts=False` no reply is rendered (and jinja2 is
+    never imported): for outputs that show no drafts, such as b4's checks.
+    With `strict_repo`, a kernel repository that cannot be opened raises
+    BadInput instead of being left out."""
 
     def __init__(self, cfg: Config, context: Context | None = None, *,
-                 drafts: bool = True) -> None:
+                 drafts: bool = True, strict_repo: bool = False) -> None:
         self.cfg = cfg
         self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
         self.drafts = drafts
+        self.repo = open_repo(cfg, strict=strict_repo)
+
+    def close(self) -> None:
+        if self.repo is not None:
+            self.repo.close()
+            self.repo = None
+
+    def __enter__(self) -> Checker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def tree(self, series: Series) -> TreeSnapshot:
+        """The series' base and, when it has a commit and applies, its files."""
+        model = self.context.regmodel
+        why = NO_REPO
+        if self.repo is not None:
+            try:
+                search = self.repo.find_base(series)
+                if search.base is not None:
+                    base = search.base
+                    files = model.snapshot_files(base.version) if model is not None else ()
+                    snap = self.repo.snapshot(series, base, files)
+                    if not snap.applied:
+                        logger.info("%s: base %s found, but %s; rules use the hunks",
+                                    series.message_id, (base.commit or "")[:12], snap.reason)
+                    return snap
+                why = "no base in %s: %s" % (self.repo.path, search.why_not)
+            except RepoError as exc:
+                why = "kernel repository %s failed: %s" % (self.repo.path, exc)
+                logger.warning("%s: %s; rules use the hunks", series.message_id, why)
+                if not self.repo.alive:
+                    self.repo.close()
+                    self.repo = open_repo(self.cfg, strict=False)
+        base = (infer_version(series, model) if model is not None
+                else Base(source=BaseSource.NONE, detail="no register model"))
+        return TreeSnapshot(base=base, applied=False, reason=why)
 
     def check_series(self, series: Series, earlier: EarlierRevision | None = None) -> SeriesResult:
-        context = self.context
-        if self.cfg.rules.kernel_tree:
-            from bot.kernel_tree import snapshot
-            context = dataclasses.replace(context, tree=snapshot(self.cfg.rules.kernel_tree,
-                                                                 series))
+        tree = self.tree(series)
+        context = dataclasses.replace(self.context, tree=tree)
         result = run(series, context, self.cfg.rules)
         comparison = None
         if earlier is not None:
@@ -74,13 +141,14 @@ class Checker:
             drafts = render(series, drafted(result.findings, comparison,
                                             self.cfg.drafts.repeat_still_present),
                             self.cfg.drafts)
-        logger.debug("checked %s v%d: %d patches, %d findings, %d drafts%s",
-                     series.message_id, series.revision, len(series.patches),
-                     len(result.findings), len(drafts),
+        logger.debug("checked %s v%d against %s: %d patches, %d findings, %d drafts%s",
+                     series.message_id, series.revision, tree.base.summary,
+                     len(series.patches), len(result.findings), len(drafts),
                      "" if comparison is None else "; against v%d (%s), %d resolved" % (
                          comparison.earlier.revision, comparison.earlier.source,
                          len(comparison.resolved)))
-        return SeriesResult(series=series, rules=result, drafts=drafts, comparison=comparison)
+        return SeriesResult(series=series, rules=result, drafts=drafts, comparison=comparison,
+                            base=tree.base, whole_files=tree.applied, hunks_reason=tree.reason)
 
     def check_thread(self, raws: list[RawMessage], lookup: Lookup | None = None) -> ThreadResult:
         thread = assemble(raws)

@@ -433,8 +433,8 @@ def run_poll(cfg: Config, out: TextIO) -> int:
     """`bot poll`: one cycle, a one-line summary on `out`."""
     database = Database(cfg)
     try:
-        with LoreClient(cfg.lore) as client:
-            report = Poller(cfg, database, client).cycle()
+        with LoreClient(cfg.lore) as client, Checker(cfg) as checker:
+            report = Poller(cfg, database, client, checker=checker).cycle()
     finally:
         database.close()
     print("poll: %s" % report.summary(), file=out)

@@ -10,8 +10,11 @@ document, and fields are only ever added:
                  "patches": [{"index", "total", "message_id", "subject", "files",
                               "trailers"}],
                  "missing": [...], "findings": [...], "pre_existing": [...],
-                 "drafts": [...], "compared_to", "resolved": [...]}],
+                 "drafts": [...], "compared_to", "resolved": [...], "base": {...}}],
      "errors": [...]}
+
+`base` is what the series was checked against (bot.data.Base, see the README):
+{"source", "commit", "version", "detail", "summary", "whole_files", "reason"}.
 
 Re-review (bot.revisions): each finding has `revision_status` ("new" or
 "still-present") and `first_seen` (the revision where it was first raised),
@@ -84,6 +87,7 @@ def series_dict(res: SeriesResult) -> dict[str, Any]:
             "revision": res.comparison.earlier.revision,
             "source": str(res.comparison.earlier.source)},
         "resolved": [_resolved(r) for r in res.comparison.resolved] if res.comparison else [],
+        "base": res.base_dict(),
     }
 
 

@@ -81,6 +81,15 @@ def kernel_tree() -> Path:
         pytest.skip("linux-source-6.12 unavailable: %s" % exc)
 
 
+@pytest.fixture(scope="session")
+def kernel_repo(kernel_tree: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A git repository of linux 6.12's arm64 parts and a few later commits
+    (tests/kernel_repo.py), built once per session. Tests must not change it."""
+    from tests.kernel_repo import build_kernel_repo
+
+    return build_kernel_repo(tmp_path_factory.mktemp("kernel-repo") / "linux", kernel_tree)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return "sqlite:///%s" % (tmp_path / "bot.sqlite3")

@@ -231,7 +231,8 @@ def test_series_with_a_resolved_problem(tree: Path, tmp_path: Path) -> None:
     assert shown(first, "pass") == finding and shown(first, "warn") == set()
     base = data["series"]["base-commit"]
     assert first["summary"] == ("no HCR_EL2/MDCR_EL2 findings; 1 resolved in series; "
-                                "checked with its series, base-commit %s" % base[:12])
+                                "checked with its series, base-commit %s; base none: findings on "
+                                "the hunks, without the base (as of v5.11)" % base[:12])
     assert ours(with_series[p2])["status"] == "pass"
     assert {r["tool"] for r in with_series[p1]} == {"kvm-sysreg", "checkpatch"}
 

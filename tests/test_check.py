@@ -80,14 +80,15 @@ def test_text_format_lists_series_and_missing(tmp_path):
     proc = bot(tmp_path, "check", str(THREADS / "series-missing-patch-2.mbox"))
     assert proc.returncode == 0
     # A series without findings is counted, not listed...
-    assert proc.stdout == "kvm-sysreg: 1 series checked: no findings; 1 incomplete\n"
+    assert proc.stdout == ("kvm-sysreg: 1 series checked: no findings; 1 incomplete, "
+                           "1 without the base (findings on the hunks)\n")
     # ...unless asked, with -v before or after the subcommand.
     for args in (("-v", "check"), ("check", "-v")):
         proc = bot(tmp_path, *args, str(THREADS / "series-missing-patch-2.mbox"))
         assert proc.stdout.splitlines()[0] == (
             "== [v2] KVM: arm64: aarch32 ACTLR accesses "
             "<20200529150656.7339-1-james.morse@arm.com>: 2 of 3 patches (missing 2), "
-            "no findings")
+            "base none: findings on the hunks, without the base (as of v5.8), no findings")
 
 
 def test_b4_format_reads_one_message_from_stdin(tmp_path):

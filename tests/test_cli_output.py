@@ -24,6 +24,8 @@ WIDTH = DATA / "labelled" / "problem-width-genmask-hcr-imm.mbox"     # real: a w
 POLARITY = DATA / "labelled" / "problem-polarity-drop-fb.mbox"       # real: a question
 SERIES = DATA / "rules" / "series" / "resolved-in-series.mbox"
 CLEAN = DATA / "labelled" / "clean-remove-activate-vm.mbox"
+# What a series header says without a kernel repository (bot.data.Base.summary).
+NO_BASE = "base none: findings on the hunks, without the base (as of v5.11)"
 TRIGGER = DATA / "rules" / "reserved-bit-trigger.patch"
 
 WIDTH_LINE = ("arch/arm64/kvm/arm.c:1867: warning: [23/24] GENMASK(16, 0) keeps 17 bits of the "
@@ -60,13 +62,15 @@ def test_text_is_one_line_per_finding_under_a_series_header(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr  # --fail-on error: a warning does not fail
     assert lines(proc) == [
         "== [v1] kvm: arm64: Trap host SMCs in protected mode. "
-        "<20201109113233.9012-24-dbrazdil@google.com>: 1 of 24 patches (missing 1-22, 24)",
+        "<20201109113233.9012-24-dbrazdil@google.com>: 1 of 24 patches (missing 1-22, 24), "
+        + NO_BASE,
         WIDTH_LINE,
         "== [v1] KVM: arm64: Don't force broadcast tlbi when guest is running "
-        "<1603331829-33879-1-git-send-email-zhangshaokun@hisilicon.com>: 1 patch",
+        "<1603331829-33879-1-git-send-email-zhangshaokun@hisilicon.com>: 1 patch, " + NO_BASE,
         POLARITY_LINE,
         "kvm-sysreg: 4 series checked: 1 warning, 1 question in 2 series; "
-        "1 resolved in series, 2 incomplete (-v shows them)",
+        "1 resolved in series, 2 incomplete, 4 without the base (findings on the hunks) "
+        "(-v shows them)",
     ]
     assert proc.stderr == b""
     assert bot(tmp_path, "check", "--fail-on", "warning", WIDTH).returncode == 1
@@ -78,13 +82,13 @@ def test_quiet_and_verbose_before_or_after_the_command(tmp_path: Path) -> None:
         assert lines(bot(tmp_path, *args, WIDTH, SERIES, CLEAN)) == [WIDTH_LINE]
     out = lines(bot(tmp_path, "check", "-v", SERIES, CLEAN))
     assert out[0] == ("== [v1] KVM: arm64: Keep the host MDCR_EL2 in the vcpu "
-                      "<series-resolved-1@example.org>: 2 patches, no findings")
+                      "<series-resolved-1@example.org>: 2 patches, %s, no findings" % NO_BASE)
     assert out[1] == ("arch/arm64/include/asm/kvm_host.h:690: note: [1/2] mdcr_el2_host holds "
                       "MDCR_EL2 in a u32, but MDCR_EL2 is a 64-bit register: use u64. "
                       "[register-width] (resolved-in-series)")
     assert out[2].startswith("== [v4] KVM: arm64: Remove __activate_vm wrapper")
     assert out[-1] == "kvm-sysreg: 2 series checked: no findings; 1 resolved in series, " \
-                      "1 incomplete"
+                      "1 incomplete, 2 without the base (findings on the hunks)"
 
 
 def test_control_characters_from_mail_never_reach_the_terminal(tmp_path: Path) -> None:
@@ -162,7 +166,8 @@ def test_baseline_reports_only_new_findings(tmp_path: Path) -> None:
     proc = bot(tmp_path, "check", "--fail-on", "warning", "--baseline", known, WIDTH)
     assert proc.returncode == 0
     assert lines(proc) == ["kvm-sysreg: 1 series checked: no findings; 1 known (baseline), "
-                           "1 incomplete (-v shows them)"]
+                           "1 incomplete, 1 without the base (findings on the hunks) "
+                           "(-v shows them)"]
     proc = bot(tmp_path, "check", "--fail-on", "question", "--baseline", known, WIDTH, POLARITY)
     assert proc.returncode == 1
     assert [ln for ln in lines(proc) if not ln.startswith(("==", "kvm-sysreg:"))] == \

@@ -72,6 +72,19 @@ def test_unknown_key_names_dotted_key_and_file(tmp_path):
         botconfig.load(path, environ={})
 
 
+def test_a_moved_key_names_its_new_place(tmp_path):
+    path = _write(tmp_path, '[rules]\nkernel_tree = "/src/linux"\n')
+    with pytest.raises(ConfigError, match=r"unknown key rules\.kernel_tree \(now kernel\.repo\)"):
+        botconfig.load(path, environ={})
+
+
+def test_kernel_section(tmp_path):
+    cfg = botconfig.load(_write(tmp_path, '[kernel]\nrepo = "/src/linux"\n'),
+                         environ={"BOT_KERNEL_BASE_RANGE": "v6.6..HEAD"})
+    assert (cfg.kernel.repo, cfg.kernel.base_range) == ("/src/linux", "v6.6..HEAD")
+    assert botconfig.Config().kernel.base_range == "HEAD"
+
+
 def test_unknown_section(tmp_path):
     with pytest.raises(ConfigError, match="unknown key lorre"):
         botconfig.load(_write(tmp_path, "[lorre]\n"), environ={})

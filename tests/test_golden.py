@@ -28,7 +28,7 @@ def test_check_json_matches_the_golden_file(thread: Path, tmp_path: Path,
     cfg = botconfig.load(DATA / "config" / "test.toml",
                          environ={"BOT_STATE_DIR": str(tmp_path / "state")})
     out = io.StringIO()
-    run_check(cfg, [str(thread)], fmt="json", fail_on="never", store=False, kernel_tree=None,
+    run_check(cfg, [str(thread)], fmt="json", fail_on="never", store=False, kernel_repo=None,
               out=out)
     doc = json.loads(out.getvalue())
     text = json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n"

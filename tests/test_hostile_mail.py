@@ -303,7 +303,7 @@ def test_check_store_leaves_out_only_the_message_the_database_refuses(tmp_path, 
     path = _with_crafted(tmp_path, "60")
     out = io.StringIO()
     assert run_check(migrated, [str(path)], fmt="json", fail_on="never", store=True,
-                     kernel_tree=None, out=out) == 0
+                     kernel_repo=None, out=out) == 0
     rows = _stored(migrated)
     assert rows["messages"] == {REAL_ID}
     assert rows["quarantine"] == {"storing the message failed: ValueError: value out of range"}

@@ -28,8 +28,9 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # Shared by everything: errors, configuration, the pipeline's data types.
     "base": (("bot", "bot.errors", "bot.config", "bot.data"), ("base",)),
     # Reading mail (files, stdin, lore over HTTP), grouping it into threads,
-    # reading a kernel tree.
-    "input": (("bot.sources", "bot.threads", "bot.lore", "bot.lore.client", "bot.kernel_tree"),
+    # reading a kernel git repository (bot.kernel: base inference, whole files).
+    "input": (("bot.sources", "bot.threads", "bot.lore", "bot.lore.client", "bot.kernel",
+               "bot.kernel.*"),
               ("base", "input")),
     # Mail and diffs into our types; b4's series assembly; C source facts.
     "parse": (("bot.parse", "bot.parse.*", "bot.lore.assemble"), ("base", "parse")),

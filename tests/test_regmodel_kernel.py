@@ -62,13 +62,19 @@ def test_every_shipped_field_agrees_with_6_12_or_says_why(kernel_tree: Path) -> 
         assert not [mf.name for mf in layout.fields if mf.field is None], "unknown macros"
         for f in reg.fields:
             mf = defined.get(f.name)
+            # The first kernel that knew the field, checked against 6.12's file:
+            # a macro there means 6.12 or earlier, none means a later table.
+            assert f.kernel is not None, "%s.%s: no kernel version" % (name, f.name)
             if mf is None:
                 assert f.kernel_note, "%s.%s: no macro in 6.12 and no kvm_arm_h note" % (
                     name, f.name)
+                assert f.kernel > (6, 12), (name, f.name, f.kernel)
+                assert f.kernel_checked, (name, f.name, f.kernel_source)
                 continue
             assert (mf.msb, mf.lsb) == (f.msb, f.lsb), (name, f.name, mf)
             assert not f.kernel_note, "%s.%s has a macro: drop its kvm_arm_h note" % (
                 name, f.name)
+            assert f.kernel <= (6, 12), (name, f.name, f.kernel)
         for mf in layout.fields:
             if mf.value_name is not None:
                 assert mf.value == (mf.field.value(mf.value_name) or 0) << mf.field.lsb

@@ -49,7 +49,7 @@ def check(cfg: botconfig.Config, *sources: Path, compare_to: tuple[Path, ...] = 
           store: bool = False) -> list[dict]:
     out = io.StringIO()
     run_check(cfg, [str(s) for s in sources], fmt="json", fail_on="never", store=store,
-              kernel_tree=None, out=out, compare_to=[str(c) for c in compare_to] or None)
+              kernel_repo=None, out=out, compare_to=[str(c) for c in compare_to] or None)
     return json.loads(out.getvalue())["series"]
 
 
@@ -161,15 +161,17 @@ def test_text_output_says_since_when(tmp_path):
     assert proc.returncode == 0, proc.stderr
     v2 = proc.stdout.split("\n== [v2] ")[1]
     assert v2.startswith("KVM: arm64: Trap host SMCs in protected mode "
-                         "<20201110090000.2000-1-dev@example.org>: 3 patches, compared with v1 "
-                         "(thread, <%s>): 1 new, 1 still present, 0 resolved\n" % C_V1)
+                         "<20201110090000.2000-1-dev@example.org>: 3 patches, base none: "
+                         "findings on the hunks, without the base (as of v5.11), compared "
+                         "with v1 (thread, <%s>): 1 new, 1 still present, 0 resolved\n" % C_V1)
     assert "\narch/arm64/kvm/arm.c:1900: warning: [1/3] GENMASK(16, 0) keeps 17 bits of the " \
            "HCR_EL2 value, but imm is a u16: the top 1 bit(s) are lost. [register-width] " \
            "(still present since v1)\n" in v2
     assert "\n[2/3] Reviewed-by: Example Reviewer <reviewer@example.org> (given to v1)\n" in v2
     proc = cli(tmp_path, "--compare-to", str(OPTIN_V1), str(OPTIN_V2), env=rules)
     assert proc.stdout == ("kvm-sysreg: 1 series checked: no findings; 1 fixed since an "
-                           "earlier revision, 1 incomplete (-v shows them)\n")
+                           "earlier revision, 1 incomplete, 1 without the base (findings on "
+                           "the hunks) (-v shows them)\n")
     proc = cli(tmp_path, "-v", "--compare-to", str(OPTIN_V1), str(OPTIN_V2), env=rules)
     assert "\narch/arm64/kvm/arm.c:1867: note: GENMASK(16, 0) keeps 17 bits of the HCR_EL2 " \
            "value, but imm is a u16: the top 1 bit(s) are lost. [register-width] " \

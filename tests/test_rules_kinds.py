@@ -37,7 +37,7 @@ KINDS_DIR = DATA / "kinds"
 CASES: list[dict[str, Any]] = tomllib.loads((KINDS_DIR / "cases.toml").read_text())["case"]
 MISS = pytest.mark.xfail(strict=True, reason="rules engine v2 (issue 9)")
 # How a check is given the kernel repository (one place to change).
-TREE_ENV = "BOT_RULES_KERNEL_TREE"
+TREE_ENV = "BOT_KERNEL_REPO"
 
 
 def _id(case: dict[str, Any]) -> str:

@@ -77,7 +77,7 @@ def test_cli_keeps_pre_existing_apart() -> None:
 
 
 def test_rules_modules_stay_pure() -> None:
-    code = ("import sys, bot.rules, bot.parse.csource, bot.kernel_tree\n"
+    code = ("import sys, bot.rules, bot.parse.csource, bot.kernel\n"
             "bad = [m for m in ('sqlalchemy', 'requests', 'b4', 'flask') if m in sys.modules]\n"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

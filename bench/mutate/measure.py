@@ -29,8 +29,8 @@ from bot.data import Finding, Severity, Status
 from bot.pipeline import Checker
 from bot.sources import InputSet
 
-# The configuration key that gives the bot a kernel tree (section, key).
-TREE_KEY = ("rules", "kernel_tree")
+# The configuration key that gives the bot a kernel repository (section, key).
+TREE_KEY = ("kernel", "repo")
 
 NEAR = 3
 

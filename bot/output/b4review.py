@@ -125,6 +125,8 @@ class B4Renderer:
             notes.append("compared with v%d: %d new, %d still present"
                          % (comparison.earlier.revision, len(open_f) - still, still))
         notes.append(self.context.describe())
+        if v.result.base_line:
+            notes.append("base " + v.result.base_line)
         summary = prefix + (counts(open_f) or "no HCR_EL2/MDCR_EL2 findings")
         entry: dict[str, Any] = {"tool": TOOL, "status": status,
                                  "summary": "%s; %s" % (summary, "; ".join(notes))}

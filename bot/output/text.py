@@ -30,6 +30,8 @@ SERIES_NOTES = ("base",)
 
 
 def _note(value: Any) -> str:
+    if isinstance(value, dict) and "summary" in value:
+        return str(value["summary"])
     if isinstance(value, dict):
         return " ".join("%s=%s" % (k, v) for k, v in value.items() if v not in (None, "", []))
     if isinstance(value, (list, tuple)):
@@ -148,6 +150,8 @@ class TextRenderer:
             quiet.append(plural(t.unusable, "message") + " not usable")
         if t.rule_errors:
             quiet.append(plural(t.rule_errors, "rule failure"))
+        if t.without_base:
+            quiet.append("%d without the base (findings on the hunks)" % t.without_base)
         if quiet:
             text += "; " + ", ".join(quiet)
         if (t.resolved or t.pre_existing or t.known or t.fixed) and self.verbose <= 0:

@@ -115,11 +115,15 @@ class Totals:
     fixed: int = 0
     unusable: int = 0
     rule_errors: int = 0
+    # Series checked with no base commit (no kernel repository, or none found).
+    without_base: int = 0
 
     def add(self, v: SeriesView) -> None:
         if self.open is None:
             self.open = []
         self.series += 1
+        base = v.result.base
+        self.without_base += base is not None and base.commit is None
         self.series_with_findings += bool(v.open)
         self.incomplete += bool(v.result.series.missing)
         self.open.extend(v.open)

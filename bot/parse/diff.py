@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)")
+_INDEX = re.compile(r"^index ([0-9a-fA-F]{4,64})\.\.([0-9a-fA-F]{4,64})(?: \d+)?\s*$")
 _DIFF_BEGIN = re.compile(r"^(diff --git |--- (a/|/dev/null|\S)|Index: )", re.M)
 LINE_MAX = 2**31 - 1
 
@@ -60,6 +61,7 @@ def parse_diff(text: str) -> tuple[FileDiff, ...]:
             i += 1
             continue
         old_path = new_path = None
+        old_blob = new_blob = None
         binary = False
         if git is not None:
             old_path, new_path = _strip_prefix(git.group(1)), _strip_prefix(git.group(2))
@@ -77,6 +79,10 @@ def parse_diff(text: str) -> tuple[FileDiff, ...]:
                     old_path = ext[len("rename from "):].strip()
                 elif ext.startswith("rename to "):
                     new_path = ext[len("rename to "):].strip()
+                elif ext.startswith("index "):
+                    im = _INDEX.match(ext)
+                    if im is not None:
+                        old_blob, new_blob = im.group(1).lower(), im.group(2).lower()
                 elif not ext.strip() or ext.startswith("-- "):
                     break
                 i += 1
@@ -97,7 +103,8 @@ def parse_diff(text: str) -> tuple[FileDiff, ...]:
                 continue
             hunks.append(hunk)
         files.append(FileDiff(old_path=old_path, new_path=new_path,
-                              hunks=tuple(hunks), binary=binary))
+                              hunks=tuple(hunks), binary=binary, old_blob=old_blob,
+                              new_blob=new_blob))
     return tuple(files)
 
 

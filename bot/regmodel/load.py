@@ -11,12 +11,13 @@ under the tree's version.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.regmodel.facts import KvmFacts, read_facts
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
 from bot.regmodel.model import (
     Field,
+    FileEra,
     FlagSet,
     FunctionRole,
     Macro,
@@ -36,6 +38,7 @@ from bot.regmodel.model import (
     ValueExpr,
     mask_to_ranges,
     parse_era,
+    parse_version,
     ranges_to_mask,
 )
 from bot.regmodel.sysreg import parse_sysreg
@@ -64,6 +67,9 @@ class FieldInfo:
     kernel_note: str
     ignored_when: tuple[str, ...]
     source: str
+    arch: str = ""
+    kernel: tuple[int, ...] | None = None
+    kernel_source: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +96,9 @@ class KvmData:
     functions: tuple[FunctionRole, ...]
     values: tuple[ValueExpr, ...]
     facts: KvmFacts
+    file_eras: tuple[FileEra, ...] = ()
+    releases: Mapping[tuple[int, ...], dt.date] = field(default_factory=dict)
+    snapshot_files: tuple[str, ...] = ()
 
 
 def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
@@ -100,7 +109,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         raise ConfigError("%s: not valid TOML: %s" % (source, exc)) from None
     top = _Toml(raw, "(top)", source)
     top.only("schema", "sources", "registers", "flag_sets", "functions", "values", "places",
-             "guards", "storage", "ops")
+             "guards", "storage", "ops", "file_eras", "releases", "snapshot_files")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")
     src = _Toml(raw.get("sources", {}), "sources", source)
@@ -115,13 +124,19 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         for fname in ft.data:
             one = _Toml(ft.data[fname], "registers.%s.fields.%s" % (name, fname), source)
             one.only("polarity", "feature", "aliases", "note", "kvm_arm_h", "source",
-                     "ignored_when")
+                     "ignored_when", "arch", "kernel", "kernel_source")
+            kernel = one.text("kernel", "")
+            version = parse_version(kernel) if kernel else None
+            if kernel and version is None:
+                raise one.fail("kernel", "not a version (vX.Y): %r" % kernel)
             fields[fname] = FieldInfo(
                 name=fname, polarity=Polarity(one.choice("polarity", tuple(Polarity))),
                 feature=one.text("feature", "") or None, aliases=one.texts("aliases"),
                 note=one.text("note", ""), kernel_note=one.text("kvm_arm_h", ""),
                 ignored_when=one.texts("ignored_when"),
-                source=one.sources("source", sources))
+                source=one.sources("source", sources), arch=one.text("arch", ""),
+                kernel=version[:2] if version else None,
+                kernel_source=one.sources("kernel_source", sources, required=bool(kernel)))
         registers[name] = RegisterInfo(
             name=name, description=rt.text("description", ""),
             prefixes=tuple(sorted(rt.texts("prefixes") or (name + "_",), key=len,
@@ -164,9 +179,30 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
             expr=" ".join(t.text("expr").split()), mode=t.choice("mode", _MODES, "both"),
             era=t.era("era", False, parse_era), source=t.sources("source", sources),
             note=t.text("note", "")))
+    file_eras: list[FileEra] = []
+    for i, item in enumerate(_list(raw, "file_eras", source)):
+        t = _Toml(item, "file_eras[%d]" % i, source)
+        t.only("path", "era", "source", "macro")
+        file_eras.append(FileEra(path=t.text("path"), era=t.era("era", True, parse_era),
+                                 source=t.sources("source", sources),
+                                 macro=t.text("macro", "")))
+    rel = _Toml(raw.get("releases", {}), "releases", source)
+    releases: dict[tuple[int, ...], dt.date] = {}
+    for key, value in rel.data.items():
+        ver = parse_version(key)
+        if ver is None:
+            raise rel.fail(key, "not a version (vX.Y)")
+        if not isinstance(value, str):
+            raise rel.fail(key, "expected a date string YYYY-MM-DD")
+        try:
+            releases[ver[:2]] = dt.date.fromisoformat(value)
+        except ValueError:
+            raise rel.fail(key, "not a date: %r" % value) from None
     return KvmData(sources=sources, registers=registers, flag_sets=tuple(flag_sets),
                    functions=tuple(functions), values=tuple(values),
-                   facts=read_facts(raw, sources, source))
+                   facts=read_facts(raw, sources, source),
+                   file_eras=tuple(file_eras), releases=releases,
+                   snapshot_files=top.texts("snapshot_files"))
 
 
 def _list(raw: dict[str, Any], key: str, source: str) -> list[Any]:
@@ -202,7 +238,8 @@ def _enrich(raw: Register, info: RegisterInfo, *, strict: bool, source: str) -> 
             f, register=raw.name, name=fi.name, aliases=aliases, polarity=fi.polarity,
             feature=fi.feature, note=fi.note, kernel_note=fi.kernel_note,
             ignored_when=fi.ignored_when,
-            source="%s; %s" % (f.source, fi.source) if fi.source else f.source))
+            source="%s; %s" % (f.source, fi.source) if fi.source else f.source,
+            arch=fi.arch, kernel=fi.kernel, kernel_source=fi.kernel_source))
     if strict:
         for name in info.fields:
             if name not in matched:
@@ -271,7 +308,9 @@ def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
     return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
                          functions=data.functions, values=data.values, sources=data.sources,
                          facts=data.facts,
-                         origin=origin)
+                         origin=origin,
+                         file_eras=data.file_eras, releases=data.releases,
+                         snapshot_files=data.snapshot_files)
 
 
 @functools.lru_cache(maxsize=1)
@@ -286,7 +325,9 @@ def _shipped_model() -> RegisterModel:
     return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
                          functions=data.functions, values=data.values, sources=data.sources,
                          facts=data.facts,
-                         origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE))
+                         origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE),
+                         file_eras=data.file_eras, releases=data.releases,
+                         snapshot_files=data.snapshot_files)
 
 
 def load_model(kernel_tree: str | None = None) -> RegisterModel:
@@ -427,4 +468,7 @@ def _tree_model(tree: KernelTree) -> RegisterModel:
                                  note="evaluated from the kernel tree %s" % tree.root))
     return RegisterModel(registers=registers, flag_sets=flag_sets, functions=data.functions,
                          values=data.values, sources=data.sources,
-                         origin="kernel tree %s" % tree.root, kernel_version=tree.version)
+                         facts=data.facts,
+                         origin="kernel tree %s" % tree.root, kernel_version=tree.version,
+                         file_eras=data.file_eras, releases=data.releases,
+                         snapshot_files=data.snapshot_files)

@@ -8,6 +8,7 @@ regard to case because the kernel spells one field several ways
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from collections.abc import Iterable, Mapping
@@ -72,6 +73,21 @@ class Field:
     # Fields that, all set to 1, make this one have no effect (ATA: E2H and
     # TGE); a host configuration running that way does not need the bit.
     ignored_when: tuple[str, ...] = ()
+    # The architecture version that brought the field (Armv8.1...).
+    arch: str = ""
+    # The first mainline kernel whose kvm_arm.h or tools/sysreg knew the
+    # field, (major, minor), and the sources saying so; None: not recorded.
+    kernel: tuple[int, ...] | None = None
+    kernel_source: str = ""
+
+    @property
+    def kernel_checked(self) -> bool:
+        """`kernel` comes from a cited file or mail, not from memory."""
+        return bool(self.kernel_source) and "memory" not in self.kernel_source.split()
+
+    def known_at(self, version: tuple[int, ...] | None) -> bool:
+        """Whether a kernel of `version` knew this field (None: today's kernel)."""
+        return version is None or self.kernel is None or self.kernel <= version[:2]
 
     @property
     def width(self) -> int:
@@ -170,6 +186,20 @@ class ValueExpr:
     era: str = ""
     source: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileEra:
+    """A path (a directory when it ends in "/") that exists only in an era."""
+
+    path: str
+    era: str
+    source: str = ""
+    # When set, the era is that of this #define in the file, not of the file.
+    macro: str = ""
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.path.endswith("/") else path == self.path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,7 +312,10 @@ class RegisterModel:
                  sources: Mapping[str, str] | None = None,
                  origin: str = "shipped",
                  kernel_version: tuple[int, ...] | None = None,
-                 facts: KvmFacts | None = None) -> None:
+                 facts: KvmFacts | None = None,
+                 file_eras: Iterable[FileEra] = (),
+                 releases: Mapping[tuple[int, ...], dt.date] | None = None,
+                 snapshot_files: Iterable[str] = ()) -> None:
         self.registers: Mapping[str, Register] = MappingProxyType(dict(registers))
         self.flag_sets: tuple[FlagSet, ...] = tuple(flag_sets)
         self.functions: tuple[FunctionRole, ...] = tuple(functions)
@@ -291,6 +324,11 @@ class RegisterModel:
         self.origin = origin
         # Where code runs, guards, storage of values, events (kvm.toml).
         self.facts = facts if facts is not None else KvmFacts()
+        self.file_eras: tuple[FileEra, ...] = tuple(file_eras)
+        # Mainline releases, oldest first: (major, minor) -> release date.
+        self.releases: Mapping[tuple[int, ...], dt.date] = MappingProxyType(
+            dict(sorted((releases or {}).items())))
+        self._snapshot_files = tuple(snapshot_files)
         # Set when loaded from a kernel tree: flag_set() then defaults to it.
         self.kernel_version = kernel_version
         self._by_upper = {name.upper(): reg for name, reg in self.registers.items()}
@@ -462,3 +500,53 @@ class RegisterModel:
             if v.expr == norm:
                 return v
         return None
+
+    # what a kernel version knew
+
+    def known_fields(self, register: str, version: str | tuple[int, ...] | None
+                     ) -> tuple[Field, ...]:
+        """The fields of `register` a kernel of `version` knew (None: every field)."""
+        reg = self._require(register)
+        ver = parse_version(version) if isinstance(version, str) else version
+        return tuple(f for f in reg.fields if f.known_at(ver))
+
+    def res0_mask_at(self, register: str, version: str | tuple[int, ...] | None) -> int:
+        """The bits a kernel of `version` knew no field at: today's RES0 bits
+        plus the fields it did not know yet."""
+        reg = self._require(register)
+        known = 0
+        for f in self.known_fields(reg.name, version):
+            known |= f.mask
+        return (((1 << reg.width) - 1) & MASK64) & ~known & ~reg.res1_mask
+
+    def snapshot_files(self, version: str | tuple[int, ...] | None) -> tuple[str, ...]:
+        """The files a snapshot of a kernel of `version` should hold besides the
+        series' own: the save/restore map's files of that era and the
+        headers listed in kvm.toml."""
+        ver = parse_version(version) if isinstance(version, str) else version
+        layout = "post-5.9" if ver is None or ver[:2] >= (5, 9) else "pre-5.9"
+        out: dict[str, None] = {}
+        for fr in self.functions:
+            if fr.layout not in (layout, "any"):
+                continue
+            if ver is not None and fr.era and not era_contains(fr.era, ver):
+                continue
+            for path in fr.files:
+                out[path] = None
+        for path in self._snapshot_files:
+            out[path] = None
+        return tuple(p for p in out if ver is None or not any(
+            e.matches(p) and not e.macro and not era_contains(e.era, ver)
+            for e in self.file_eras))
+
+    def versions(self) -> tuple[tuple[int, ...], ...]:
+        """Every mainline version the model can name, oldest first."""
+        found: set[tuple[int, ...]] = set(self.releases)
+        for fs in self.flag_sets:
+            lo, hi = parse_era(fs.era)
+            found.add(lo[:2])
+            if hi is not None:
+                found.add(hi[:2])
+        for reg in self.registers.values():
+            found.update(f.kernel for f in reg.fields if f.kernel is not None)
+        return tuple(sorted(found))

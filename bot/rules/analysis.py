@@ -293,6 +293,11 @@ class SeriesView:
     def later(self, pv: PatchView) -> Iterator[PatchView]:
         return (p for p in self.patches if p.index > pv.index and p.relevant)
 
+    @property
+    def base_version(self) -> str | None:
+        """The kernel version the series was checked against ("v6.12"), if known."""
+        return getattr(getattr(self.tree, "base", None), "version", None)
+
     def file_after(self, pv: PatchView, path: str) -> str | None:
         return self.file_after_index(pv.index, path)
 

@@ -26,6 +26,8 @@ _NOT_FIELD = re.compile(r"_(FLAGS|RES0|RES1|MASK_ALL|VIRT_EXCP_MASK)$|_GUEST_|_H
 _SYSREG_LINE = re.compile(r"^\s*(Field|Res0|Res1|Enum|UnsignedEnum|SignedEnum|Unkn|Raz)\s+"
                           r"(\d+)(?::(\d+))?\s*(\w+)?")
 _SYSREG_BLOCK = re.compile(r"^\s*Sysreg\s+(\w+)")
+_DEFINE_NAME = re.compile(r"^\s*#\s*define\s+((?:HCR|MDCR)_[A-Za-z0-9_]+)")
+_SYSREG_FIELD = re.compile(r"^\s*(?:Field|Enum|UnsignedEnum|SignedEnum)\s+\d+(?::\d+)?\s+(\w+)")
 _MOV_Q = re.compile(r"^\s*(?:mov_q|ldr|mov)\s+(x\d+)\s*,\s*=?\s*#?(.+?)\s*$")
 
 
@@ -196,7 +198,9 @@ def _sysreg_lines(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: 
                          message="bits %s of %s hold %s in the architecture, not %s." % (
                              _span(msb, lsb), block, ", ".join(f.name for f in clash), name))
         elif kind == "Res0":
-            clash = _fields_at(info, span_mask)
+            # A field the base did not know yet is no clash (unless the series defines it).
+            known = _known_mask(mdl, block, sv.base_version, _series_fields(sv, mdl, block))
+            clash = _fields_at(info, span_mask & known)
             if clash:
                 emit(Severity.WARNING, pv, fv, ln, register=block,
                      fields=tuple(f.name for f in clash),
@@ -231,7 +235,7 @@ def reserved_bit(series: Series, ctx: Context) -> list[Finding]:
         for fv in pv.files:
             _constant_writes(emit, pv, fv, mdl, ev)
             if fv.path.endswith(".h"):
-                _res0_masks(emit, pv, fv, mdl, ev)
+                _res0_masks(emit, sv, pv, fv, mdl, ev)
                 _res0_macros(emit, pv, fv, mdl, ev)
         if isinstance(mdl, RegisterModel):
             _res0_values(emit, sv, pv, ctx, mdl)
@@ -353,43 +357,145 @@ def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
 _RES0_MACROS = ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0")
 
 
-def _old_defines(fv: FileView) -> dict[str, str]:
-    """The `#define`s the old side of the hunks shows, by name."""
-    lines = [(ln.old_no or 0, ln.text) for ln in fv.lines if ln.old_side]
-    return {d.name: d.expr for d in defines(lines)}
+def _res0_masks(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object,
+                ev: Evaluator) -> None:
+    version = sv.base_version
+    for first, name, text in _res0_defines(sv, pv, fv):
+        reg = M.register_of_macro(name) or ""
+        value = _define_value(text, name, ev)
+        info = M.register_info(mdl, reg)
+        if value is None or info is None:
+            continue
+        table = int(getattr(info, "res0_mask", 0) or 0)
+        real = value & ~table
+        # Only what the base knew is drift: a field a later kernel added was
+        # reserved as far as the base could tell. A field the series itself
+        # defines is checked against today's table.
+        known = _known_mask(mdl, reg, version, _series_fields(sv, mdl, reg))
+        drift = real & known
+        if not drift:
+            continue
+        before = _old_value(sv, pv, fv, name, ev)
+        new, old = drift & ~before, drift & before
+        where = "what %s knew" % version if version else "the register table"
+        evidence = (" ".join(text.split()),)
+        if new:
+            names = [f.name for f in _fields_at(info, new)]
+            emit(Severity.WARNING, pv, fv, first, register=reg, fields=names,
+                 message="%s now calls %s reserved, but %s defines %s there: the patch "
+                 "makes the mask drift from the architecture." % (
+                     name, M.bits_text(new), where, ", ".join(names) or "fields"),
+                 evidence=evidence)
+        if old:
+            names = [f.name for f in _fields_at(info, old)]
+            emit(Severity.INFO, pv, fv, first, register=reg, fields=names, existed=True,
+                 message="%s already called %s reserved before this patch, though %s "
+                 "defines %s there." % (name, M.bits_text(old), where,
+                                         ", ".join(names) or "fields"),
+                 evidence=evidence)
 
 
-def _res0_masks(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
-    """A hand-written RES0 mask the patch writes: the drift it introduces
-    from the register table is a warning; drift the base already had is
-    pre-existing, whatever the patch does around it."""
-    old_defs = _old_defines(fv)
+def _res0_defines(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[Line, str, str]]:
+    """(line to anchor on, name, whole #define text after the patch) of each
+    hand-written RES0 mask the patch changes. A definition the hunk shows
+    only in part is read whole from the kernel repository when there is one."""
+    after = sv.file_after(pv, fv.path)
+    lines = after.split("\n") if after is not None else None
+    out: dict[str, tuple[Line, str, str]] = {}
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
-            if d.name not in _RES0_MACROS:
-                continue
-            reg = M.register_of_macro(d.name) or ""
-            value = ev.value(d.expr)
-            info = M.register_info(mdl, reg)
-            if value is None or info is None:
-                continue
-            table = int(getattr(info, "res0_mask", 0) or 0)
-            real = value & ~table
-            old_value = ev.value(old_defs[d.name]) if d.name in old_defs else None
-            before = (old_value & ~table) if old_value is not None else 0
-            new = real & ~before
-            where = next((ln for ln in run if ln.added), first)
-            if new:
-                names = [f.name for f in _fields_at(info, new)]
-                emit(Severity.WARNING, pv, fv, where, register=reg, fields=names,
-                     message="%s now calls %s reserved, but the register table defines %s "
-                     "there: the patch makes the mask drift from the architecture." % (
-                         d.name, M.bits_text(new), ", ".join(names) or "fields"),
-                     evidence=(d.text,))
-            elif real:
-                names = [f.name for f in _fields_at(info, real)]
-                emit(Severity.INFO, pv, fv, where, register=reg, fields=names, existed=True,
-                     message="%s already called %s reserved before this patch, though the "
-                     "register table defines %s there." % (
-                         d.name, M.bits_text(real), ", ".join(names) or "fields"),
-                     evidence=(d.text,))
+            if d.name in _RES0_MACROS:
+                whole = _collect_define(lines, d.name) if lines is not None else None
+                anchor = next((ln for ln in run if ln.added), first)
+                out.setdefault(d.name, (anchor, d.name, whole or "\n".join(r.text for r in run)))
+    if lines is None:
+        return list(out.values())
+    for ln in fv.changed:
+        if not ln.added or ln.new_no is None:
+            continue
+        head = ln.new_no - 1
+        while head > 0 and lines[head - 1].rstrip().endswith("\\"):
+            head -= 1
+        m = _DEFINE_NAME.match(lines[head]) if head < len(lines) else None
+        if m is not None and m.group(1) in _RES0_MACROS and m.group(1) not in out:
+            whole = _collect_define(lines, m.group(1))
+            if whole is not None:
+                out[m.group(1)] = (ln, m.group(1), whole)
+    return list(out.values())
+
+
+def _define_value(text: str, name: str, ev: Evaluator) -> int | None:
+    """The value of `name`'s definition in `text`. A definition the hunk cuts
+    off (its last line still continued) is read as far as it goes: the bits
+    it shows, the same way before and after the patch."""
+    for d in defines([(0, t) for t in text.split("\n")]):
+        if d.name != name:
+            continue
+        value = ev.value(d.expr)
+        if value is None and text.rstrip().endswith("\\"):
+            shown = re.sub(r"[\s|&+]+$", "", d.expr)
+            value = ev.value(shown + ")" * max(0, shown.count("(") - shown.count(")")))
+        return value
+    return None
+
+
+def _known_mask(mdl: object, reg: str, version: str | None, extra: set[str]) -> int:
+    """The bits of fields a kernel of `version` knew (every field without a
+    version), plus the fields named in `extra`."""
+    known = getattr(mdl, "known_fields", None)
+    info = M.register_info(mdl, reg)
+    fields = list(getattr(info, "fields", ()) or ())
+    if known is not None and version:
+        try:
+            fields = [f for f in known(reg, version)] + [
+                f for f in fields if f.name in extra]
+        except (KeyError, ValueError):
+            pass
+    mask = 0
+    for f in fields:
+        mask |= f.mask
+    return mask
+
+
+def _series_fields(sv: SeriesView, mdl: object, reg: str) -> set[str]:
+    """Fields of `reg` the series itself defines (a macro or a tools/sysreg line)."""
+    out: set[str] = set()
+    for pv in sv.relevant():
+        for fv in pv.files:
+            for ln in fv.changed:
+                if not ln.added:
+                    continue
+                m = _DEFINE_NAME.match(ln.text) or _SYSREG_FIELD.match(ln.text)
+                if m is None:
+                    continue
+                ref = M.lookup(mdl, m.group(1), reg)
+                if ref is not None and ref.register == reg:
+                    out.add(ref.name)
+    return out
+
+
+def _old_value(sv: SeriesView, pv: PatchView, fv: FileView, name: str, ev: Evaluator) -> int:
+    """The value `name` had before the patch: in the repository's file before
+    it, else in the lines the hunk removes or keeps; 0 when it had none."""
+    tree = sv.tree
+    before_file = None
+    if tree is not None and getattr(tree, "applied", False):
+        before_file = tree.file_after(pv.index - 1, fv.old_path or fv.path)  # type: ignore[attr-defined]
+    if before_file is not None:
+        text = _collect_define(before_file.split("\n"), name)
+    else:
+        text = _collect_define([ln.text for ln in fv.lines if ln.old_side], name)
+    return (_define_value(text, name, ev) or 0) if text is not None else 0
+
+
+def _collect_define(lines: list[str], name: str) -> str | None:
+    for i, line in enumerate(lines):
+        m = _DEFINE_NAME.match(line)
+        if m is None or m.group(1) != name:
+            continue
+        run = [line]
+        while run[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+            i += 1
+            run.append(lines[i])
+        return "\n".join(run)
+    return None

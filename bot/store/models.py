@@ -101,6 +101,12 @@ class Series(Base):
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"))
     cover_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
     date: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    # What the series was last checked against (bot.data.Base): how the base
+    # was found (a BaseSource value), its commit and/or kernel version, why.
+    base_source: Mapped[str | None] = mapped_column(String(32))
+    base_commit: Mapped[str | None] = mapped_column(String(64))
+    base_version: Mapped[str | None] = mapped_column(String(32))
+    base_detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
 

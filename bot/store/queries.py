@@ -190,7 +190,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                      thread_id=_text(data.thread_id, 998),
                      previous_id=prev.id if prev else None,
                      cover_id=ids.get(data.cover.message_id) if data.cover else None,
-                     date=(data.cover or data.patches[0].mail).date)
+                     date=(data.cover or data.patches[0].mail).date, **_base_columns(res))
         session.add(row)
         session.flush()
         stats.series += 1
@@ -201,8 +201,15 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
             if prev is None or prev.revision < row.revision:
                 later.previous_id = row.id
                 relinked.append(later)
-    elif list(row.missing) != list(data.missing) or row.total != data.total:
-        row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
+    else:
+        if list(row.missing) != list(data.missing) or row.total != data.total:
+            row.missing, row.total, row.updated_at = list(data.missing), data.total, utcnow()
+        base = _base_columns(res)
+        if base and any(getattr(row, k) != v for k, v in base.items()):
+            # The latest check's base: a repository configured since may know it.
+            for key, value in base.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
     have = dict(session.execute(select(Patch.index, Patch.id)
                                 .where(Patch.series_id == row.id)).all())
     new_patches = [{"series_id": row.id, "message_id": ids[p.message_id], "index": p.index,
@@ -291,6 +298,14 @@ def _earlier_rows(session: Session, comparison: RevisionComparison) -> dict[str,
         return {}
     return {f.key: f for f in session.scalars(select(Finding)
                                                .where(Finding.series_id == earlier.id))}
+
+
+def _base_columns(res: SeriesResult) -> dict[str, Any]:
+    base = res.base
+    if base is None:
+        return {}
+    return {"base_source": str(base.source), "base_commit": _text(base.commit, 64),
+            "base_version": _text(base.version, 32), "base_detail": _text(base.detail)}
 
 
 def _save_findings(session: Session, row: Series, found: tuple[FindingData, ...],
