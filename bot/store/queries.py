@@ -227,7 +227,7 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
         {"series_id": row.id, "patch_index": d.patch, "in_reply_to": _text(d.in_reply_to, 998),
          "references": list(d.references), "to_addrs": [_text(a) for a in d.to],
          "cc_addrs": [_text(a) for a in d.cc], "subject": _text(d.subject),
-         "body": _text(d.body), "state": "pending",
+         "body": _text(d.body), "state": "draft", "fingerprints": list(d.fingerprints),
          "created_at": utcnow(), "updated_at": utcnow()} for d in drafts],
         ["series_id", "in_reply_to"])
     for later in relinked:
