@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("show", help="print the effective configuration and its origins")
     cfgp.set_defaults(func=_cmd_config)
 
+    from bot.draftcmd import add_parser as add_drafts_parser
+    add_drafts_parser(sub)
+
     return parser
 
 

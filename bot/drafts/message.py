@@ -124,8 +124,8 @@ def as_mbox(messages: Iterable[EmailMessage]) -> bytes:
         raw = as_export(msg)
         lines = raw.split(b"\n")
         escaped = [b">" + ln if ln.lstrip(b">").startswith(b"From ") else ln for ln in lines]
-        chunks.append(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + b"\n".join(escaped).rstrip(b"\n")
-                      + b"\n\n")
+        chunks.append(b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+                      + b"\n".join(escaped).rstrip(b"\n") + b"\n\n")
     return b"".join(chunks)
 
 
