@@ -143,6 +143,21 @@ def attribution_date(when: dt.datetime) -> str:
         abs(minutes) // 60, abs(minutes) % 60)
 
 
+def sender_date(mail: Mail) -> dt.datetime | None:
+    """When `mail` was written, in the sender's own time zone (as its Date
+    header gives it), else as the parse layer normalised it."""
+    for name, value in mail.headers:
+        if name == "date":
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                break
+            if when.tzinfo is not None and 1900 < when.year < 10000:
+                return when
+            break
+    return mail.date
+
+
 def author_name(mail: Mail) -> str:
     """Who wrote `mail`, as an attribution names them: the display name, or
     the address when there is none."""

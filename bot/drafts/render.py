@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.resources
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,10 +33,13 @@ from bot.drafts.headers import (
     list_address,
     recipients,
     reply_subject,
+    sender_date,
 )
 from bot.drafts.quote import CONTEXT, ELIDED, blocks, quote_line, sentence
 
 logger = logging.getLogger(__name__)
+
+_PREFIXES = re.compile(r"^\s*(\[[^\]]*\]\s*)+")
 
 
 def _template_dir() -> str:
@@ -94,7 +98,8 @@ def _limit(by_patch: dict[int, list[Finding]], most: int) -> list[int]:
 
 
 def _attribution(mail: Mail) -> dict[str, str]:
-    return {"date": attribution_date(mail.date) if mail.date is not None else "",
+    when = sender_date(mail)
+    return {"date": attribution_date(when) if when is not None else "",
             "author": author_name(mail)}
 
 
@@ -168,7 +173,8 @@ def _cover_draft(series: Series, by_patch: dict[int, list[Finding]],
             if f.register and f.register not in registers:
                 registers.append(f.register)
         items.append({"patch": "%d/%d" % (index, series.total),
-                      "subject": clean(patches[index].subject), "text": sentence(found[0].message),
+                      "subject": _PREFIXES.sub("", clean(patches[index].subject)),
+                      "text": sentence(found[0].message),
                       "more": len(found) - 1})
     body = environment().get_template("cover-body.txt.j2").render(
         quote=_cover_quote(cover), items=items, signature=cfg.signature.strip(),
