@@ -94,7 +94,7 @@ def actor(args: argparse.Namespace, cfg: Config) -> Actor:
     if not mail:
         name, mail = _git_identity()
     if not mail:
-        raise BadInput("who is approving? pass --as 'Name <email>' or set "
+        raise BadInput("who is acting? pass --as 'Name <email>' or set "
                        "drafts.reviewer_email (or git config user.email)")
     found = Actor(name=name, email=mail)
     found.address  # noqa: B018 - refuses an unusable address now, not halfway
