@@ -260,8 +260,9 @@ def _discard(args: argparse.Namespace, cfg: Config, db: Database, out: TextIO) -
 def _send(args: argparse.Namespace, cfg: Config, db: Database, out: TextIO) -> int:
     from bot.outbox import send_due
     report = send_due(cfg, db, ids=args.ids or None)
-    for i, why in report.recovered:
-        out.write("draft %d recovered: %s\n" % (i, why))
+    lost = [i for i, state, _ in report.recovered if state == "failed"]
+    for i, state, why in report.recovered:
+        out.write("draft %d recovered (%s): %s\n" % (i, state, why))
     for i, reply in report.sent:
         out.write("draft %d sent: %s\n" % (i, reply))
     for i, why in report.deferred:
@@ -270,8 +271,9 @@ def _send(args: argparse.Namespace, cfg: Config, db: Database, out: TextIO) -> i
         out.write("draft %d failed: %s\n" % (i, why))
     if not (report.sent or report.failed or report.deferred):
         out.write("nothing to send\n")
-    if report.failed or report.deferred:
-        raise Transient("%d draft(s) not sent" % (len(report.failed) + len(report.deferred)))
+    unsent = len(report.failed) + len(report.deferred) + len(lost)
+    if unsent:
+        raise Transient("%d draft(s) not sent: see `bot drafts show ID`" % unsent)
     return 0
 
 

@@ -55,7 +55,9 @@ class SendReport:
     sent: list[tuple[int, str]] = field(default_factory=list)       # (draft, server reply)
     failed: list[tuple[int, str]] = field(default_factory=list)     # (draft, why)
     deferred: list[tuple[int, str]] = field(default_factory=list)   # back to approved
-    recovered: list[tuple[int, str]] = field(default_factory=list)  # swept claims
+    # Swept claims: back to approved (and sent in this run), or failed when
+    # the message may have reached the server.
+    recovered: list[tuple[int, DraftState, str]] = field(default_factory=list)
 
 
 def owner_id() -> str:
@@ -97,10 +99,10 @@ def check_sendable(database: Database, ids: Sequence[int]) -> None:
 
 
 def recover(database: Database, *, me: str, now: dt.datetime | None = None) -> list[
-        tuple[int, str]]:
+        tuple[int, DraftState, str]]:
     """Sweep claims left by senders that died or overran their lease."""
     now = now or utcnow()
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, DraftState, str]] = []
     with database.transaction() as session:
         dead = [o for o in q.sending_owners(session) if o != me and _dead(o)]
         for d in q.stale_claims(session, now, dead):
@@ -119,7 +121,7 @@ def recover(database: Database, *, me: str, now: dt.datetime | None = None) -> l
                 q.record(session, d, actor=me, action=DraftAction.RECOVERED,
                          before=DraftState.SENDING, after=state, detail=why, at=now)
                 logger.warning("draft %d: %s", d.id, why)
-                out.append((d.id, why))
+                out.append((d.id, state, why))
     return out
 
 

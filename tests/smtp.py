@@ -100,7 +100,7 @@ class SmtpServer:
                     (data.login.decode(), data.password.decode()) == login
                 if ok:
                     self.logins.append(data.login.decode())
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)
             kwargs.update(authenticator=authenticate, auth_required=True,
                           auth_require_tls=tls != "none")
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
