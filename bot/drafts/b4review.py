@@ -103,5 +103,8 @@ def patch_file(body: PatchBody, found: list[ReplyRemark]) -> str:
                     lines += ["", r.text, ""]
     for rest in waiting.values():  # lines the patch does not have (edited quotes)
         notes += ["%s\n%s" % (_quoted(r.line), r.text) for r in rest]
+    # b4 splits the note from the diff at the first "\n> diff --git ": with no
+    # note, the text still starts with a newline, or a patch touching two
+    # files would be read as one long note.
     head = "\n\n".join(notes)
-    return (head + "\n\n" if head else "") + "\n".join(lines) + "\n"
+    return (head + "\n\n" if head else "\n") + "\n".join(lines) + "\n"
