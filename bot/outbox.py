@@ -126,8 +126,12 @@ def recover(database: Database, *, me: str, now: dt.datetime | None = None) -> l
 
 
 def _connect(cfg: SmtpConfig) -> smtplib.SMTP:
+    if cfg.user and cfg.password is None:
+        raise ConfigError("smtp.user is set but smtp.password is not")
+    # Read before connecting: a missing variable is a configuration error.
+    password = cfg.password.reveal() if cfg.user and cfg.password is not None else ""
     context = ssl.create_default_context()
-    conn: smtplib.SMTP
+    conn: smtplib.SMTP | None = None
     try:
         if cfg.implicit_tls:
             conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
@@ -138,9 +142,17 @@ def _connect(cfg: SmtpConfig) -> smtplib.SMTP:
             conn.starttls(context=context)
             conn.ehlo()
         if cfg.user:
-            if cfg.password is None:
-                raise ConfigError("smtp.user is set but smtp.password is not")
-            conn.login(cfg.user, cfg.password.reveal())
+            conn.login(cfg.user, password)
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    return conn
+
+
+def _open(cfg: SmtpConfig) -> smtplib.SMTP:
+    try:
+        return _connect(cfg)
     except smtplib.SMTPAuthenticationError as exc:
         raise ConfigError("SMTP server %s:%d refused the login of smtp.user %s: %s"
                           % (cfg.host, cfg.port, cfg.user, _reply(exc.smtp_code,
@@ -148,7 +160,6 @@ def _connect(cfg: SmtpConfig) -> smtplib.SMTP:
     except (OSError, smtplib.SMTPException) as exc:
         raise Transient("SMTP server %s:%d unavailable: %s"
                         % (cfg.host, cfg.port, exc)) from None
-    return conn
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -166,7 +177,7 @@ class _Session:
 
     def get(self) -> smtplib.SMTP:
         if self.conn is None:
-            self.conn = _connect(self.cfg)
+            self.conn = _open(self.cfg)
         return self.conn
 
     def close(self) -> None:
@@ -247,7 +258,12 @@ def _send_one(database: Database, cfg: Config, smtp: _Session, d_id: int, me: st
         report.deferred.append((d_id, str(exc)))
         return
     with database.transaction() as session:
-        q.handing_over(session, d_id, me, utcnow())
+        ours = q.handing_over(session, d_id, me, utcnow())
+    if not ours:
+        # Another sender swept this claim (the lease ran out): it is theirs now.
+        _rset(conn)
+        logger.warning("draft %d: claim lost before sending; left to its new holder", d_id)
+        return
     try:
         code, text = conn.data(as_smtp(msg))
     except (OSError, smtplib.SMTPException) as exc:

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from bot import config as botconfig
+from bot import workflow as wf
 from bot.errors import BadInput, NotFound
 from bot.pipeline import Checker
 from bot.sources import InputSet, StreamInput
@@ -26,7 +27,6 @@ from bot.store import drafts as q
 from bot.store.db import Database
 from bot.store.models import Draft, DraftAction, DraftEvent, DraftState
 from bot.store.queries import save_thread
-from bot import workflow as wf
 from tests.conftest import DATA, make_config
 from tests.drafts_support import checker
 
@@ -305,7 +305,7 @@ def test_edited_text_is_parsed_strictly() -> None:
 
 def test_cli_states_match_the_model() -> None:
     from bot.draftcmd import STATES
-    assert STATES == tuple(str(s) for s in DraftState)
+    assert tuple(str(s) for s in DraftState) == STATES
 
 
 def test_actor_must_have_a_usable_address() -> None:
