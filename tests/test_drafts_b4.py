@@ -25,7 +25,13 @@ from bot.store.db import Database
 from tests.conftest import DATA
 from tests.drafts_support import check
 from tests.pi import messages
-from tests.test_drafts_workflow import MAZ, POLARITY, bot, store
+from tests.test_drafts_workflow import (  # noqa: F401  (fixture)
+    MAZ,
+    POLARITY,
+    bot,
+    sqlite_migrated,
+    store,
+)
 
 NV = DATA / "drafts" / "nv-at-tge-irqs.mbox"
 
@@ -120,7 +126,9 @@ def test_b4_reads_the_remarks_under_their_lines(migrated, tmp_path, git_env) -> 
     assert lines[at + 1] == "" and lines[at + 2].startswith("Hmm. Dropping FB")
 
 
-def test_b4_refuses_a_tree_that_is_not_a_review_branch(migrated, tmp_path, git_env) -> None:  # type: ignore[no-untyped-def]
+def test_b4_refuses_a_tree_that_is_not_a_review_branch(sqlite_migrated, tmp_path,  # type: ignore[no-untyped-def]
+                                                       git_env) -> None:
+    migrated = sqlite_migrated
     store(migrated, POLARITY)
     repo = tmp_path / "plain"
     repo.mkdir()

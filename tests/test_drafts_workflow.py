@@ -58,6 +58,24 @@ def database(migrated: botconfig.Config):  # type: ignore[no-untyped-def]
     d.close()
 
 
+@pytest.fixture
+def sqlite_migrated(sqlite_url: str, tmp_path: Path) -> botconfig.Config:
+    """For the command-line tests: the workflow behind them runs on both
+    databases in the tests above; a process per command is slow enough once."""
+    cfg = make_config(tmp_path, BOT_DATABASE_URL=sqlite_url)
+    engine = db.make_engine(cfg)
+    db.upgrade(engine)
+    engine.dispose()
+    return cfg
+
+
+@pytest.fixture
+def sqlite_database(sqlite_migrated: botconfig.Config):  # type: ignore[no-untyped-def]
+    d = Database(sqlite_migrated)
+    yield d
+    d.close()
+
+
 def _ids(database: Database) -> list[int]:
     with database.transaction() as s:
         return sorted(v.id for v in wf.list_drafts(s))
@@ -237,7 +255,9 @@ def bot(cfg: botconfig.Config, *args: str, env: dict[str, str] | None = None,
                           env=environ, input=stdin, check=False)
 
 
-def test_cli_list_show_edit_approve_export(migrated, database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_list_show_edit_approve_export(sqlite_migrated, sqlite_database,  # type: ignore[no-untyped-def]
+                                           tmp_path) -> None:
+    migrated, database = sqlite_migrated, sqlite_database
     store(migrated, SERIES)
     first, second = _ids(database)
     proc = bot(migrated, "drafts", "list", "--format", "json")
@@ -279,7 +299,9 @@ def test_cli_list_show_edit_approve_export(migrated, database, tmp_path) -> None
     assert proc.returncode == 2 and "no such draft" in proc.stderr
 
 
-def test_cli_edit_with_a_failing_editor_changes_nothing(migrated, database) -> None:  # type: ignore[no-untyped-def]
+def test_cli_edit_with_a_failing_editor_changes_nothing(sqlite_migrated,  # type: ignore[no-untyped-def]
+                                                        sqlite_database) -> None:
+    migrated, database = sqlite_migrated, sqlite_database
     store(migrated, POLARITY)
     [i] = _ids(database)
     with database.transaction() as s:
