@@ -21,7 +21,8 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regen-golden", action="store_true", default=False,
-                     help="rewrite the golden files (tests/data/golden/) from the current "
+                     help="rewrite the golden files (tests/data/golden/, "
+                     "tests/data/drafts/golden/) from the current "
                      "output instead of comparing with them; review the diff before committing")
 
 
@@ -45,11 +46,6 @@ def compare_golden(path: Path, actual: str, regen: bool) -> None:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--regen-golden", action="store_true", default=False,
-                     help="rewrite the golden files (rendered drafts) instead of comparing")
 
 
 @pytest.hookimpl(hookwrapper=True)

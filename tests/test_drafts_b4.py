@@ -33,7 +33,7 @@ from tests.test_drafts_workflow import (  # noqa: F401  (fixture)
     store,
 )
 
-NV = DATA / "drafts" / "nv-at-tge-irqs.mbox"
+NV = DATA / "labelled" / "problem-nv-at-emulation-hcr.mbox"
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import email
 import email.policy
 import email.utils
@@ -27,7 +26,7 @@ from bot.data import Draft, Severity
 from bot.drafts import headers, render
 from bot.drafts.message import Outgoing, as_smtp, build
 from bot.drafts.quote import CONTEXT, sentence
-from tests.conftest import DATA
+from tests.conftest import DATA, compare_golden
 from tests.drafts_support import as_text, check, drafts_of
 
 DRAFTS = DATA / "drafts"
@@ -39,8 +38,8 @@ SERIES = DRAFTS / "series-two-findings.mbox"
 
 # Real kvmarm mail first (tests/data/README.md), then the realistic patch of
 # every rule family that must trigger.
-INPUTS = (sorted(DRAFTS.glob("*.mbox")) + [POLARITY, WIDTH, RULES / "host-flags-trigger.mbox"]
-          + sorted(RULES.glob("*-trigger*.patch")))
+INPUTS = (sorted(DRAFTS.glob("*.mbox")) + sorted((DATA / "labelled").glob("problem-*.mbox"))
+          + [RULES / "host-flags-trigger.mbox"] + sorted(RULES.glob("*-trigger*.patch")))
 # drafts.* settings a golden file is rendered with (defaults otherwise).
 OPTIONS = {"series-two-findings": {"cover_summary": True}}
 SEPARATOR = "\n" + "=" * 72 + "\n"
@@ -52,20 +51,8 @@ def _rendered(path: Path) -> str:
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=lambda p: p.name)
-def test_golden_drafts(path: Path, request: pytest.FixtureRequest) -> None:
-    golden = GOLDEN / (path.stem + ".txt")
-    text = _rendered(path)
-    if request.config.getoption("--regen-golden"):
-        GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-        return
-    assert golden.exists(), "%s missing: run pytest --regen-golden and review it" % golden
-    expected = golden.read_text(encoding="utf-8")
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                            str(golden), "rendered now"))
-        pytest.fail("the rendered drafts differ from %s (if intended, run pytest "
-                    "--regen-golden and review the diff):\n%s" % (golden.name, diff))
+def test_golden_drafts(path: Path, regen_golden: bool) -> None:
+    compare_golden(GOLDEN / (path.stem + ".txt"), _rendered(path), regen_golden)
 
 
 def test_every_golden_file_has_its_input() -> None:
@@ -124,7 +111,7 @@ def test_every_draft_reads_like_an_inline_reply() -> None:
 
 
 def test_each_remark_sits_under_the_line_it_is_about() -> None:
-    [result] = check(DRAFTS / "nv-at-tge-irqs.mbox")
+    [result] = check(DATA / "labelled" / "problem-nv-at-emulation-hcr.mbox")
     [draft] = result.drafts
     for f in result.rules.findings:
         head = sentence(f.message).split(" ")[0:6]
