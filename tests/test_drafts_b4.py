@@ -33,7 +33,7 @@ from tests.test_drafts_workflow import (  # noqa: F401  (fixture)
     store,
 )
 
-NV = DATA / "labelled" / "problem-nv-at-emulation-hcr.mbox"
+TWO_HUNKS = DATA / "rules" / "host-restore-trigger-stale-caller.patch"
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> str:
@@ -143,22 +143,22 @@ def test_b4_refuses_a_tree_that_is_not_a_review_branch(sqlite_migrated, tmp_path
 
 
 def test_every_remark_of_a_reply_lands_under_its_line() -> None:
-    [result] = check(NV)
+    [result] = check(TWO_HUNKS)
     [draft] = result.drafts
     found = remarks(draft.body)
-    assert [r.text.split(" in ")[1].split("()")[0] for r in found] == ["__kvm_at_s1e01",
-                                                                       "__kvm_at_s1e2"]
-    assert all(r.path == "arch/arm64/kvm/hyp/at.c" for r in found)
+    assert len(found) == len(result.rules.findings) == 2
+    assert all(r.path == "arch/arm64/kvm/hyp/nvhe/switch.c" for r in found)
     [patch] = result.series.patches
     text = patch_file(patch.body, found)
-    assert text.startswith("\n> diff --git a/arch/arm64/include/asm/kvm_arm.h")
+    assert text.startswith("\n> diff --git a/arch/arm64/kvm/hyp/nvhe/switch.c")
     lines = text.split("\n")
     for r in found:
         at = lines.index(r.text.split("\n")[0])
         assert lines[at - 1] == "" and lines[at - 2].rstrip() == "> " + r.line
-    # b4's reader finds both, at the lines the findings name.
+    # b4's reader finds both, at the new-file lines of the lines they are under.
     got = b4.review._extract_comments_from_quoted_reply(text)
-    assert sorted(c["line"] for c in got) == sorted(f.line for f in result.rules.findings)
+    assert [c["text"] for c in got] == [r.text for r in found]
+    assert sorted(c["line"] for c in got) == [146, 335]
 
 
 def test_remarks_about_lines_the_patch_lacks_become_notes() -> None:

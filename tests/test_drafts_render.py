@@ -25,7 +25,7 @@ from bot import config as botconfig
 from bot.data import Draft, Severity
 from bot.drafts import headers, render
 from bot.drafts.message import Outgoing, as_smtp, build
-from bot.drafts.quote import CONTEXT, sentence
+from bot.drafts.quote import CONTEXT, anchor, sentence
 from tests.conftest import DATA, compare_golden
 from tests.drafts_support import as_text, check, drafts_of
 
@@ -111,15 +111,28 @@ def test_every_draft_reads_like_an_inline_reply() -> None:
 
 
 def test_each_remark_sits_under_the_line_it_is_about() -> None:
-    [result] = check(DATA / "labelled" / "problem-nv-at-emulation-hcr.mbox")
-    [draft] = result.drafts
-    for f in result.rules.findings:
-        head = sentence(f.message).split(" ")[0:6]
-        lines = draft.body.split("\n")
-        at = next(i for i, ln in enumerate(lines) if ln.startswith(" ".join(head)))
-        assert lines[at - 1] == ""
-        quoted = lines[at - 2]
-        assert quoted.startswith("> +") and f.evidence[0].strip().split()[0] in quoted
+    """Under the line of the hunk the finding is about (`quote.anchor`), with
+    one blank line between; checked for every drafted finding."""
+    placed = 0
+    for path in INPUTS:
+        for result in check(path, **OPTIONS.get(path.stem, {})):
+            bodies = {d.patch: d.body.split("\n") for d in result.drafts}
+            for f in result.rules.findings:
+                if f.patch not in bodies or f.hunk is None:
+                    continue
+                lines = bodies[f.patch]
+                head = " ".join(sentence(f.message).split()[:5])
+                at = next(i for i, ln in enumerate(lines) if ln.startswith(head))
+                if lines[at - 2].startswith(">"):
+                    expected = f.hunk.lines[anchor(f.hunk, f)]
+                    assert lines[at - 1] == ""
+                    assert lines[at - 2] == ("> " + str(expected.kind) + expected.text).rstrip()
+                    placed += 1
+    assert placed >= 20
+    [d] = drafts_of(WIDTH)
+    lines = d.body.split("\n")
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("GENMASK(16, 0) keeps"))
+    assert lines[at - 2:at] == ["> +\tu16 imm = (hcr >> shift) & GENMASK(16, 0);", ""]
 
 
 def test_question_findings_are_asked() -> None:
