@@ -3,7 +3,7 @@ discarded; the history of every draft (draft_event); approval, supersession,
 export and outbox columns on draft. Existing 'pending' drafts become 'draft'.
 
 Revision ID: 0003_draft_workflow
-Revises: 0005_finding_revisions
+Revises: 0006_poll_integrity
 Create Date: 2026-12-01
 """
 from typing import Sequence, Union
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0003_draft_workflow'
-down_revision: Union[str, Sequence[str], None] = '0005_finding_revisions'
+down_revision: Union[str, Sequence[str], None] = '0006_poll_integrity'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
