@@ -210,9 +210,14 @@ def test_non_ascii_names_in_attribution_and_headers() -> None:
 
 
 HOSTILE = {
-    "Subject": "=?utf-8?q?[RFC]_KVM:_arm64:_evil=0D=0ABcc:_victim@example.org=0A=0Abody?=",
+    # Encoded once (the parse layer decodes it), and encoded twice: decoded
+    # once, it is a literal encoded word that Python's email library would
+    # decode again when writing our reply.
+    "Subject": "=?utf-8?q?[RFC]_KVM:_arm64:_evil=0D=0ABcc:_victim@example.org=0A=0Abody?= "
+               "=?utf-8?q?=3D=3Futf-8=3Fq=3F=3D0D=3D0ABcc=3A=5Fvictim4=40example.org=3F=3D?=",
     "From": "=?utf-8?q?Shaokun=0D=0ABcc:_victim2@example.org?= <zhangshaokun@hisilicon.com>",
     "Cc": "=?utf-8?q?Mallory=0ABcc:_v3@example.org?= <mallory@example.org>, "
+          "\"x =?utf-8?q?=0D=0ABcc:_v5@example.org?=\" <w@example.org>, "
           "\"x\\\" <y@example.org>\" <z@example.org>, not an address, <bad@@example..org>",
     "References": "<good@example.org> <bad=?utf-8?q?=0D=0A?=X-Evil:@example.org> "
                   "<<nested>@x> <sp ace@example.org>",
@@ -230,7 +235,7 @@ def test_hostile_headers_never_reach_a_header() -> None:
     # A display name may carry text that looks like an address; whatever the
     # parse makes of it, each recipient is one re-serialised address (the
     # sender chooses its own From and Cc anyway: no new recipient is won).
-    assert len(d.to) == 1
+    assert len(d.to) <= 1  # none when the parse could not make an address of From
     for a in d.to + d.cc:
         assert headers.address(*email.utils.parseaddr(a)) == a
     assert "bad@@example..org" not in str(d.cc)
@@ -242,13 +247,15 @@ def test_hostile_headers_never_reach_a_header() -> None:
     head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
     names = [ln.split(":", 1)[0].lower() for ln in head.split("\r\n") if ln[:1] not in " \t"]
     assert "bcc" not in names and "x-evil" not in names
-    assert sorted(names) == sorted(["from", "to", "cc", "subject", "date", "message-id",
+    assert sorted(names) == sorted(["from", "cc", "subject", "date", "message-id",
                                     "in-reply-to", "references", "content-type",
-                                    "content-transfer-encoding", "mime-version"])
+                                    "content-transfer-encoding", "mime-version"]
+                                   + (["to"] if d.to else []))
     back = email.message_from_bytes(data, policy=email.policy.default)
-    recipients = [a.addr_spec for h in ("To", "Cc") for a in back[h].addresses]
+    recipients = [a.addr_spec for h in ("To", "Cc") if back[h] for a in back[h].addresses]
     assert sorted(recipients) == sorted(headers.bare(a) for a in d.to + d.cc)
-    assert "victim@example.org" not in recipients  # only in the subject
+    for victim in ("victim@example.org", "victim4@example.org", "v5@example.org"):
+        assert victim not in recipients  # only ever text inside a header
     assert str(back["Subject"]) == d.subject and "\n" not in d.subject
 
 

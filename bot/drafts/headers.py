@@ -34,17 +34,26 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 def clean(value: str) -> str:
-    """`value` as one header-safe line: controls dropped, white space collapsed."""
-    return " ".join(_CONTROL.sub(" ", value).split())
+    """`value` as one header-safe line: controls dropped, white space
+    collapsed, and no RFC 2047 encoded word left to decode. Python's email
+    library decodes "=?charset?q?...?=" in a header value it is given (even
+    in an Address's display name or In-Reply-To) and writes what it decoded,
+    CR and LF included: a literal encoded word from a mail would become a
+    new header line. "= ?" cannot open one."""
+    text = " ".join(_CONTROL.sub(" ", value).split())
+    while "=?" in text:
+        text = text.replace("=?", "= ?")
+    return text
 
 
 def clean_msgid(value: str) -> str | None:
     """A Message-ID without its angle brackets, or None when it is not one
     that can be written into a header as it is."""
-    mid = clean(value).strip()
+    mid = " ".join(_CONTROL.sub(" ", value).split())
     if mid.startswith("<") and mid.endswith(">"):
         mid = mid[1:-1].strip()
-    return mid if _MSGID.match(mid) and "@" in mid else None
+    # No encoded word either (see `clean`): such an ID cannot be written as it is.
+    return mid if _MSGID.match(mid) and "@" in mid and "=?" not in mid else None
 
 
 def bracket(msgid: str) -> str:
@@ -66,7 +75,7 @@ def address(name: str, addr: str) -> str | None:
     """One address re-serialised by the email library, or None when `addr`
     is not a plain addr-spec (user@domain)."""
     name, addr = clean(name), clean(addr)
-    if not addr or " " in addr or addr.count("@") != 1:
+    if not addr or " " in addr or addr.count("@") != 1 or "?" in addr:
         return None
     try:
         parsed = Address(display_name=name, addr_spec=addr)
