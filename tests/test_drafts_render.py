@@ -259,11 +259,21 @@ def test_hostile_headers_never_reach_a_header() -> None:
     assert str(back["Subject"]) == d.subject and "\n" not in d.subject
 
 
-def test_a_message_id_that_cannot_be_replied_to_gets_no_draft() -> None:
-    raw = _with_headers(POLARITY, Message_ID="<a b@example.org>")
-    assert drafts_of(raw) == []
+def test_a_message_id_unfit_for_a_header_is_left_out_of_the_mail() -> None:
+    for mid in ("<a b@example.org>", "<<script>alert(1)</script>@x.example>",
+                "<x=?utf-8?q?=0D=0ABcc:_y@example.org?=@example.org>"):
+        [d] = drafts_of(_with_headers(POLARITY, Message_ID=mid))
+        assert "\n" not in d.in_reply_to and "\r" not in d.in_reply_to
+        msg = build(Outgoing(sender="Marc Zyngier <maz@kernel.org>", to=d.to, cc=d.cc,
+                             subject=d.subject, in_reply_to=d.in_reply_to,
+                             references=d.references, message_id="m-2@kernel.org",
+                             body=d.body), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        head = as_smtp(msg).split(b"\r\n\r\n", 1)[0].decode("ascii")
+        assert msg["In-Reply-To"] is None and msg["References"] is None, head
+        assert "bcc" not in head.lower()
     assert headers.clean_msgid("<ok@example.org>") == "ok@example.org"
-    for bad in ("<a b@example.org>", "<a<b@example.org>", "no-at-sign", "<x@y>\r\nBcc: z"):
+    for bad in ("<a b@example.org>", "<a<b@example.org>", "no-at-sign", "<x@y>\r\nBcc: z",
+                "<=?utf-8?q?a?=@example.org>"):
         assert headers.clean_msgid(bad) is None, bad
 
 

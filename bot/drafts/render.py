@@ -113,8 +113,11 @@ class _Head:
 
 
 def _headers(mail: Mail, cfg: DraftsConfig) -> _Head | None:
-    irt = clean_msgid(mail.message_id)
-    if irt is None:
+    # A Message-ID that cannot stand in a header as it is (spaces, angle
+    # brackets, an encoded word) still names the draft; the mail built from
+    # it leaves it out of In-Reply-To and References (bot.drafts.message).
+    irt = clean_msgid(mail.message_id) or clean(mail.message_id).strip("<>").strip()
+    if not irt:
         logger.warning("no draft: Message-ID %r cannot be replied to", mail.message_id)
         return None
     refs = [m for m in (clean_msgid(r) for r in mail.references) if m and m != irt]
