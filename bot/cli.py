@@ -4,9 +4,12 @@
     1  findings at or above --fail-on (`bot check`); disagreements found
        (`bot regmodel diff`)
     2  bad input or bad configuration (one line on stderr naming the input
-       and the problem), including a database schema that is not at head
-       and a database or directory that cannot be used as configured
-    3  transient: lore or the database is unavailable; try again later
+       and the problem), including a database schema that is not at head,
+       a database or directory that cannot be used as configured, a draft
+       not in a state that allows the action, and `bot drafts send` with
+       sending disabled
+    3  transient: lore, the database or the SMTP server is unavailable, or
+       `bot drafts send` left a draft unsent; try again later
     4  internal error (a bug: please report it with the -v output)
   130  interrupted (Ctrl-C)
 """
@@ -320,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub.required = True
     csub.add_parser("show", help="print the effective configuration and its origins")
     cfgp.set_defaults(func=_cmd_config)
+
+    from bot.draftcmd import add_parser as add_drafts_parser
+    add_drafts_parser(sub)
 
     return parser
 

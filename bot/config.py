@@ -122,22 +122,45 @@ class RegmodelConfig:
     kernel_tree: str = ""
 
 
+DEFAULT_SIGNATURE = "Drafted by kvm-sysreg-review-bot, checked by the sender before sending."
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DraftsConfig:
-    reviewer_name: str = "KVM sysreg review bot"
+    # The identity `bot drafts approve` uses when --as is not given (empty:
+    # git's user.name/user.email); it becomes the reply's From.
+    reviewer_name: str = ""
     reviewer_email: str = ""
-    signature: str = ""
+    signature: str = DEFAULT_SIGNATURE
+    # Draft again, on a new revision, what was drafted on an earlier one and
+    # is still there ("Still present since v3."); false: only what is new.
     repeat_still_present: bool = True
+    # Noise limits.
+    min_severity: str = "question"
+    max_per_series: int = 5
+    only_lists: tuple[str, ...] = ()
+    never_lists: tuple[str, ...] = ()
+    never_authors: tuple[str, ...] = ()
+    # Who gets a copy: "everyone" (the patch's To and Cc), "lists" (only the
+    # mailing lists among them) or "author" (nobody but the author, in To).
+    cc: str = "everyone"
+    cc_extra: tuple[str, ...] = ()
+    list_addresses: tuple[str, ...] = ("*@vger.kernel.org", "*@lists.*")
+    cover_summary: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SmtpConfig:
+    send_enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 25
     starttls: bool = False
+    implicit_tls: bool = False
     user: str = ""
     password: Secret | None = None
     from_addr: str = ""
+    timeout: float = 60.0
+    lease: int = 600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +210,7 @@ _LEVELS = ("debug", "info", "warning", "error")
 # Keys that moved: the old name is refused with the new one.
 _MOVED = {"rules.kernel_tree": "kernel.repo"}
 _SEVERITIES = ("error", "warning", "question", "info")
+_CC_POLICIES = ("everyone", "lists", "author")
 _DAY = 86400
 # (least, greatest) value of each number: a timeout of inf, an interval of
 # 1e30 s or a byte cap past what a read can ask for fails at run time, far
@@ -205,6 +229,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "input.max_inflated_bytes": (1, 1 << 44),
     "input.max_message_bytes": (1, 1 << 30),
     "smtp.port": (1, 65535),
+    "smtp.timeout": (0.001, 3600),
+    "smtp.lease": (30, _DAY),
+    "drafts.max_per_series": (0, 10_000),
     "daemon.interval": (1, 7 * _DAY),
     "web.port": (1, 65535),
 }
@@ -455,6 +482,13 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("%s: web.public_url: must be an http(s) URL" % where)
     if not cfg.lore.url.startswith(("http://", "https://")):
         raise ConfigError("%s: lore.url: must be an http(s) URL" % where)
+    if cfg.drafts.min_severity not in _SEVERITIES:
+        raise ConfigError("%s: drafts.min_severity: must be one of %s"
+                          % (where, ", ".join(_SEVERITIES)))
+    if cfg.drafts.cc not in _CC_POLICIES:
+        raise ConfigError("%s: drafts.cc: must be one of %s" % (where, ", ".join(_CC_POLICIES)))
+    if cfg.smtp.starttls and cfg.smtp.implicit_tls:
+        raise ConfigError("%s: smtp.starttls and smtp.implicit_tls: choose one" % where)
     url = cfg.database.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("%s: database.url: must be a sqlite:// or "

@@ -580,6 +580,9 @@ class Draft:
     cc: tuple[str, ...]
     subject: str
     body: str
+    # The findings the reply comments on (their fingerprints), so a re-check
+    # never drafts the same findings twice.
+    fingerprints: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {"in_reply_to": self.in_reply_to, "to": list(self.to), "cc": list(self.cc),

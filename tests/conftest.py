@@ -21,7 +21,8 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regen-golden", action="store_true", default=False,
-                     help="rewrite the golden files (tests/data/golden/) from the current "
+                     help="rewrite the golden files (tests/data/golden/, "
+                     "tests/data/drafts/golden/) from the current "
                      "output instead of comparing with them; review the diff before committing")
 
 

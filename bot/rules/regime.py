@@ -116,7 +116,9 @@ def _regime_masks(mdl: RegisterModel) -> dict[str, int]:
         f = mdl.lookup(name, reg)
         if reg == "HCR_EL2" and f is not None:
             out[f.name] = f.mask
-    return out
+    # The facts are a frozenset: without an order the fields named in a
+    # message would change with the hash seed. Highest bit first.
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _regime_writes(trace: Trace, c: Ctx, masks: dict[str, int]

@@ -47,12 +47,32 @@ class Base(DeclarativeBase):
 
 
 class DraftState(enum.StrEnum):
-    """pending -> approved -> sent; any unsent draft can be discarded."""
+    """draft -> approved -> sending -> sent | failed; any draft not being sent
+    can be discarded. An edit sends an approved or failed draft back to
+    draft: what is sent is always what was approved."""
 
-    PENDING = "pending"
+    DRAFT = "draft"
     APPROVED = "approved"
+    SENDING = "sending"
     SENT = "sent"
+    FAILED = "failed"
     DISCARDED = "discarded"
+
+
+class DraftAction(enum.StrEnum):
+    """What happened to a draft, in its history."""
+
+    CREATED = "created"
+    EDITED = "edited"
+    APPROVED = "approved"
+    DISCARDED = "discarded"
+    SUPERSEDED = "superseded"
+    EXPORTED = "exported"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    RELEASED = "released"
+    RECOVERED = "recovered"
 
 
 class FindingStatus(enum.StrEnum):
@@ -114,7 +134,8 @@ class Series(Base):
                                                 order_by="Patch.index")
     findings: Mapped[list[Finding]] = relationship(back_populates="series",
                                                   foreign_keys="Finding.series_id")
-    drafts: Mapped[list[Draft]] = relationship(back_populates="series")
+    drafts: Mapped[list[Draft]] = relationship(back_populates="series",
+                                               foreign_keys="Draft.series_id")
 
 
 class Patch(Base):
@@ -213,12 +234,66 @@ class Draft(Base):
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     state: Mapped[DraftState] = mapped_column(_enum(DraftState, "draft_state"),
-                                              default=DraftState.PENDING)
+                                              default=DraftState.DRAFT, index=True)
+    # The findings the draft comments on.
+    fingerprints: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    # Fixed at approval: who approved (the From), the reply's own Message-ID
+    # (the same on every attempt, so a resend is recognisable) and a digest
+    # of everything approved (the sender refuses anything else).
+    approved_by: Mapped[str | None] = mapped_column(String(512))
+    approved_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    approved_digest: Mapped[str | None] = mapped_column(String(64))
+    from_addr: Mapped[str | None] = mapped_column(String(512))
+    reply_message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    # A newer revision of the series arrived: the draft is about code that
+    # is gone and is neither approved nor sent.
+    superseded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("series.id", ondelete="SET NULL"))
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    # Handed to the maintainer's own mail tool: the outbox leaves it alone.
+    exported_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    # The outbox: who holds the draft and until when, whether the message
+    # was being handed to the server (from then on a crash leaves it
+    # ambiguous), attempts, the server's last reply.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    handing_over_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    # Bumped by every change, so two maintainers cannot overwrite each
+    # other's edits unseen.
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
-    series: Mapped[Series] = relationship(back_populates="drafts")
+    series: Mapped[Series] = relationship(back_populates="drafts", foreign_keys=[series_id])
+    events: Mapped[list[DraftEvent]] = relationship(back_populates="draft",
+                                                    order_by="DraftEvent.id")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class DraftEvent(Base):
+    """One thing that happened to a draft: who, when, what, and for an edit
+    the text before and after."""
+
+    __tablename__ = "draft_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("draft.id", ondelete="CASCADE"),
+                                          index=True)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(512))
+    action: Mapped[DraftAction] = mapped_column(_enum(DraftAction, "draft_action"))
+    state_before: Mapped[DraftState | None] = mapped_column(_enum(DraftState, "draft_state"))
+    state_after: Mapped[DraftState | None] = mapped_column(_enum(DraftState, "draft_state"))
+    body_before: Mapped[str | None] = mapped_column(Text)
+    body_after: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    draft: Mapped[Draft] = relationship(back_populates="events")
 
 
 class PollCursor(Base):

@@ -42,6 +42,7 @@ from bot.data import (
 from bot.data import Finding as FindingData
 from bot.data import Series as SeriesData
 from bot.revisions import as_earlier, compare
+from bot.store import drafts as draft_store
 from bot.store.models import (
     Draft,
     Finding,
@@ -106,14 +107,20 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
 def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]],
                    key: list[str]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns the number of new rows."""
+    return len(_insert_ignore_ids(session, table, rows, key))
+
+
+def _insert_ignore_ids(session: Session, table: Any, rows: list[dict[str, Any]],
+                       key: list[str]) -> list[int]:
+    """INSERT ... ON CONFLICT DO NOTHING; returns the ids of the new rows."""
     if not rows:
-        return 0
+        return []
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # rowcount of a many-row insert is not reliable across drivers (psycopg
     # reports 0); the ids RETURNING hands back are the rows really inserted.
     stmt = insert(table).on_conflict_do_nothing(index_elements=key).returning(table.c.id)
-    return len(session.execute(stmt, rows).all())
+    return [r[0] for r in session.execute(stmt, rows).all()]
 
 
 def _headers(mail: Mail) -> dict[str, str | None]:
@@ -229,14 +236,17 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                                      ["patch_id", "message_id", "name", "value"])
     stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing,
                                      res.comparison)
-    drafts = [d for d in res.drafts if _kept(d.patch, None, "draft", data.message_id)]
-    stats.drafts += _insert_ignore(session, Draft.__table__, [
+    kept = [d for d in res.drafts if _kept(d.patch, None, "draft", data.message_id)]
+    new_drafts = _insert_ignore_ids(session, Draft.__table__, [
         {"series_id": row.id, "patch_index": d.patch, "in_reply_to": _text(d.in_reply_to, 998),
          "references": list(d.references), "to_addrs": [_text(a) for a in d.to],
          "cc_addrs": [_text(a) for a in d.cc], "subject": _text(d.subject),
-         "body": _text(d.body), "state": "pending",
-         "created_at": utcnow(), "updated_at": utcnow()} for d in drafts],
-        ["series_id", "in_reply_to"])
+         "body": _text(d.body), "state": "draft", "fingerprints": list(d.fingerprints),
+         "created_at": utcnow(), "updated_at": utcnow(), "attempts": 0, "version": 1}
+        for d in kept], ["series_id", "in_reply_to"])
+    stats.drafts += len(new_drafts)
+    draft_store.created(session, new_drafts)
+    draft_store.supersede(session, row)
     for later in relinked:
         _compare_later(session, later, row, res)
     return stats
