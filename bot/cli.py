@@ -6,7 +6,9 @@
     2  bad input or bad configuration (one line on stderr naming the input
        and the problem), including a database schema that is not at head
        and a database or directory that cannot be used as configured
-    3  transient: lore or the database is unavailable; try again later
+    3  transient: lore or the database is unavailable, or another poller
+       holds the poll lock; try again later. `bot status`: the poller is
+       not healthy (no successful poll within daemon.stale_after)
     4  internal error (a bug: please report it with the -v output)
   130  interrupted (Ctrl-C)
 """
@@ -98,13 +100,19 @@ def _cmd_check(args: argparse.Namespace, cfg: botconfig.Config) -> int:
 
 
 def _cmd_poll(args: argparse.Namespace, cfg: botconfig.Config) -> int:
-    from bot.poller import run_poll
+    from bot.runner import run_poll
     return run_poll(cfg, out=sys.stdout)
 
 
 def _cmd_daemon(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.daemon import run_daemon
-    return run_daemon(cfg)
+    return run_daemon(cfg, reload=lambda: botconfig.load(args.config))
+
+
+def _cmd_status(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.status import run_status
+    healthy = run_status(cfg, fmt=args.format, out=sys.stdout)
+    return EXIT_OK if healthy else EXIT_TRANSIENT
 
 
 def _cmd_db(args: argparse.Namespace, cfg: botconfig.Config) -> int:
@@ -189,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  bot rules                               the rules and what they look for\n"
         "  bot config show                         the configuration in effect\n\n"
         "exit codes: 0 ok, 1 findings at or above --fail-on, 2 bad input or "
-        "configuration,\n3 lore or the database unavailable, 4 internal error, 130 interrupted.")
+        "configuration,\n3 lore or the database unavailable, the poll lock held, or (bot status) the poller\n"
+        "unhealthy, 4 internal error, 130 interrupted.")
     parser.add_argument("--version", action="version", version="bot " + __version__)
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $BOT_CONFIG, else "
@@ -257,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
                   BOT_DAEMON_INTERVAL=300 bot daemon
                   """)
     daemon.set_defaults(func=_cmd_daemon)
+
+    status = _sub(sub, "status", "the poller's health; exit 3 when its last success is old",
+                  "The poller's status row (holder, last poll and its result, rows stored,\n"
+                  "failures in a row, next poll) and who holds the poll lock. Exit 0 while\n"
+                  "the last successful poll is at most daemon.stale_after seconds old, else 3.",
+                  """
+                  bot status
+                  bot status --format json
+                  """)
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.set_defaults(func=_cmd_status)
 
     dbp = _sub(sub, "db", "database schema",
                "Migrate the configured database (database.url; SQLite in state_dir by "

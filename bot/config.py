@@ -138,6 +138,9 @@ class SmtpConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
     interval: int = 600
+    stale_after: int = 3600
+    max_backoff: int = 3600
+    lock_wait: int = 900
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -445,6 +448,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("%s: web.public_url: must be an http(s) URL" % where)
     if not cfg.lore.url.startswith(("http://", "https://")):
         raise ConfigError("%s: lore.url: must be an http(s) URL" % where)
+    if cfg.daemon.interval < 1:
+        raise ConfigError("%s: daemon.interval: must be at least 1 second" % where)
     url = cfg.database.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("%s: database.url: must be a sqlite:// or "

@@ -21,6 +21,10 @@ class Transient(BotError):
     """A service (lore, the database) is unavailable; trying later may work."""
 
 
+class DatabaseUnavailable(Transient):
+    """The database cannot be reached or dropped the connection."""
+
+
 class NotFound(BotError):
     """The archive answered, and it does not have what was asked for."""
 

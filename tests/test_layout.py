@@ -46,7 +46,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # Orchestration and interfaces on top: may use every layer.
     "top": (("bot.__main__", "bot.cli", "bot.pipeline", "bot.check", "bot.report",
              "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*",
-             "bot.output", "bot.output.*", "bot.b4check", "bot.baseline"),
+             "bot.output", "bot.output.*", "bot.b4check", "bot.baseline",
+             "bot.runner", "bot.status", "bot.sdnotify"),
             ("base", "input", "parse", "regmodel", "rules", "revisions", "drafts", "store",
              "top")),
 }

@@ -296,7 +296,7 @@ class LoreClient:
                         raise Transient("%s: %s: %s, asked to retry after %d s"
                                         % (self.base, what, exc, exc.after)) from None
                     delay = max(delay, exc.after)
-                logger.info("%s: %s: %s; retrying in %.1f s", self.base, what, exc, delay)
+                logger.debug("%s: %s: %s; retrying in %.1f s", self.base, what, exc, delay)
                 self._wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
