@@ -307,6 +307,7 @@ class Daemon:
             return
         self.proc.claim()
         holder = self.proc.lock.holder()
+        logger.info("daemon: polling %s every %d s", self.cfg.lore.url, self.cfg.daemon.interval)
         self.notifier.ready("polling %s every %d s; poll lock held as %s"
                             % (self.cfg.lore.url, self.cfg.daemon.interval, holder))
         self.wait(self.first_delay())
@@ -334,7 +335,6 @@ class Daemon:
 def run_daemon(cfg: Config, reload: Callable[[], Config] | None = None) -> int:
     """`bot daemon`; `reload` loads the configuration again (on SIGHUP)."""
     notifier = Notifier()
-    logger.info("daemon: polling %s every %d s", cfg.lore.url, cfg.daemon.interval)
     with _Signals() as signals:
         daemon = Daemon(cfg, reload, signals, notifier)
         try:
