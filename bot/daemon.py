@@ -50,7 +50,7 @@ from bot.pipeline import Checker
 from bot.runner import Outcome, PollerProcess
 from bot.sdnotify import Notifier
 from bot.store import status as st
-from bot.store.lock import FileLock
+from bot.store.lock import FileLock, LockHeld
 from bot.store.models import PollResult, utcnow
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,12 @@ class Daemon:
         stopped first. SQLite: LockHeld when a daemon holds it."""
         lock = self.proc.lock
         if isinstance(lock, FileLock):
-            lock.acquire(self.cfg.daemon.lock_wait, stop=self.signals.stop)
+            try:
+                lock.acquire(self.cfg.daemon.lock_wait, stop=self.signals.stop)
+            except LockHeld:
+                if self.stopping:
+                    return False
+                raise
             return True
         announced = ""
         while not self.stopping:

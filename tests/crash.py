@@ -45,7 +45,7 @@ def table_rows(engine: Engine) -> Rows:
     data: dict[str, dict[Any, Any]] = {}
     with engine.connect() as conn:
         for table in tables:
-            pk = list(table.primary_key.columns)[0]
+            pk = next(iter(table.primary_key.columns))
             data[table.name] = {row._mapping[pk.name]: row._mapping
                                 for row in conn.execute(select(table))}
     memo: dict[tuple[str, Any], str] = {}

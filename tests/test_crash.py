@@ -54,7 +54,7 @@ def check_kills(databases: Databases, argv: list[str], env, label: str) -> None:
     assert any(t.killed for t in trials)
 
 
-def test_poll_killed_anywhere_then_rerun_equals_a_clean_run(databases, public_inbox,  # noqa: F811
+def test_poll_killed_anywhere_then_rerun_equals_a_clean_run(databases, public_inbox,
                                                             tmp_path):
     inbox = public_inbox.create()
     inbox.deliver(*INITIAL)
