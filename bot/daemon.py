@@ -233,7 +233,8 @@ class Daemon:
         lock = self.proc.lock
         if isinstance(lock, FileLock):
             try:
-                lock.acquire(self.cfg.daemon.lock_wait, stop=self.signals.stop)
+                lock.acquire(self.cfg.daemon.lock_wait, stop=self.signals.stop,
+                             waiting=self.notifier.alive)
             except LockHeld:
                 if self.stopping:
                     return False
@@ -308,13 +309,16 @@ class Daemon:
             else None)
 
     def run(self) -> None:
+        # Ready once started: waiting for the lock, or standing by, is part
+        # of running (and may last longer than systemd waits for a start).
+        self.notifier.ready("taking the poll lock of %s" % self.proc.lock.what)
         if not self.take_lock():
             return
         self.proc.claim()
-        holder = self.proc.lock.holder()
         logger.info("daemon: polling %s every %d s", self.cfg.lore.url, self.cfg.daemon.interval)
-        self.notifier.ready("polling %s every %d s; poll lock held as %s"
-                            % (self.cfg.lore.url, self.cfg.daemon.interval, holder))
+        self.notifier.status("polling %s every %d s; poll lock held as %s"
+                             % (self.cfg.lore.url, self.cfg.daemon.interval,
+                                self.proc.lock.holder()))
         self.wait(self.first_delay())
         while not self.stopping:
             if not self.proc.lock.verify():

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,13 +113,17 @@ class PollLock:
         raise NotImplementedError
 
     def acquire(self, wait: float, stop: threading.Event | None = None,
-                give_up_on_daemon: bool = True) -> None:
+                give_up_on_daemon: bool = True,
+                waiting: Callable[[], None] | None = None) -> None:
         """Take the lock, waiting up to `wait` seconds for another `bot poll`;
         raises LockHeld when it is still held then, or at once when the holder
-        is a daemon (it holds the lock for good) and `give_up_on_daemon`."""
+        is a daemon (it holds the lock for good) and `give_up_on_daemon`.
+        `waiting` is called while it waits (the daemon feeds its watchdog)."""
         deadline = time.monotonic() + wait
         logged = False
         while not self.try_acquire():
+            if waiting is not None:
+                waiting()
             holder = self.holder()
             if (holder is not None and holder.is_daemon and give_up_on_daemon) or (
                     time.monotonic() >= deadline):
