@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -61,6 +62,8 @@ def main() -> int:
     ap.add_argument("--only", choices=("sqlite", "postgresql"))
     ap.add_argument("--seed", type=int, default=14)
     args = ap.parse_args()
+    # SIGTERM ends the bench through `finally`, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="bench-crash-"))
     raws = list(messages(args.archive))
