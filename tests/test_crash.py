@@ -18,7 +18,7 @@ from tests.pi import public_inbox  # noqa: F401  (the module's server)
 from tests.test_poll import INITIAL
 
 KILLS = 4
-CHECKED = sorted((DATA / "threads").glob("*.mbox")) + sorted((DATA / "labelled").glob("*.mbox"))
+CHECKED = sorted((DATA / "threads").glob("*.mbox"))
 
 
 def moments(duration: float, n: int, rng: random.Random) -> list[float]:
