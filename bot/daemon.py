@@ -19,7 +19,8 @@ database, is refused and logged, and the old one stays.
 Failures. A cycle that fails (the archive unreachable, rate-limiting or
 answering with errors; the database gone; a bug) is recorded and the next
 one waits longer: `daemon.interval` doubled per failure in a row, up to
-`daemon.max_backoff`, with jitter. The cursor stays where it was, so the
+`daemon.max_backoff`, with jitter, or longer when the archive asked for
+it (a Retry-After too long to wait inside a cycle). The cursor stays where it was, so the
 first good cycle catches up. One line is logged per change of state
 (failing, failing differently, recovered), not one per failed cycle. A
 database connection that died (PostgreSQL restarted) is replaced on the
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 _GRACE = 5.0
 # A standby tries the lock this often (at most; `daemon.interval` when shorter).
 _STANDBY_EVERY = 5.0
+# An archive's Retry-After is honoured up to this many seconds.
+_MAX_RETRY_AFTER = 86400.0
 # Keys that cannot change under a running daemon.
 _FIXED = ("state_dir", "database.")
 
@@ -333,6 +336,9 @@ class Daemon:
                 self.proc.record_end(outcome)
                 return
             delay = self.backoff.next_delay(outcome.result is PollResult.FAILED)
+            asked = getattr(outcome.error, "retry_after", None)
+            if isinstance(outcome.error, Transient) and asked:
+                delay = max(delay, min(asked, _MAX_RETRY_AFTER))  # the archive said so
             self.proc.record_end(outcome, utcnow() + dt.timedelta(seconds=delay))
             self.note(outcome, delay)
             self.notifier.status("%s; next poll in %d s" % (

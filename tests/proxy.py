@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 in front of a real server, for outages the tests
 switch on and off: `refuse` (nothing listens: connection refused), `error`
-(an HTTP 503 for every request, as an overloaded archive answers), `stall`
+(an HTTP 503 for every request, as an overloaded archive answers),
+`ratelimit` (HTTP 429 asking to come back in 900 s), `stall`
 (accepts and never answers), and back to `forward`. The server behind it
 stays real; only the path to it is cut.
 """
@@ -12,6 +13,8 @@ import threading
 
 from tests.pi import free_port
 
+_429 = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nRetry-After: 900\r\n"
+        b"Content-Length: 5\r\nConnection: close\r\n\r\nslow\n")
 _503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
         b"Content-Length: 12\r\nConnection: close\r\n\r\nunavailable\n")
 
@@ -39,7 +42,7 @@ class Proxy:
         threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
 
     def set(self, mode: str) -> None:
-        """forward, error, stall or refuse; open connections are cut."""
+        """forward, error, ratelimit, stall or refuse; open connections are cut."""
         self._cut()
         if mode == "refuse":
             if self._listener is not None:
@@ -84,7 +87,7 @@ class Proxy:
     def _serve(self, conn: socket.socket, mode: str) -> None:
         if mode == "stall":
             return  # kept open, never answered, until cut
-        if mode == "error":
+        if mode in ("error", "ratelimit"):
             try:
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -92,7 +95,7 @@ class Proxy:
                     if not chunk:
                         break
                     data += chunk
-                conn.sendall(_503)
+                conn.sendall(_503 if mode == "error" else _429)
             except OSError:
                 pass
             conn.close()

@@ -398,6 +398,25 @@ def test_archive_outage_backs_off_logs_state_changes_and_catches_up(inbox, publi
         proxy.close()
 
 
+def test_a_long_retry_after_is_honoured_across_cycles(inbox, public_inbox, tmp_path, bots):
+    proxy = Proxy(public_inbox.port)
+    try:
+        cfg = make_config(tmp_path, BOT_DATABASE_URL="sqlite:///%s" % (tmp_path / "d.sqlite3"),
+                          BOT_LORE_URL="%s/%s" % (proxy.url, inbox.name))
+        assert run_bot(cfg, "db", "upgrade").returncode == 0
+        daemon = bots(cfg, "daemon", BOT_DAEMON_MAX_BACKOFF="2")
+        daemon.wait_for("poll: window from ")
+        proxy.set("ratelimit")  # 429, Retry-After: 900
+        daemon.wait_for("poll failing on the archive")
+        assert "asked to retry after 900 s" in daemon.log
+        wait_until(lambda: status_of(cfg).next_poll_at is not None, what="the next poll")
+        status = status_of(cfg)
+        assert (status.next_poll_at - status.last_poll_ended_at).total_seconds() >= 899
+        assert daemon.stop()[0] == 0
+    finally:
+        proxy.close()
+
+
 class _None:
     consecutive_failures = 0
 
