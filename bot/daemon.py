@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bot.config import Config
+from bot.config import Config, Secret
 from bot.errors import BotError, ConfigError, DatabaseUnavailable, Transient
 from bot.lore.client import Stopped
 from bot.pipeline import Checker
@@ -162,12 +162,14 @@ def config_changes(old: Config, new: Config, prefix: str = "") -> list[tuple[str
         if dataclasses.is_dataclass(a) and not isinstance(a, type):
             out.extend(config_changes(a, b, key + "."))  # type: ignore[arg-type]
         elif a != b:
-            secret = "password" in f.name or "secret" in f.name
-            out.append((key, "changed" if secret else "%r -> %r" % (a, b)))
+            secret = isinstance(a, Secret) or isinstance(b, Secret)
+            out.append((key, "changed (a secret)" if secret else "%r -> %r" % (a, b)))
     return out
 
 
 class Daemon:
+    """The loop: the lock (or standing by for it), cycles, waits, reloads."""
+
     def __init__(self, cfg: Config, reload: Callable[[], Config] | None,
                  signals: _Signals, notifier: Notifier) -> None:
         self.cfg = cfg
@@ -336,9 +338,9 @@ class Daemon:
                 self.proc.record_end(outcome)
                 return
             delay = self.backoff.next_delay(outcome.result is PollResult.FAILED)
-            asked = getattr(outcome.error, "retry_after", None)
-            if isinstance(outcome.error, Transient) and asked:
-                delay = max(delay, min(asked, _MAX_RETRY_AFTER))  # the archive said so
+            if isinstance(outcome.error, Transient) and outcome.error.retry_after:
+                # The archive said when to come back.
+                delay = max(delay, min(outcome.error.retry_after, _MAX_RETRY_AFTER))
             self.proc.record_end(outcome, utcnow() + dt.timedelta(seconds=delay))
             self.note(outcome, delay)
             self.notifier.status("%s; next poll in %d s" % (
