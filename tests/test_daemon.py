@@ -353,11 +353,14 @@ def test_sighup_applies_a_good_configuration_and_refuses_a_bad_one(inbox, tmp_pa
     assert not (tmp_path / "other.sqlite3").exists()
 
 
-def test_sighup_refuses_a_change_of_database(tmp_path):
+def test_config_changes_name_each_key_and_never_show_a_secret(tmp_path):
     old = make_config(tmp_path)
-    new = make_config(tmp_path, BOT_DATABASE_URL="sqlite:///%s" % (tmp_path / "other.sqlite3"))
+    new = make_config(tmp_path, BOT_DATABASE_URL="sqlite:///%s" % (tmp_path / "other.sqlite3"),
+                      BOT_SMTP_PASSWORD="hunter2")
     changes = dict(config_changes(old, new))
-    assert list(changes) == ["database.url"]
+    assert list(changes) == ["database.url", "smtp.password"]
+    assert changes["smtp.password"] == "changed (a secret)"
+    assert "other.sqlite3" in changes["database.url"]
 
 
 # -- outages ------------------------------------------------------------------
