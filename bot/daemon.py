@@ -10,8 +10,8 @@ started (at once when that poll never finished).
 Signals. SIGTERM or SIGINT asks for a stop: the daemon stops at the next
 safe point (between two requests or two threads, or while it waits); one
 that is still busy after `_GRACE` seconds (a slow request) is interrupted
-where it is, which is safe, since every thread is stored in one
-transaction (see `bot.poller`). It exits 0. A second signal stops it at
+where it is, once no database transaction is open (a thread being stored
+is stored whole; see `bot.poller`). It exits 0. A second signal stops it at
 once. SIGHUP re-reads the configuration between two cycles and logs what
 changed; a configuration that cannot be loaded, or that changes the
 database, is refused and logged, and the old one stays.
@@ -75,6 +75,9 @@ class _Signals:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.reload = False
+        # True while interrupting would cut a transaction short: then the
+        # interruption waits for it to end.
+        self.busy: Callable[[], bool] = lambda: False
         self._previous: dict[int, object] = {}
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
@@ -87,9 +90,13 @@ class _Signals:
         signal.setitimer(signal.ITIMER_REAL, _GRACE)
 
     def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            logger.info("still busy %d s after the stop request: interrupting", _GRACE)
-            raise Stopped()
+        if not self.stop.is_set():
+            return
+        if self.busy():
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            return
+        logger.info("still busy %d s after the stop request: interrupting", _GRACE)
+        raise Stopped()
 
     def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
         self.reload = True
@@ -354,6 +361,7 @@ def run_daemon(cfg: Config, reload: Callable[[], Config] | None = None) -> int:
     notifier = Notifier()
     with _Signals() as signals:
         daemon = Daemon(cfg, reload, signals, notifier)
+        signals.busy = lambda: daemon.proc.database.busy > 0
         try:
             daemon.run()
         except Stopped:

@@ -204,15 +204,20 @@ class Database:
         if check:
             check_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Transactions in progress: a daemon asked to stop lets them finish.
+        self.busy = 0
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits at the end, or rolls back on error."""
+        self.busy += 1
         try:
             with self._sessions() as session, session.begin():
                 yield session
         except _DATABASE_ERRORS as exc:
             raise database_error(self.engine, exc) from None
+        finally:
+            self.busy -= 1
 
     def close(self) -> None:
         self.engine.dispose()
