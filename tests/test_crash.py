@@ -17,7 +17,7 @@ from tests.crash import Databases, compare, run, trial
 from tests.pi import public_inbox  # noqa: F401  (the module's server)
 from tests.test_poll import INITIAL
 
-KILLS = 4
+KILLS = 3
 CHECKED = sorted((DATA / "threads").glob("*.mbox"))
 
 
