@@ -110,6 +110,12 @@ def main() -> int:
                         kind, label, took, len(trials), sum(t.killed for t in trials),
                         sum(t.partial for t in trials), lost, extra,
                         time.monotonic() - begun), flush=True)
+                    for t in trials:
+                        if t.tables:
+                            print("%-11s %-18s kill at %.1f s: %s" % (
+                                "", "", t.moment, ", ".join(
+                                    "%s -%d +%d" % (name, lost, extra)
+                                    for name, (lost, extra) in t.tables.items())), flush=True)
                     print("%-11s %-18s reference: %d rows (%s)" % (
                         "", "", total(reference), ", ".join(
                             "%s %d" % (name, sum(c.values())) for name, c in reference.items()

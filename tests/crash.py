@@ -70,14 +70,22 @@ def table_rows(engine: Engine) -> Rows:
     return {t.name: collections.Counter(digest(t, k) for k in data[t.name]) for t in tables}
 
 
+def differences(reference: Rows, got: Rows) -> dict[str, tuple[int, int]]:
+    """Per table with a difference: (rows lost, rows duplicated or extra)."""
+    out = {}
+    for name in sorted(set(reference) | set(got)):
+        ref = reference.get(name, collections.Counter())
+        have = got.get(name, collections.Counter())
+        diff = (sum((ref - have).values()), sum((have - ref).values()))
+        if diff != (0, 0):
+            out[name] = diff
+    return out
+
+
 def compare(reference: Rows, got: Rows) -> tuple[int, int]:
     """(rows lost, rows duplicated or extra) against the reference."""
-    lost = extra = 0
-    for name, ref in reference.items():
-        have = got.get(name, collections.Counter())
-        lost += sum((ref - have).values())
-        extra += sum((have - ref).values())
-    return lost, extra
+    diffs = differences(reference, got).values()
+    return sum(d[0] for d in diffs), sum(d[1] for d in diffs)
 
 
 def total(rows: Rows) -> int:
@@ -179,6 +187,7 @@ class Trial:
     partial: bool
     lost: int
     extra: int
+    tables: dict[str, tuple[int, int]]
 
 
 def trial(databases: Databases, argv: list[str], env_for: Any, reference: Rows,
@@ -193,8 +202,9 @@ def trial(databases: Databases, argv: list[str], env_for: Any, reference: Rows,
         stored = total(databases.rows(url))
         code, _, err = run(argv, env_for(url))
         assert code == 0, "the rerun of bot %s failed (%d): %s" % (" ".join(argv), code, err)
-        lost, extra = compare(reference, databases.rows(url))
+        tables = differences(reference, databases.rows(url))
         return Trial(moment=moment, killed=killed, partial=0 < stored < total(reference),
-                     lost=lost, extra=extra)
+                     lost=sum(d[0] for d in tables.values()),
+                     extra=sum(d[1] for d in tables.values()), tables=tables)
     finally:
         databases.drop(url)
