@@ -99,9 +99,19 @@ def main() -> int:
                     reference = databases.rows(reference_url)
                     databases.drop(reference_url)
                     begun = time.monotonic()
-                    trials = [trial(databases, argv, env, reference,
-                                    took * (k + rng.random()) / args.kills, label.split()[1])
-                              for k in range(args.kills)]
+                    trials = []
+                    for k in range(args.kills):
+                        t = trial(databases, argv, env, reference,
+                                  took * (k + rng.random()) / args.kills, label.split()[1])
+                        trials.append(t)
+                        print("  %s, %s: kill %d/%d at %.1f s: %s%s; lost %d, duplicated %d%s"
+                              % (kind, label, k + 1, args.kills, t.moment,
+                                 "killed" if t.killed else "had exited",
+                                 ", partial database" if t.partial else "", t.lost, t.extra,
+                                 " (%s)" % ", ".join("%s -%d +%d" % (name, lost, extra)
+                                                     for name, (lost, extra)
+                                                     in t.tables.items())
+                                 if t.tables else ""), flush=True)
                     lost = sum(t.lost for t in trials)
                     extra = sum(t.extra for t in trials)
                     lost_all += lost
@@ -110,12 +120,6 @@ def main() -> int:
                         kind, label, took, len(trials), sum(t.killed for t in trials),
                         sum(t.partial for t in trials), lost, extra,
                         time.monotonic() - begun), flush=True)
-                    for t in trials:
-                        if t.tables:
-                            print("%-11s %-18s kill at %.1f s: %s" % (
-                                "", "", t.moment, ", ".join(
-                                    "%s -%d +%d" % (name, lost, extra)
-                                    for name, (lost, extra) in t.tables.items())), flush=True)
                     print("%-11s %-18s reference: %d rows (%s)" % (
                         "", "", total(reference), ", ".join(
                             "%s %d" % (name, sum(c.values())) for name, c in reference.items()
