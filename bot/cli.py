@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  bot rules                               the rules and what they look for\n"
         "  bot config show                         the configuration in effect\n\n"
         "exit codes: 0 ok, 1 findings at or above --fail-on, 2 bad input or "
-        "configuration,\n3 lore or the database unavailable, the poll lock held, or (bot status) the poller\n"
-        "unhealthy, 4 internal error, 130 interrupted.")
+        "configuration,\n3 lore or the database unavailable, the poll lock held, or (bot "
+        "status) the poller\nunhealthy, 4 internal error, 130 interrupted.")
     parser.add_argument("--version", action="version", version="bot " + __version__)
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $BOT_CONFIG, else "

@@ -6,8 +6,8 @@ Rows are compared by content, not by their ids: each row becomes a digest
 of its columns, a foreign key replaced by the digest of the row it points
 to (so a finding is its series' Message-ID, its fingerprint and the rest).
 Surrogate ids and the times rows were written are left out; so are the poll
-cursor's position and cycle count (a rerun is one more cycle) and the
-poller's status row. Every other table of the models is compared, new ones
+cursor's position and cycle count, the hit each thread was fetched for,
+and the poller's status row. Every other table of the models is compared, new ones
 included.
 """
 
@@ -32,8 +32,10 @@ from bot.store import db
 from bot.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-VOLATILE = {"id", "created_at", "updated_at", "sent_at"}
-VOLATILE_IN = {"poll_cursor": {"position", "cycles"}}
+VOLATILE = {"id", "created_at", "updated_at", "sent_at", "seen_at"}
+# The cursor's position and cycle count (a rerun is one more cycle), and
+# which hit a thread was fetched for (the rerun may reach it through another).
+VOLATILE_IN = {"poll_cursor": {"position", "cycles"}, "poll_seen": {"thread_id"}}
 SKIPPED = {"daemon_status", "alembic_version"}
 
 Rows = dict[str, collections.Counter[str]]
