@@ -48,8 +48,9 @@ def env_for(state: Path, lore_url: str):
         return dict(os.environ, BOT_CONFIG=str(ROOT / "config.toml"), BOT_STATE_DIR=str(state),
                     BOT_DATABASE_URL=url, BOT_LORE_URL=lore_url, BOT_LOG_LEVEL="warning",
                     BOT_LORE_MIN_INTERVAL="0",
-                    # The window reaches back before the archive's first message.
-                    BOT_LORE_INITIAL_LOOKBACK=str(int(time.time() // 86400)))
+                    # The window reaches back before the archive's first message
+                    # (2019): ten years, the most lore.initial_lookback takes.
+                    BOT_LORE_INITIAL_LOOKBACK="3650")
     return env
 
 
