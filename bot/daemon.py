@@ -162,7 +162,7 @@ def config_changes(old: Config, new: Config, prefix: str = "") -> list[tuple[str
     """(dotted key, "old -> new") for every setting that differs."""
     out: list[tuple[str, str]] = []
     for f in dataclasses.fields(old):
-        if f.name == "source":
+        if not f.compare:  # where the values came from, not settings
             continue
         a, b = getattr(old, f.name), getattr(new, f.name)
         key = prefix + f.name
@@ -309,13 +309,13 @@ class Daemon:
         self._failed_in_a_row += 1
         error = outcome.describe_error()
         if trouble is previous:
-            logger.debug("poll failed again (%d in a row), next one in %d s: %s",
+            logger.debug("poll failed again (%d in a row), next one in %.0f s: %s",
                          self._failed_in_a_row, delay, error)
             return
         if previous is Trouble.NONE:
             self.trouble_since = utcnow()
         log = logger.error if trouble in (Trouble.ERROR, Trouble.BUG) else logger.warning
-        log("poll failing on %s: %s; backing off: next poll in %d s, waits doubling up "
+        log("poll failing on %s: %s; backing off: next poll in %.0f s, waits doubling up "
             "to %d s while it fails (logged again when this changes)", trouble, error,
             delay, self.backoff.cap, exc_info=outcome.error if trouble is Trouble.BUG
             else None)
@@ -350,7 +350,7 @@ class Daemon:
                 delay = max(delay, min(outcome.error.retry_after, _MAX_RETRY_AFTER))
             self.proc.record_end(outcome, utcnow() + dt.timedelta(seconds=delay))
             self.note(outcome, delay)
-            self.notifier.status("%s; next poll in %d s" % (
+            self.notifier.status("%s; next poll in %.0f s" % (
                 "last poll ok" if outcome.result is PollResult.OK else
                 "failing on %s (%d in a row)" % (self.trouble, self._failed_in_a_row), delay))
             self.wait(max(delay - (time.monotonic() - outcome.started), 0.0))
