@@ -8,8 +8,10 @@
        a database or directory that cannot be used as configured, a draft
        not in a state that allows the action, and `bot drafts send` with
        sending disabled
-    3  transient: lore, the database or the SMTP server is unavailable, or
-       `bot drafts send` left a draft unsent; try again later
+    3  transient: lore, the database or the SMTP server is unavailable,
+       `bot drafts send` left a draft unsent, or another poller holds the
+       poll lock; try again later. `bot status`: the poller is not healthy
+       (no successful poll within daemon.stale_after)
     4  internal error (a bug: please report it with the -v output)
   130  interrupted (Ctrl-C)
 """
@@ -101,13 +103,19 @@ def _cmd_check(args: argparse.Namespace, cfg: botconfig.Config) -> int:
 
 
 def _cmd_poll(args: argparse.Namespace, cfg: botconfig.Config) -> int:
-    from bot.poller import run_poll
+    from bot.runner import run_poll
     return run_poll(cfg, out=sys.stdout)
 
 
 def _cmd_daemon(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.daemon import run_daemon
-    return run_daemon(cfg)
+    return run_daemon(cfg, reload=lambda: botconfig.load(args.config))
+
+
+def _cmd_status(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.status import run_status
+    healthy = run_status(cfg, fmt=args.format, out=sys.stdout)
+    return EXIT_OK if healthy else EXIT_TRANSIENT
 
 
 def _cmd_db(args: argparse.Namespace, cfg: botconfig.Config) -> int:
@@ -192,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  bot rules                               the rules and what they look for\n"
         "  bot config show                         the configuration in effect\n\n"
         "exit codes: 0 ok, 1 findings at or above --fail-on, 2 bad input or "
-        "configuration,\n3 lore or the database unavailable, 4 internal error, 130 interrupted.")
+        "configuration,\n3 lore or the database unavailable, the poll lock held, or (bot "
+        "status) the poller\nunhealthy, 4 internal error, 130 interrupted.")
     parser.add_argument("--version", action="version", version="bot " + __version__)
     parser.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $BOT_CONFIG, else "
@@ -261,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
                   BOT_DAEMON_INTERVAL=300 bot daemon
                   """)
     daemon.set_defaults(func=_cmd_daemon)
+
+    status = _sub(sub, "status", "the poller's health; exit 3 when its last success is old",
+                  "The poller's status row (holder, last poll and its result, rows stored,\n"
+                  "failures in a row, next poll) and who holds the poll lock. Exit 0 while\n"
+                  "the last successful poll is at most daemon.stale_after seconds old, else 3.",
+                  """
+                  bot status
+                  bot status --format json
+                  """)
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.set_defaults(func=_cmd_status)
 
     dbp = _sub(sub, "db", "database schema",
                "Migrate the configured database (database.url; SQLite in state_dir by "

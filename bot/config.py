@@ -166,6 +166,9 @@ class SmtpConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
     interval: int = 600
+    stale_after: int = 3600
+    max_backoff: int = 3600
+    lock_wait: int = 900
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -489,6 +492,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("%s: drafts.cc: must be one of %s" % (where, ", ".join(_CC_POLICIES)))
     if cfg.smtp.starttls and cfg.smtp.implicit_tls:
         raise ConfigError("%s: smtp.starttls and smtp.implicit_tls: choose one" % where)
+    if cfg.daemon.interval < 1:
+        raise ConfigError("%s: daemon.interval: must be at least 1 second" % where)
     url = cfg.database.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("%s: database.url: must be a sqlite:// or "

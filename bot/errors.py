@@ -18,7 +18,16 @@ class BadInput(BotError):
 
 
 class Transient(BotError):
-    """A service (lore, the database) is unavailable; trying later may work."""
+    """A service (lore, the database) is unavailable; trying later may work.
+    `retry_after`: seconds the service asked us to wait, when it said."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DatabaseUnavailable(Transient):
+    """The database cannot be reached or dropped the connection."""
 
 
 class NotFound(BotError):

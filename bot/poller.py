@@ -45,9 +45,9 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TextIO
+from typing import IO
 
 from bot.config import Config, LoreConfig
 from bot.data import MessageError, RawMessage, ThreadResult
@@ -160,12 +160,16 @@ class Poller:
     """Runs poll cycles against one archive with one database."""
 
     def __init__(self, cfg: Config, database: Database, client: LoreClient,
-                 checker: Checker | None = None, stop: threading.Event | None = None) -> None:
+                 checker: Checker | None = None, stop: threading.Event | None = None,
+                 progress: Callable[[StoreStats], None] | None = None) -> None:
         self.cfg = cfg
         self.database = database
         self.client = client
         self.checker = checker if checker is not None else Checker(cfg)
         self.stop = stop
+        # Called after the search and after each committed thread (with what
+        # it stored): the daemon's watchdog and status row follow the cycle.
+        self.progress = progress
         self.name = cursor_name(cfg.lore, client.base)
         self._earlier = stored_lookup(database)
 
@@ -190,6 +194,8 @@ class Poller:
         logger.debug("search: %s", query)
         found = self.client.search(query)
         hits = self._read_hits(found) if found is not None else []
+        if self.progress is not None:
+            self.progress(StoreStats())
         report.hits = len(hits)
         pending: _Work | None = None
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
@@ -300,6 +306,8 @@ class Poller:
             return
         stats = self._store_or_quarantine(work, cursor)
         report.stats += stats
+        if self.progress is not None:
+            self.progress(stats)
         # Logged once committed: the line is a promise the rows are there.
         logger.info("thread %s: stored %s", work.thread_id,
                     ", ".join("%d %s" % (n, k) for k, n in stats.as_dict().items() if n)
@@ -428,14 +436,3 @@ def own_thread(msgid: str, raws: list[RawMessage]) -> list[RawMessage] | None:
     return [raw for pos, raw in enumerate(raws)
             if index.thread_of(pos) in mine or raw.message_id is None]
 
-
-def run_poll(cfg: Config, out: TextIO) -> int:
-    """`bot poll`: one cycle, a one-line summary on `out`."""
-    database = Database(cfg)
-    try:
-        with LoreClient(cfg.lore) as client, Checker(cfg) as checker:
-            report = Poller(cfg, database, client, checker=checker).cycle()
-    finally:
-        database.close()
-    print("poll: %s" % report.summary(), file=out)
-    return 0

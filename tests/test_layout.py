@@ -48,7 +48,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "top": (("bot.__main__", "bot.cli", "bot.pipeline", "bot.check", "bot.report",
              "bot.poller", "bot.daemon", "bot.history", "bot.web", "bot.web.*",
              "bot.output", "bot.output.*", "bot.b4check", "bot.baseline",
-             "bot.workflow", "bot.outbox", "bot.draftcmd", "bot.b4export"),
+             "bot.workflow", "bot.outbox", "bot.draftcmd", "bot.b4export",
+             "bot.runner", "bot.status", "bot.sdnotify"),
             ("base", "input", "parse", "regmodel", "rules", "revisions", "drafts", "store",
              "top")),
 }

@@ -26,7 +26,7 @@ def test_upgrade_head_and_models_do_not_drift(db_url, tmp_path):
     assert diff == []
     tables = set(inspect(engine).get_table_names())
     assert {"message", "series", "patch", "trailer", "finding", "draft", "poll_cursor",
-            "quarantine"} <= tables
+            "quarantine", "daemon_status"} <= tables
     engine.dispose()
 
 

@@ -226,7 +226,7 @@ def _run_daemon_through_outage(cfg: Config, env_url: str, cut, restore) -> None:
         first = lines.wait(r"thread %s: stored" % re.escape(PULL_1))
         cut()
         try:
-            lines.wait(r"poll cycle failed, next one in 1 s: database .* unavailable",
+            lines.wait(r"poll failing on the database: database .* unavailable",
                        after=first)
         finally:
             restore()

@@ -294,9 +294,10 @@ class LoreClient:
                 if exc.after is not None:
                     if exc.after > _MAX_RETRY_AFTER:
                         raise Transient("%s: %s: %s, asked to retry after %d s"
-                                        % (self.base, what, exc, exc.after)) from None
+                                        % (self.base, what, exc, exc.after),
+                                        retry_after=exc.after) from None
                     delay = max(delay, exc.after)
-                logger.info("%s: %s: %s; retrying in %.1f s", self.base, what, exc, delay)
+                logger.debug("%s: %s: %s; retrying in %.1f s", self.base, what, exc, delay)
                 self._wait(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

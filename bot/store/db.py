@@ -7,7 +7,7 @@ saying so; and one whose tables are not all there.
 
 Database errors are sorted once, here (`database_error`): what trying
 again may cure (the server down or restarting, a lost connection, SQLite
-busy) is `Transient`; what it will not (no such database or role, access
+busy) is `DatabaseUnavailable` (a `Transient`); what it will not (no such database or role, access
 refused, a read-only file, a missing table) is `Unusable`.
 """
 
@@ -36,7 +36,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
-from bot.errors import BotError, ConfigError, SchemaOutdated, Transient, Unusable
+from bot.errors import BotError, ConfigError, DatabaseUnavailable, SchemaOutdated, Unusable
 from bot.store.models import Base
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def database_error(engine: Engine, exc: DBAPIError) -> BotError:
     else:  # no code: a connection that failed or was lost
         transient = not _PG_REFUSED.search(detail)
     if transient:
-        return Transient("%s unavailable: %s" % (where, detail))
+        return DatabaseUnavailable("%s unavailable: %s" % (where, detail))
     return Unusable("%s: %s (check database.url and the database)" % (where, detail))
 
 
@@ -204,15 +204,20 @@ class Database:
         if check:
             check_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Transactions in progress: a daemon asked to stop lets them finish.
+        self.busy = 0
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits at the end, or rolls back on error."""
+        self.busy += 1
         try:
             with self._sessions() as session, session.begin():
                 yield session
         except _DATABASE_ERRORS as exc:
             raise database_error(self.engine, exc) from None
+        finally:
+            self.busy -= 1
 
     def close(self) -> None:
         self.engine.dispose()

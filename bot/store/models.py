@@ -75,6 +75,16 @@ class DraftAction(enum.StrEnum):
     RECOVERED = "recovered"
 
 
+class PollResult(enum.StrEnum):
+    """How the last poll cycle ended (`running` while it runs, or when the
+    poller died in it)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
 class FindingStatus(enum.StrEnum):
     OPEN = "open"
     RESOLVED_IN_SERIES = "resolved-in-series"
@@ -319,6 +329,34 @@ class PollSeen(Base):
     # The Message-ID the thread was fetched for.
     thread_id: Mapped[str] = mapped_column(String(998))
     seen_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class DaemonStatus(Base):
+    """The poller's health: one row (id 1), since one poller holds a
+    database's poll lock at a time; written by `bot daemon` and `bot poll`,
+    read by `bot status` and the dashboard."""
+
+    __tablename__ = "daemon_status"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(TZDateTime)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    last_poll_started_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    last_poll_ended_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    last_result: Mapped[PollResult | None] = mapped_column(_enum(PollResult, "poll_result"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    failing_since: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    messages_stored: Mapped[int] = mapped_column(Integer, default=0)
+    series_stored: Mapped[int] = mapped_column(Integer, default=0)
+    messages_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    series_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_poll_at: Mapped[dt.datetime | None] = mapped_column(TZDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
 class Quarantine(Base):

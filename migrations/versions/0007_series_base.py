@@ -1,6 +1,6 @@
 """series base: the commit or kernel version a series was checked against
 
-Revision ID: 0002_series_base
+Revision ID: 0007_series_base
 Revises: 0006_poll_integrity
 Create Date: 2026-11-27
 """
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0002_series_base'
+revision: str = '0007_series_base'
 down_revision: Union[str, Sequence[str], None] = '0006_poll_integrity'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None

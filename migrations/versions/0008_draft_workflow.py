@@ -2,8 +2,8 @@
 discarded; the history of every draft (draft_event); approval, supersession,
 export and outbox columns on draft. Existing 'pending' drafts become 'draft'.
 
-Revision ID: 0003_draft_workflow
-Revises: 0006_poll_integrity
+Revision ID: 0008_draft_workflow
+Revises: 0007_series_base
 Create Date: 2026-12-01
 """
 from typing import Sequence, Union
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0003_draft_workflow'
-down_revision: Union[str, Sequence[str], None] = '0006_poll_integrity'
+revision: str = '0008_draft_workflow'
+down_revision: Union[str, Sequence[str], None] = '0007_series_base'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
