@@ -316,12 +316,34 @@ class PatchSemantics:
         return [ln.text for ln in fv.lines if (ln.new_side if side == "new" else ln.old_side)
                 and ((ln.new_no if side == "new" else ln.old_no) or 0) < start]
 
-    def _trace(self, side: _Side, key: FnKey) -> Trace | None:
+    def _trace(self, side: _Side, key: FnKey,
+               contexts: frozenset[Ctx] | None = None) -> Trace | None:
         fn = side.get(key)
         if fn is None or side.evaluator is None:
             return None
         interp = Interpreter(self.facts, side.evaluator, side.functions)
-        return interp.run(fn, self.contexts(key), irq_off=_IRQS_AT_START.get(self.role(key)))
+        return interp.run(fn, self.contexts(key) if contexts is None else contexts,
+                          irq_off=_IRQS_AT_START.get(self.role(key)))
+
+    def _moves(self) -> dict[FnKey, dict[FnKey, frozenset[Ctx]]]:
+        """Code the patch moves into another file: a definition new in file
+        B of a function file A defined before, where B runs in some of A's
+        contexts (splitting switch.c into VHE and nVHE files). In those
+        contexts B's copy is what runs after the patch: A -> {B: contexts}."""
+        out: dict[FnKey, dict[FnKey, frozenset[Ctx]]] = {}
+        for name, fns in self.after.functions.items():
+            olds = self.before.functions.get(name, [])
+            old_paths = {fn.path for fn in olds}
+            for fn in fns:
+                if fn.path in old_paths:
+                    continue
+                b = FnKey(path=fn.path, name=name)
+                for old in olds:
+                    a = FnKey(path=old.path, name=name)
+                    shared = self.contexts(a) & self.contexts(b)
+                    if shared:
+                        out.setdefault(a, {})[b] = shared
+        return out
 
     def _reaching(self) -> dict[FnKey, set[FnKey]]:
         """Functions that reach a changed function through calls (on either
@@ -358,6 +380,8 @@ class PatchSemantics:
         if self._pairs is not None:
             return self._pairs
         pairs: list[Pair] = []
+        moves = self._moves()
+        moved_from = {b: (a, ctxs) for a, targets in moves.items() for b, ctxs in targets.items()}
         for key, reached in sorted(self._reaching().items(), key=lambda kv: (kv[0].path,
                                                                              kv[0].name)):
             role = self.role(key)
@@ -366,8 +390,24 @@ class PatchSemantics:
             lines: list[Line] = []
             for k in sorted(reached, key=lambda k: (k.path, k.name)):
                 lines.extend(self.changed.get(k, []))
-            pairs.append(Pair(key=key, role=role, before=self._trace(self.before, key),
-                              after=self._trace(self.after, key), changed=tuple(lines),
+            if key in moved_from:
+                # The copy in its new file, against the original in the
+                # contexts the copy now serves.
+                origin, ctxs = moved_from[key]
+                role = role or self.role(origin)
+                before = self._trace(self.before, origin, ctxs)
+                after = self._trace(self.after, key, ctxs)
+            elif key in moves:
+                rest = self.contexts(key) - frozenset().union(*moves[key].values())
+                if not rest:
+                    continue
+                before = self._trace(self.before, key, rest)
+                after = self._trace(self.after, key, rest)
+            else:
+                before = self._trace(self.before, key)
+                after = self._trace(self.after, key)
+            pairs.append(Pair(key=key, role=role, before=before, after=after,
+                              changed=tuple(lines),
                               reaches=tuple(sorted(reached, key=lambda k: (k.path, k.name))),
                               from_tree=self.from_tree))
         self._pairs = pairs
