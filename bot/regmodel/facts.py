@@ -16,6 +16,20 @@ from typing import Any
 from bot.errors import ConfigError
 from bot.regmodel.tomlcheck import TomlTable
 
+_PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
+_DEREF_MEMBER = re.compile(r"^\(\*(\w+)\)\.(.+)$")
+
+
+def _canonical(compact: str) -> str:
+    """One spelling of a field access (see Facts.storage_of)."""
+    m = _PTR_MEMBER.match(compact)
+    if m is not None:
+        return "*%s(%s.%s)" % (m.group(1), m.group(2), m.group(3).replace("->", "."))
+    m = _DEREF_MEMBER.match(compact)
+    if m is not None:
+        return "%s->%s" % (m.group(1), m.group(2))
+    return compact
+
 
 class Ctx(enum.StrEnum):
     """One execution context: a configuration of KVM and where in it code runs."""
@@ -106,10 +120,14 @@ class KvmFacts:
         return None
 
     def storage_of(self, compact: str) -> Storage | None:
-        """The storage an expression (its text without spaces) names."""
-        for st in self.storage:
-            if st.pattern.match(compact):
-                return st
+        """The storage an expression (its text without spaces) names, in
+        any of the spellings C allows for one field: `F(a)->b` for `*F(a.b)`
+        with a per-CPU pointer accessor F (host_data_ptr), `(*p).b` for
+        `p->b`."""
+        for text in dict.fromkeys((compact, _canonical(compact))):
+            for st in self.storage:
+                if st.pattern.match(text):
+                    return st
         return None
 
     def op(self, kind: str, name: str) -> bool:

@@ -40,6 +40,7 @@ from bot.rules.cexpr import (
     Unary,
     Unknown,
     call_name,
+    expr_from_text,
     expr_text,
 )
 from bot.rules.cstmt import (
@@ -148,6 +149,9 @@ class Outcome:
     ret: Bits | None
     irq_off: bool | None
     preempt_off: bool | None
+    # What the [[storage]] places (host copies, per-CPU values, the vcpu's
+    # copies) hold when the function returns, where it stored them.
+    stored: Mapping[str, Bits] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +234,7 @@ class Interpreter:
         self._unseen = 0
         self._end = 0
         self._locals: set[str] = set()
+        self._expanding: set[str] = set()
 
     # -- entry point -------------------------------------------------------------
 
@@ -247,7 +252,9 @@ class Interpreter:
             start.env[p.name] = Bits.source("param:" + p.name)
         states = self._call_body(fn, [start], depth=0)
         outcomes = tuple(Outcome(contexts=s.contexts, regs=dict(s.regs), ret=s.ret,
-                                 irq_off=s.irq_off, preempt_off=s.preempt_off)
+                                 irq_off=s.irq_off, preempt_off=s.preempt_off,
+                                 stored={k[1:]: v for k, v in s.env.items()
+                                         if k.startswith("@")})
                          for s in states)
         return Trace(function=fn, events=tuple(self.events), outcomes=outcomes,
                      unresolved=tuple(dict.fromkeys(self.unresolved)),
@@ -479,6 +486,9 @@ class Interpreter:
             value = self.ev.value(expr.id)
             if value is not None:
                 return Bits.const(value)
+            expanded = self._expand(expr)
+            if expanded is not None:
+                return self._eval_expanded(expr.id, expanded, st, fn, depth, line)
             if expr.id.isupper() or expr.id in self._locals:
                 return Bits.unknown()  # a macro the model does not know, or an unset local
             return Bits.source("load:" + expr.id)
@@ -550,6 +560,36 @@ class Interpreter:
             return None
         return "%s:%s" % (st.kind, st.name), st.name
 
+    def _expand(self, expr: Name | Call) -> Expr | None:
+        """The expansion of a macro that is no constant (the patch's own
+        `#define host_hcr() (this_cpu_ptr(&kvm_init_params)->hcr_el2)`),
+        arguments put in for its parameters; None when `expr` is no such
+        macro."""
+        name = expr.id if isinstance(expr, Name) else call_name(expr)
+        if name is None or name in self._expanding or name in self._locals:
+            return None
+        macro = self.ev.macro(name)
+        if macro is None or macro.value is not None or not macro.expr:
+            return None
+        if isinstance(expr, Name) != (macro.params is None):
+            return None
+        body = macro.expr
+        if isinstance(expr, Call) and macro.params:
+            texts = {p: "(%s)" % expr_text(a) for p, a in zip(macro.params, expr.args,
+                                                                strict=False)}
+            body = re.sub(r"\b(%s)\b" % "|".join(map(re.escape, texts)),
+                          lambda m: texts[m.group(1)], body)
+        parsed = expr_from_text(body)
+        return None if isinstance(parsed, Unknown) else parsed
+
+    def _eval_expanded(self, name: str, expanded: Expr, st: _State, fn: Function, depth: int,
+                       line: int) -> Bits:
+        self._expanding.add(name)
+        try:
+            return self._eval(expanded, st, fn, depth, line)
+        finally:
+            self._expanding.discard(name)
+
     def _load(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
         known = self._storage(expr)
         if known is not None:
@@ -565,6 +605,8 @@ class Interpreter:
     def _assign(self, expr: Assign, st: _State, fn: Function, depth: int, line: int) -> Bits:
         value = self._eval(expr.value, st, fn, depth, line)
         target = expr.target
+        if isinstance(target, Name) and target.id not in st.env:
+            target = self._expand(target) or target  # a macro naming storage
         op = expr.op
         known = self._storage(target) if not isinstance(target, Name) else None
         key: str | None = None
@@ -666,9 +708,18 @@ class Interpreter:
         const = self.ev.value(expr_text(expr))
         if const is not None:
             return Bits.const(const)
+        if name == "asm" and args and isinstance(args[0], Call) \
+                and call_name(args[0]) == "ALTERNATIVE":
+            args, name = args[0].args, "ALTERNATIVE"
+        if name == "ALTERNATIVE" and len(args) >= 3:
+            self._alternative(args, st, fn, depth, line)
+            return Bits.unknown()
         if name in ("asm", "ALTERNATIVE"):
             self._asm(" ".join(expr_text(a) for a in args), st, fn, depth, line)
             return Bits.unknown()
+        expanded = self._expand(expr)
+        if expanded is not None:
+            return self._eval_expanded(name, expanded, st, fn, depth, line)
         values = [self._eval(a, st, fn, depth, line) for a in args]
         callee = self._callee(name, fn)
         if callee is not None and depth < _MAX_DEPTH and name not in self._stack:
@@ -699,6 +750,9 @@ class Interpreter:
             return Bits.source("call:" + callee.name)
         inner = _State(contexts=where, regs=dict(st.regs), irq_off=st.irq_off,
                        preempt_off=st.preempt_off, always=st.always, guards=st.guards)
+        for k, v in st.env.items():
+            if k.startswith("@"):  # memory: the callee sees and changes it
+                inner.env[k] = v
         for i, p in enumerate(callee.params):
             inner.env[p.name] = values[i] if i < len(values) else Bits.source("param:" + p.name)
         outs = self._call_body(callee, [inner], depth + 1)
@@ -711,6 +765,9 @@ class Interpreter:
             merged = _join(merged, replace(o, contexts=merged.contexts))
         st.regs = merged.regs
         st.irq_off, st.preempt_off = merged.irq_off, merged.preempt_off
+        for k in [k for k in st.env if k.startswith("@")]:
+            del st.env[k]
+        st.env.update((k, v) for k, v in merged.env.items() if k.startswith("@"))
         if not callee.complete:
             self.unresolved.append(callee.name)
         return ret if ret is not None else Bits.unknown()
@@ -720,10 +777,27 @@ class Interpreter:
         self._emit(Ev.WRITE, st, fn, depth, line, register=reg, value=value)
         st.regs[reg] = Written(value=value, always=st.always, line=line, function=fn.name)
 
-    def _asm(self, text: str, st: _State, fn: Function, depth: int, line: int) -> None:
+    def _alternative(self, args: tuple[Expr, ...] | list[Expr], st: _State, fn: Function,
+                     depth: int, line: int) -> None:
+        """ALTERNATIVE(old, new, cap): `old` runs without the capability,
+        `new` with it. An isb in only one of them is an ISB_ERRATA named
+        "isb:cap" or "isb:!cap", so that two complementary ones on a path
+        (as __load_stage2() and __pkvm_prot_finalize() pair them) count as
+        one unconditional isb."""
+        old, new, cap = (expr_text(a) for a in args[:3])
+        in_old, in_new = bool(_ISB.search(old)), bool(_ISB.search(new))
+        if in_old and in_new:
+            self._emit(Ev.ISB, st, fn, depth, line, name="isb")
+        elif in_old or in_new:
+            self._emit(Ev.ISB_ERRATA, st, fn, depth, line,
+                       name="isb:%s%s" % ("" if in_new else "!", cap.strip()))
+        self._asm(_ISB.sub(" ", old + " " + new), st, fn, depth, line, errata=True)
+
+    def _asm(self, text: str, st: _State, fn: Function, depth: int, line: int,
+             errata: bool = False) -> None:
         """Inline assembly: msr/mrs, isb (an errata ALTERNATIVE's isb is not
         unconditional), eret, TLBI, AT, dsb."""
-        errata = "ALTERNATIVE" in text
+        errata = errata or "ALTERNATIVE" in text
         for m in _ASM_WORD.finditer(text):
             word = m.group(1).lower()
             if word == "isb":
@@ -743,6 +817,8 @@ class Interpreter:
             elif word == "mrs":
                 self._emit(Ev.READ, st, fn, depth, line, register=register_name(m.group(2)))
 
+
+_ISB = re.compile(r"\bisb\b", re.I)
 
 _OP_EVENTS = {"isb": Ev.ISB, "dsb": Ev.DSB, "tlbi": Ev.TLBI, "at": Ev.AT,
               "irq_off": Ev.IRQ_OFF, "irq_on": Ev.IRQ_ON, "preempt_off": Ev.PREEMPT_OFF,

@@ -151,11 +151,18 @@ def _regime_writes(trace: Trace, c: Ctx, masks: dict[str, int]
 def _synced(trace: Trace, index: int, c: Ctx, to_end: bool) -> Event | None:
     """The unconditional isb (or ERET) after event `index`, before the next
     TLBI/AT (and, with `to_end`, before the function returns)."""
+    alternatives: set[str] = set()
     for e in trace.events[index + 1:]:
         if c not in e.contexts:
             continue
         if e.kind in (Ev.ISB, Ev.ERET) and e.always:
             return e
+        if e.kind is Ev.ISB_ERRATA and e.always and e.name.startswith("isb:"):
+            # isb with the capability and isb without it: always an isb.
+            cap = e.name[4:]
+            if (cap[1:] if cap.startswith("!") else "!" + cap) in alternatives:
+                return e
+            alternatives.add(cap)
         if e.kind in (Ev.TLBI, Ev.AT):
             return None
     return None if to_end else trace.events[-1]
@@ -236,6 +243,8 @@ def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> N
                 before, old[0], c) and not _isb_next(after, i, c)
             if lost_isb:
                 was_synced = True
+            if old is not None and not was_synced and set(names) <= set(old[2]):
+                continue  # as unsynchronised before the patch: not this patch's doing
             if ((needs and synced is None) or lost_isb) and ("sync", e.line) not in reported:
                 removed = _removed(pv, before, old[0] if old else None, c)
                 where = removed if removed is not None else ln

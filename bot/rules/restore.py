@@ -90,7 +90,8 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
         sem = semantics(sv, pv, ctx)
         if sem is None:
             continue
-        for pair in sem.pairs():
+        pairs = sem.pairs()
+        for pair in pairs:
             if pair.before is not None and pair.after is not None and (
                     pair.role in RESTORE_ROLES or pair.role is Role.RUN):
                 _restore_calls(emit, pv, pair, ctx)
@@ -100,7 +101,7 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
                 lost = [c for c in contexts_of(pair)
                         if always_written(pair.before, c, reg) is not None
                         and always_written(pair.after, c, reg) is None]
-                if not lost:
+                if not lost or _callers_restore(pairs, pair, reg, lost):
                     continue
                 fv, ln = _where(pv, pair, reg, "old")
                 if ln is None:
@@ -113,6 +114,24 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
                          pair.key.name, reg, "every" if not partly else "each",
                          modes(lost), "" if not partly else ", only on some paths"))
     return emit.out
+
+
+def _callers_restore(pairs: list[Pair], pair: Pair, reg: str, lost: list[Ctx]) -> bool:
+    """The restore left a helper for its callers: every traced function of
+    the map that reaches it still writes `reg` on every path, in each
+    context where the helper stopped."""
+    callers = [p for p in pairs if p is not pair and pair.key in p.reaches
+               and p.role in RESTORE_ROLES and p.after is not None]
+    covered: set[Ctx] = set()
+    for p in callers:
+        assert p.after is not None
+        for c in lost:
+            if not any(c in out.contexts for out in p.after.outcomes):
+                continue
+            if always_written(p.after, c, reg) is None:
+                return False
+            covered.add(c)
+    return bool(callers) and covered >= set(lost)
 
 
 def _restorers(trace: Trace, c: Ctx, mdl: RegisterModel) -> dict[str, bool]:
@@ -314,13 +333,19 @@ def same_value(series: Series, ctx: Context) -> list[Finding]:
 
 
 def _stores(trace: Trace, c: Ctx) -> dict[str, tuple[Bits, Event]]:
-    """The first value stored into each host-copy/per-CPU storage, in `c`."""
-    out: dict[str, tuple[Bits, Event]] = {}
+    """What each host-copy/per-CPU storage holds when the function returns
+    in `c` (however the code got there), with the last store into it."""
+    final: dict[str, Bits] = {}
+    for out in trace.outcomes:
+        if c in out.contexts:
+            final = dict(out.stored)
+            break
+    last: dict[str, Event] = {}
     for e in trace.events:
-        if e.kind is Ev.STORE and e.storage and e.value is not None and c in e.contexts \
-                and e.storage.startswith(("host-copy.", "percpu.")) and e.storage not in out:
-            out[e.storage] = (e.value, e)
-    return out
+        if e.kind is Ev.STORE and e.storage and c in e.contexts \
+                and e.storage.startswith(("host-copy.", "percpu.")):
+            last[e.storage] = e
+    return {name: (final[name], e) for name, e in last.items() if name in final}
 
 
 def _saved_copy(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:

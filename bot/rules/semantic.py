@@ -415,12 +415,11 @@ class PatchSemantics:
 
 
 def _side_text(files: list[FileView], side: str) -> str:
-    """The #define lines of one side of the patch's headers, for the
-    evaluator (a macro the patch changes has its old value before)."""
+    """One side of the patch's C text, for the evaluator's #defines (a macro
+    the patch changes has its old value before; one it defines in a .c file
+    counts there too)."""
     out: list[str] = []
     for fv in files:
-        if not fv.path.endswith(".h"):
-            continue
         for ln in fv.lines:
             if ln.new_side if side == "new" else ln.old_side:
                 out.append(ln.text)
