@@ -225,7 +225,6 @@ def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> N
     after, before = pair.after, pair.before
     assert after is not None
     reported: set[tuple[str, int]] = set()
-    _isb_taken(emit, pv, pair, reported)
     for c in contexts_of(pair):
         new_writes = _regime_writes(after, c, masks)
         old_writes = _regime_writes(before, c, masks) if before is not None else []
@@ -283,6 +282,7 @@ def _regime_sync(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> N
                      "the host with the guest's regime." % (
                          e.function, "with interrupts unmasked" if e.irq_off is False
                          else "without interrupts masked on every path"))
+    _isb_taken(emit, pv, pair, reported)
 
 
 def removed_path(pv: PatchView, ln: Line) -> str:
