@@ -96,7 +96,32 @@ class Storage:
 
 _OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "irq_on",
         "preempt_off", "preempt_on", "warn", "percpu", "regime", "percpu_write", "loads",
-        "patched")
+        "patched", "consume", "address_of")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lifecycle:
+    """When the stored register values come to exist ([lifecycle] of
+    kvm.toml): the stages KVM goes through in order (boot, each CPU's
+    init, vcpu init, ..., the world switch), the stage a function runs in,
+    the stage where each storage is first used (it must be computed in an
+    earlier one), and what helpers compute, for callers whose text does not
+    show it."""
+
+    stages: tuple[str, ...] = ()
+    stage_of: Mapping[str, str] = field(default_factory=dict)
+    first_use: Mapping[str, str] = field(default_factory=dict)
+    defines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def rank(self, stage: str | None) -> int | None:
+        return self.stages.index(stage) if stage in self.stages else None
+
+    def stage(self, function: str) -> int | None:
+        """The rank of the stage `function` runs in; None when no fact says."""
+        return self.rank(self.stage_of.get(function))
+
+    def used_from(self, storage: str) -> int | None:
+        return self.rank(self.first_use.get(storage))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +130,7 @@ class KvmFacts:
     guards: tuple[Guard, ...] = ()
     storage: tuple[Storage, ...] = ()
     ops: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -196,7 +222,40 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
     ops_t = TomlTable(raw.get("ops", {}), "ops", source)
     ops_t.only(*_OPS)
     ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
-    return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops)
+    return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops,
+                    lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source))
+
+
+def _lifecycle(raw: Mapping[str, Any], storage: set[str], sources: Mapping[str, str],
+               source: str) -> Lifecycle:
+    t = TomlTable(raw.get("lifecycle", {}), "lifecycle", source)
+    t.only("stages", "stage_of", "first_use", "defines", "source", "note")
+    if not t.data:
+        return Lifecycle()
+    t.sources("source", sources)
+    stages = t.texts("stages", True)
+
+    def table(key: str) -> TomlTable:
+        return TomlTable(t.data.get(key, {}), "lifecycle.%s" % key, source)
+
+    def stage(sub: TomlTable, key: str) -> str:
+        name = sub.text(key)
+        if name not in stages:
+            raise sub.fail(key, "unknown stage %r (one of %s)" % (name, ", ".join(stages)))
+        return name
+
+    def known(sub: TomlTable, key: str, name: str) -> str:
+        if name not in storage:
+            raise sub.fail(key, "unknown storage %r (a [[storage]] name)" % name)
+        return name
+
+    st_of, fu, dfn = table("stage_of"), table("first_use"), table("defines")
+    return Lifecycle(
+        stages=stages,
+        stage_of={key: stage(st_of, key) for key in st_of.data},
+        first_use={known(fu, key, key): stage(fu, key) for key in fu.data},
+        defines={key: tuple(known(dfn, key, n) for n in dfn.texts(key, True))
+                 for key in dfn.data})
 
 
 def _items(raw: Mapping[str, Any], key: str, source: str) -> list[Any]:

@@ -198,8 +198,14 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def mapped_names(model: object) -> frozenset[str]:
-    """The names of the save/restore map's functions."""
-    return frozenset(fr.name for fr in getattr(model, "functions", ()) or ())
+    """The names of the save/restore map's functions, and of the functions
+    the stored values' lifecycle goes through (kvm.toml [lifecycle])."""
+    names = {fr.name for fr in getattr(model, "functions", ()) or ()}
+    lc = getattr(getattr(model, "facts", None), "lifecycle", None)
+    if lc is not None:
+        names.update(lc.stage_of)
+        names.update(lc.defines)
+    return frozenset(names)
 
 
 def _file_view(fd: FileDiff) -> FileView:

@@ -63,6 +63,9 @@ _MAX_STATES = 16
 _WIDTH = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "int": 32, "unsigned int": 32,
           "unsigned": 32, "__u32": 32, "uint32_t": 32, "u64": 64, "unsigned long": 64,
           "long": 64, "unsigned long long": 64, "__u64": 64, "uint64_t": 64, "s64": 64}
+# The fields of an object that may hold a register value, for a whole
+# object handed to a consumer ([ops] consume).
+_STORED_FIELDS = ("hcr_el2", "mdcr_el2")
 _ASM_WORD = re.compile(r"\b(msr|mrs|isb|eret|tlbi|dsb|at|psb|tsb)\b\s*([\w.]*)", re.I)
 
 
@@ -96,6 +99,9 @@ class Event:
     path: str
     contexts: frozenset[Ctx]
     always: bool                # on every path of `contexts` through the function
+    # Inside a data-dependent condition or loop that can be skipped while the
+    # function goes on (an early return alone does not make it conditional).
+    cond: bool = False
     depth: int = 0              # 0: the function itself; n: n calls down
     register: str | None = None
     value: Bits | None = None
@@ -132,12 +138,14 @@ class _State:
     returned: bool = False
     ret: Bits | None = None
     guards: tuple[str, ...] = ()
+    cond: bool = False
 
     def copy(self, contexts: frozenset[Ctx] | None = None) -> _State:
         return _State(contexts=self.contexts if contexts is None else contexts,
                       env=dict(self.env), regs=dict(self.regs), irq_off=self.irq_off,
                       preempt_off=self.preempt_off, always=self.always,
-                      returned=self.returned, ret=self.ret, guards=self.guards)
+                      returned=self.returned, ret=self.ret, guards=self.guards,
+                      cond=self.cond)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +192,8 @@ def _join(a: _State, b: _State, pre: _State | None = None) -> _State:
         out = (b if a.returned else a).copy()
         out.always = False
         out.ret = _join_bits(a.ret, b.ret)
+        if pre is not None:
+            out.cond = pre.cond
         return out
     env = {k: a.env[k].join(b.env[k]) for k in a.env.keys() & b.env.keys()}
     regs: dict[str, Written] = {}
@@ -205,7 +215,8 @@ def _join(a: _State, b: _State, pre: _State | None = None) -> _State:
                   irq_off=a.irq_off if a.irq_off == b.irq_off else None,
                   preempt_off=a.preempt_off if a.preempt_off == b.preempt_off else None,
                   always=outer, returned=a.returned and b.returned,
-                  ret=_join_bits(a.ret, b.ret))
+                  ret=_join_bits(a.ret, b.ret),
+                  cond=pre.cond if pre is not None else (a.cond or b.cond))
 
 
 def register_name(operand: str, accessor: str = "") -> str:
@@ -307,6 +318,9 @@ class Interpreter:
         if isinstance(stmt, Block):
             return self._block(stmt.stmts, [st], fn, depth)
         self._end = getattr(stmt, "end", 0) or getattr(stmt, "cond_end", 0)
+        lowered = self._guarded_ternary(stmt, st)
+        if lowered is not None:
+            return self._if(lowered, st, fn, depth)
         if isinstance(stmt, ExprStmt):
             self._eval(stmt.expr, st, fn, depth, stmt.line)
             name = call_name(stmt.expr)
@@ -340,6 +354,7 @@ class Interpreter:
                 self._eval(stmt.cond, st, fn, depth, stmt.line)
             inner = st.copy()
             inner.always = False
+            inner.cond = True
             after = self._stmt(body, inner, fn, depth)
             return [_join(st, a, st) for a in after if a.contexts == st.contexts] or [st]
         if isinstance(stmt, Return):
@@ -352,6 +367,32 @@ class Interpreter:
         if isinstance(stmt, Asm):
             self._asm(stmt.text, st, fn, depth, stmt.line)
         return [st]  # Jump, Label, Preproc
+
+    def _guarded_ternary(self, stmt: Stmt, st: _State) -> If | None:
+        """`x = has_vhe() ? A : B;` (or a 64-bit local declared so) as the
+        `if (has_vhe()) x = A; else x = B;` it means, so that the test of the
+        configuration splits the state as an if does."""
+        if isinstance(stmt, ExprStmt) and isinstance(stmt.expr, Assign) \
+                and isinstance(stmt.expr.value, Ternary):
+            target, op, tern = stmt.expr.target, stmt.expr.op, stmt.expr.value
+        elif isinstance(stmt, Decl) and len(stmt.names) == 1 \
+                and isinstance(stmt.names[0].init, Ternary) and not stmt.names[0].pointer \
+                and _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""), 64) == 64:
+            target, op, tern = Name(stmt.names[0].name), "=", stmt.names[0].init
+            self._locals.add(stmt.names[0].name)
+        else:
+            return None
+        split = self._guard(tern.cond, st.contexts)
+        if split is None or not split[2]:
+            return None
+        end = getattr(stmt, "end", 0) or stmt.line
+
+        def arm(value: Expr) -> ExprStmt:
+            return ExprStmt(expr=Assign(op=op, target=target, value=value), line=stmt.line,
+                            end=end)
+
+        return If(cond=tern.cond, then=arm(tern.then), other=arm(tern.other), line=stmt.line,
+                  cond_end=end)
 
     def _scoped_guard(self, stmt: Loop, st: _State, fn: Function, depth: int) -> list[_State]:
         """scoped_guard(lock_irqsave, ...) { body }: the body runs with
@@ -380,6 +421,7 @@ class Interpreter:
             self._eval(stmt.cond, st, fn, depth, stmt.line)
             then_st, else_st = st.copy(), st.copy()
             then_st.always = else_st.always = False
+            then_st.cond = else_st.cond = True
             outs_then = self._stmt(stmt.then, then_st, fn, depth)
             outs_else = self._stmt(stmt.other, else_st, fn, depth) if stmt.other else [else_st]
             joined: list[_State] = []
@@ -405,6 +447,7 @@ class Interpreter:
                                            for n in names)
             if not pure:
                 sub.always = False
+                sub.cond = True
             out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
         return out
 
@@ -473,6 +516,7 @@ class Interpreter:
               **kw: object) -> None:
         self.events.append(Event(kind=kind, line=line, function=fn.name, path=fn.path,
                                  contexts=st.contexts, always=st.always, depth=depth,
+                                 cond=st.cond,
                                  irq_off=st.irq_off, preempt_off=st.preempt_off,
                                  seen=self._unseen == 0, guards=st.guards,
                                  end=max(line, self._end), **kw))  # type: ignore[arg-type]
@@ -631,10 +675,10 @@ class Interpreter:
         if key is not None:
             st.env[key] = value
         if known is not None:
-            self._emit(Ev.STORE, st, fn, depth, line, storage=known[1], value=value)
+            self._emit(Ev.STORE, st, fn, depth, line, storage=known[1], value=value, name=op)
         elif not isinstance(target, Name):
             self._emit(Ev.STORE, st, fn, depth, line,
-                       storage=expr_text(target).replace(" ", ""), value=value)
+                       storage=expr_text(target).replace(" ", ""), value=value, name=op)
         return value
 
     def _call(self, expr: Call, st: _State, fn: Function, depth: int, line: int) -> Bits:
@@ -679,8 +723,17 @@ class Interpreter:
         if kind == "percpu_write" and len(args) >= 2:
             target = expr_text(args[0]).replace(" ", "").lstrip("&")
             value = self._eval(args[1], st, fn, depth, line)
-            self._emit(Ev.STORE, st, fn, depth, line, storage="percpu-var:" + target, value=value)
+            # The store of a per-CPU variable its reads name as storage
+            # (__this_cpu_write(mdcr_el2, ...) for __this_cpu_read(mdcr_el2)).
+            known = self.facts.storage_of("__this_cpu_read(%s)" % target)
+            storage = known.name if known is not None else "percpu-var:" + target
+            if known is not None:
+                st.env["@" + storage] = value
+            self._emit(Ev.STORE, st, fn, depth, line, storage=storage, value=value, name="=")
             return Bits.unknown()
+        if kind == "consume":
+            self._consume(name, args, st, fn, depth, line)
+            return self._plain_call(expr, name, st, fn, depth, line)
         if kind == "loads":
             for a in args:
                 self._eval(a, st, fn, depth, line)
@@ -727,6 +780,27 @@ class Interpreter:
         self._emit(Ev.CALL, st, fn, depth, line, name=name)
         return Bits.source("call:" + name)
 
+    def _consume(self, name: str, args: tuple[Expr, ...] | list[Expr], st: _State,
+                 fn: Function, depth: int, line: int) -> None:
+        """A call that reads the whole object an argument points to ([ops]
+        consume: a cache flush for a reader with the MMU off, a hypercall
+        handed its address): a use of every stored register value in it,
+        with the value it holds at this point (None: what it held when the
+        function was called)."""
+        address_of = self.facts.ops.get("address_of", frozenset())
+        for arg in args:
+            while isinstance(arg, Call) and call_name(arg) in address_of and arg.args:
+                arg = arg.args[0]
+            base = expr_text(arg).replace(" ", "").lstrip("&")
+            if not re.fullmatch(r"[\w.>-]+", base):
+                continue
+            for fld in _STORED_FIELDS:
+                known = self.facts.storage_of("%s->%s" % (base, fld))
+                if known is None:
+                    continue
+                self._emit(Ev.LOAD, st, fn, depth, line, storage=known.name,
+                           name="consume:" + name, value=st.env.get("@" + known.name))
+
     def _known_op(self, name: str) -> bool:
         return self.facts.op_kind(name) is not None
 
@@ -749,7 +823,8 @@ class Interpreter:
         if not where:
             return Bits.source("call:" + callee.name)
         inner = _State(contexts=where, regs=dict(st.regs), irq_off=st.irq_off,
-                       preempt_off=st.preempt_off, always=st.always, guards=st.guards)
+                       preempt_off=st.preempt_off, always=st.always, guards=st.guards,
+                       cond=st.cond)
         for k, v in st.env.items():
             if k.startswith("@"):  # memory: the callee sees and changes it
                 inner.env[k] = v

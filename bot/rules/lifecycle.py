@@ -13,11 +13,12 @@ from __future__ import annotations
 from bot.data import Series
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import EL1
+from bot.rules import initorder
 from bot.rules.analysis import Emit, PatchView, view
-from bot.rules.core import Category, Context, Finding, Severity, Status, rule
-from bot.rules.flow import changed_line, line_at, semantics, source_words
+from bot.rules.core import Category, Context, Finding, Severity, rule
+from bot.rules.flow import changed_line, line_at, semantics
 from bot.rules.interp import Ev, Event, Trace
-from bot.rules.semantic import Pair, PatchSemantics
+from bot.rules.semantic import Pair
 
 _VCPU_STORAGE = ("vcpu.hcr_el2", "vcpu.mdcr_el2")
 # Roles that run with preemption disabled by their callers (vcpu load/put
@@ -53,83 +54,9 @@ def init_order(series: Series, ctx: Context) -> list[Finding]:
         return emit.out
     for pv in sv.relevant():
         sem = semantics(sv, pv, ctx)
-        if sem is None:
-            continue
-        stored_after = _stores_after(sem)
-        called_after = _calls_after(sem)
-        for pair in sem.pairs():
-            if pair.before is None:
-                continue
-            _dropped_store(emit, pv, pair, stored_after)
-            _dropped_init_call(emit, pv, pair, sem, mdl, called_after)
+        if sem is not None:
+            initorder.check(emit, pv, sem)
     return emit.out
-
-
-def _stores_after(sem: PatchSemantics) -> dict[str, list[tuple[Pair, Event]]]:
-    out: dict[str, list[tuple[Pair, Event]]] = {}
-    for pair in sem.pairs():
-        for e in pair.after.events if pair.after is not None else ():
-            if e.kind is Ev.STORE and e.storage in _VCPU_STORAGE:
-                out.setdefault(e.storage, []).append((pair, e))
-    return out
-
-
-def _calls_after(sem: PatchSemantics) -> set[str]:
-    return {e.name for pair in sem.pairs() if pair.after is not None
-            for e in pair.after.events if e.kind is Ev.CALL}
-
-
-def _dropped_store(emit: Emit, pv: PatchView, pair: Pair,
-                   stored_after: dict[str, list[tuple[Pair, Event]]]) -> None:
-    """The vcpu's value no longer computed in a vcpu-init function."""
-    if pair.role is not Role.VCPU_INIT or pair.before is None:
-        return
-    for e in pair.before.events:
-        if e.kind is not Ev.STORE or e.storage not in _VCPU_STORAGE or e.depth \
-                or not _changed(pv, e, "old"):
-            continue
-        ln = line_at(pv, e.path, e.line, "old")
-        elsewhere = stored_after.get(e.storage or "", [])
-        same_role = [(p, x) for p, x in elsewhere if p.role is Role.VCPU_INIT]
-        if same_role:
-            continue
-        later = [(p, x) for p, x in elsewhere if p.role in (Role.VCPU_LOAD, Role.ENTRY,
-                                                             Role.VCPU_PUT)]
-        reg = _register_of(e.storage or "")
-        if later:
-            p, x = later[0]
-            where = line_at(pv, x.path, x.line, "new")
-            # Moved code, but the move is the point: open, not pre-existing.
-            emit(Severity.QUESTION, pv, pv.file(x.path), where, register=reg, status=Status.OPEN,
-                 message="%s is now computed in %s() instead of %s(): is that before the first "
-                 "load that writes it to %s?" % (source_words("x:" + (e.storage or "")),
-                                                  p.key.name, pair.key.name, reg))
-        elif not elsewhere:
-            emit(Severity.WARNING, pv, pv.file(e.path), ln, register=reg,
-                 message="%s is no longer initialised in %s(): what computes it before the "
-                 "first vcpu load writes it to %s?" % (
-                     source_words("x:" + (e.storage or "")), pair.key.name, reg))
-
-
-def _dropped_init_call(emit: Emit, pv: PatchView, pair: Pair, sem: PatchSemantics,
-                       mdl: RegisterModel, called_after: set[str]) -> None:
-    """A call to a function of the map that computes the vcpu's values
-    (role vcpu-init) is removed and made nowhere else by the patch."""
-    assert pair.before is not None
-    for e in pair.before.events:
-        if e.kind is not Ev.CALL or e.depth or not _changed(pv, e, "old"):
-            continue
-        fr = mdl.role(e.name)
-        if fr is None or fr.role is not Role.VCPU_INIT or e.name in called_after:
-            continue
-        if pair.after is None:
-            continue  # the caller itself went away
-        ln = line_at(pv, e.path, e.line, "old")
-        regs = "/".join(fr.registers) or "HCR_EL2/MDCR_EL2"
-        emit(Severity.WARNING if sem.from_tree else Severity.QUESTION, pv, pv.file(e.path), ln,
-             register=fr.registers[0] if fr.registers else None,
-             message="%s() no longer calls %s(), which computes the vcpu's %s before the first "
-             "vcpu load: what computes it now?" % (pair.key.name, e.name, regs))
 
 
 @rule(id="preemption", category=Category.PREEMPTION, severity=Severity.QUESTION,
