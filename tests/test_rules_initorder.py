@@ -50,7 +50,7 @@ def test_every_fixture_is_listed() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"][:-6] for c in CASES])
-def test_with_tree(case: dict[str, Any], linux_repo: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_with_tree(case: dict[str, Any], linux_repo: Path, tmp_path: Path) -> None:
     cfg = make_config(tmp_path, **{TREE_ENV: str(linux_repo)})
     checker = Checker(cfg)
     found: list[Finding] = []
