@@ -292,6 +292,9 @@ def _consumed(emit: Emit, pv: PatchView, pair: Pair, storage: str,
               model: RegisterModel) -> bool:
     assert pair.before is not None and pair.after is not None
     for ctx in sorted(_contexts(pair)):
+        final_b, final_a = _final(pair.before, storage, ctx), _final(pair.after, storage, ctx)
+        if final_b is None or final_a is None or final_b.differs(final_a):
+            continue   # the value itself changed: not the order (other rules' business)
         before = _consumes(pair.before, storage, ctx)
         after = _consumes(pair.after, storage, ctx)
         for key, vb in before.items():
@@ -317,6 +320,14 @@ def _consumed(emit: Emit, pv: PatchView, pair: Pair, storage: str,
                                               e.name.partition(":")[2], missing))
             return True
     return False
+
+
+def _final(trace: Trace, storage: str, ctx: Ctx) -> Bits | None:
+    """What the function leaves in `storage` (None: it stores nothing)."""
+    for o in trace.outcomes:
+        if ctx in o.contexts:
+            return o.stored.get(storage)
+    return None
 
 
 _Key = tuple[str, str, str | None, int]

@@ -13,6 +13,7 @@ import re
 
 from bot.data import Series
 from bot.regmodel import Field, Register, RegisterModel
+from bot.rules import hostvalues
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -316,6 +317,8 @@ def host_flags(series: Series, ctx: Context) -> list[Finding]:
             continue
         old_ev, new_ev = sem.evaluator("old"), sem.evaluator("new")
         sets = _host_sets(mdl, pv)
+        values = {n: v for n in sets if (v := new_ev.value(n)) is not None}
+        hostvalues.check(emit, pv, sem, reg, values, _ignored_mask)
         for fv in pv.files:
             if not fv.path.endswith(".h"):
                 continue
@@ -352,6 +355,11 @@ def _host_sets(mdl: RegisterModel, pv: PatchView) -> set[str]:
         names |= {n for n in _changed_defines(fv) if n.startswith("HCR_HOST_")
                   and n.endswith("_FLAGS")}
     return names
+
+
+def _ignored_mask(reg: Register, mask: int, value: int) -> bool:
+    f = next((g for g in reg.fields if g.mask == mask), None)
+    return f is not None and _ignored(reg, f, value)
 
 
 def _ignored(reg: Register, f: Field, value: int) -> bool:
