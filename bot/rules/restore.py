@@ -118,8 +118,10 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
 
 def _callers_restore(pairs: list[Pair], pair: Pair, reg: str, lost: list[Ctx]) -> bool:
     """The restore left a helper for its callers: every traced function of
-    the map that reaches it still writes `reg` on every path, in each
-    context where the helper stopped."""
+    the map that reaches it and restored `reg` on every path before (through
+    the helper) still does, in each context where the helper stopped.
+    Callers that never restored it (a panic path handing over to the host's
+    panic code) have nothing to lose."""
     callers = [p for p in pairs if p is not pair and pair.key in p.reaches
                and p.role in RESTORE_ROLES and p.after is not None]
     covered: set[Ctx] = set()
@@ -127,6 +129,8 @@ def _callers_restore(pairs: list[Pair], pair: Pair, reg: str, lost: list[Ctx]) -
         assert p.after is not None
         for c in lost:
             if not any(c in out.contexts for out in p.after.outcomes):
+                continue
+            if p.before is not None and always_written(p.before, c, reg) is None:
                 continue
             if always_written(p.after, c, reg) is None:
                 return False
