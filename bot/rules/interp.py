@@ -235,7 +235,11 @@ class Interpreter:
     functions at hand (by name) for following calls."""
 
     def __init__(self, facts: KvmFacts, evaluator: Evaluator,
-                 functions: Mapping[str, list[Function]]) -> None:
+                 functions: Mapping[str, list[Function]], *, memory: bool = False) -> None:
+        # memory: also remember what is stored in other memory (struct
+        # fields by their text, as `cxt->tcr`), for following a value saved
+        # in one function and put back in another.
+        self.memory = memory
         self.facts = facts
         self.ev = evaluator
         self.functions = functions
@@ -415,8 +419,26 @@ class Interpreter:
             s.irq_off, s.preempt_off = saved
         return out
 
+    def _cap_test(self, cond: Expr) -> tuple[str, bool] | None:
+        """A test of a capability the kernel patches in at boot (`[!]
+        cpus_have_final_cap(X)`) that no guard decides: its text and
+        whether it is negated."""
+        neg = False
+        while isinstance(cond, Unary) and cond.op == "!":
+            cond, neg = cond.operand, not neg
+        name = call_name(cond) if isinstance(cond, Call) else None
+        if name is None or not self.facts.op("patched", name):
+            return None
+        return expr_text(cond).replace(" ", ""), neg
+
     def _if(self, stmt: If, st: _State, fn: Function, depth: int) -> list[_State]:
         split = self._guard(stmt.cond, st.contexts)
+        cap = self._cap_test(stmt.cond) if self.memory and split is None else None
+        if cap is not None:
+            # Followed as if the capability is present (the erratum's or the
+            # feature's code runs), the same way at every test of it.
+            branch = stmt.then if not cap[1] else stmt.other
+            return self._stmt(branch, st, fn, depth) if branch is not None else [st]
         if split is None:
             self._eval(stmt.cond, st, fn, depth, stmt.line)
             then_st, else_st = st.copy(), st.copy()
@@ -643,6 +665,8 @@ class Interpreter:
             self._emit(Ev.LOAD, st, fn, depth, line, storage=name, name=source)
             return Bits.source(source)
         text = expr_text(expr).replace(" ", "")
+        if self.memory and "@mem:" + text in st.env:
+            return st.env["@mem:" + text]
         self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + text)
         return Bits.source("load:" + text)
 
@@ -658,6 +682,8 @@ class Interpreter:
             key = target.id
         elif known is not None:
             key = "@" + known[1]
+        elif self.memory:
+            key = "@mem:" + expr_text(target).replace(" ", "")
         if op != "=":
             old = st.env.get(key) if key is not None else None
             if old is None:

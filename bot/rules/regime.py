@@ -16,6 +16,7 @@ from bot.parse.csource import line_facts
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules import model as M
+from bot.rules import roundtrip
 from bot.rules.analysis import (
     Emit,
     FileView,
@@ -406,6 +407,10 @@ def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
                 continue
             for fname, role in names.items():
                 _tlb_function(emit, sv, pv, fv, fname, role)
+        if isinstance(mdl, RegisterModel) and not any(f.patch == pv.index for f in emit.out):
+            sem = semantics(sv, pv, ctx)
+            if sem is not None:
+                roundtrip.check(emit, pv, sem)
     return emit.out
 
 

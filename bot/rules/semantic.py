@@ -325,6 +325,25 @@ class PatchSemantics:
         return interp.run(fn, self.contexts(key) if contexts is None else contexts,
                           irq_off=_IRQS_AT_START.get(self.role(key)))
 
+    def round_trip(self, side: str, first: FnKey, second: str) -> Trace | None:
+        """`first` then `second` (its counterpart, called with the same
+        argument names) run as one sequence on one side, with what the first
+        saves in memory handed to the second: what a caller of the pair
+        sees (enter_vmid_context(); ...; exit_vmid_context())."""
+        s = self.after if side == "new" else self.before
+        one = s.get(first)
+        two = s.get(FnKey(path=first.path, name=second))
+        if one is None or two is None or s.evaluator is None:
+            return None
+        body = tuple(ExprStmt(expr=Call(func=Name(id=fn.name),
+                                        args=tuple(Name(id=p.name) for p in fn.params)),
+                              line=fn.start, end=fn.start) for fn in (one, two))
+        both = Function(name="%s+%s" % (one.name, two.name), path=first.path, params=one.params,
+                        returns="", qualifiers=("static",), body=body, start=one.start,
+                        end=two.end, has_start=True, has_end=True)
+        interp = Interpreter(self.facts, s.evaluator, s.functions, memory=True)
+        return interp.run(both, self.contexts(first))
+
     def _moves(self) -> dict[FnKey, dict[FnKey, frozenset[Ctx]]]:
         """Code the patch moves into another file: a definition new in file
         B of a function file A defined before, where B runs in some of A's

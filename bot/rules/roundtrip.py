@@ -1,0 +1,110 @@
+"""Rule family 7, tlb-symmetry by values: what the TLB switch helpers leave
+behind as a pair.
+
+enter_vmid_context() (__tlb_switch_to_guest) saves state into its context
+structure and changes registers (HCR_EL2.TGE, TCR_EL1.EPDx and SCTLR_EL1.M
+for the speculative-AT erratum, the stage-2 context, the interrupt mask);
+exit_vmid_context() puts it back from what was saved. Run one after the
+other (bot.rules.semantic.PatchSemantics.round_trip, memory followed from
+the first into the second), they leave each register and the interrupt
+mask in some state; a patch that changes that state, per configuration,
+broke the symmetry however it is spelt (a restore dropped, a value saved
+after it was modified, a restore made conditional). Pure.
+"""
+
+from __future__ import annotations
+
+from bot.regmodel import Role
+from bot.regmodel.facts import Ctx
+from bot.rules.analysis import Emit, Line, PatchView
+from bot.rules.bits import MASK64
+from bot.rules.core import Severity
+from bot.rules.flow import modes, value_words
+from bot.rules.interp import Outcome, Trace
+from bot.rules.semantic import FnKey, Pair, PatchSemantics
+
+_SWAP = (("enter_vmid_context", "exit_vmid_context"),
+         ("__tlb_switch_to_guest", "__tlb_switch_to_host"))
+
+
+def _counterpart(name: str) -> str | None:
+    for a, b in _SWAP:
+        if name.startswith(a):
+            return name.replace(a, b)
+    return None
+
+
+def check(emit: Emit, pv: PatchView, sem: PatchSemantics) -> None:
+    pairs = {p.key: p for p in sem.pairs()}
+    done: set[FnKey] = set()
+    for key, pair in sorted(pairs.items(), key=lambda kv: (kv[0].path, kv[0].name)):
+        if pair.role not in (Role.TLB_TO_GUEST, Role.TLB_TO_HOST) or not pair.changed:
+            continue
+        enter = key.name if pair.role is Role.TLB_TO_GUEST else next(
+            (a for a, b in _SWAP if key.name.startswith(b)), None)
+        if enter is None:
+            continue
+        first = FnKey(path=key.path, name=enter)
+        second = _counterpart(enter)
+        if first in done or second is None:
+            continue
+        done.add(first)
+        before = sem.round_trip("old", first, second)
+        after = sem.round_trip("new", first, second)
+        if before is None or after is None:
+            continue
+        anchor = _anchor(pairs, first, FnKey(path=key.path, name=second))
+        if anchor is not None:
+            _compare(emit, pv, anchor, enter, second, before, after)
+
+
+def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
+    for k in keys:
+        p = pairs.get(k)
+        if p is not None and p.anchor is not None:
+            return p, p.anchor
+    return None
+
+
+def _outcome(trace: Trace, ctx: Ctx) -> Outcome | None:
+    return next((o for o in trace.outcomes if ctx in o.contexts), None)
+
+
+def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], enter: str, leave: str,
+             before: Trace, after: Trace) -> None:
+    pair, line = anchor
+    changed: dict[str, list[Ctx]] = {}
+    words: dict[str, tuple[str, str]] = {}
+    for ctx in sorted({c for o in after.outcomes for c in o.contexts}):
+        ob, oa = _outcome(before, ctx), _outcome(after, ctx)
+        if ob is None or oa is None:
+            continue
+        for reg in sorted(ob.regs.keys() | oa.regs.keys()):
+            wb, wa = ob.regs.get(reg), oa.regs.get(reg)
+            if wb is not None and wa is not None and wb.always == wa.always \
+                    and not wb.value.differs(wa.value):
+                continue
+            changed.setdefault(reg, []).append(ctx)
+            words.setdefault(reg, (_state(wb), _state(wa)))
+        if ob.irq_off != oa.irq_off and ob.irq_off is False:
+            changed.setdefault("interrupts", []).append(ctx)
+    sev = Severity.WARNING if pair.from_tree else Severity.QUESTION
+    for reg, ctxs in changed.items():
+        if reg == "interrupts":
+            msg = ("after %s() and %s(), interrupts are no longer unmasked again as they were "
+                   "(%s): the two sides no longer undo each other." % (enter, leave, modes(ctxs)))
+            emit(sev, pv, pv.file(pair.key.path), line, register=None, message=msg)
+            continue
+        was, now = words[reg]
+        emit(sev, pv, pv.file(pair.key.path), line,
+             register=reg if reg in ("HCR_EL2", "MDCR_EL2") else None,
+             message="after %s() and %s(), %s is left %s, where it was left %s (%s): the two "
+             "sides no longer undo each other." % (enter, leave, reg, now, was, modes(ctxs)))
+
+
+def _state(w: object) -> str:
+    value = getattr(w, "value", None)
+    if value is None:
+        return "untouched"
+    text = value_words(value, MASK64)
+    return text if getattr(w, "always", False) else text + " on some paths only"
