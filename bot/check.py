@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, TextIO
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.pipeline import Checker, Lookup
+from bot.pipeline import Checker, Lookup, carried
 from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -153,7 +153,7 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
     from bot.store.queries import save_thread
     try:
         with database.transaction() as session:
-            return save_thread(session, result)
+            return save_thread(session, result, carry=carried)
     except BotError:
         raise
     except Exception as exc:  # noqa: BLE001 - one refused row must not stop the input
@@ -161,7 +161,7 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
                        result.thread.messages[0].message_id if result.thread.messages
                        else "?", type(exc).__name__, exc)
     with database.transaction() as session:
-        return save_thread(session, result, isolate=True)
+        return save_thread(session, result, isolate=True, carry=carried)
 
 
 def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,

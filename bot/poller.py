@@ -54,7 +54,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Checker
+from bot.pipeline import Checker, carried
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -340,7 +340,7 @@ class Poller:
         with self.database.transaction() as session:
             if work is not None:
                 if work.result is not None:
-                    stats += save_thread(session, work.result, isolate=isolate)
+                    stats += save_thread(session, work.result, isolate=isolate, carry=carried)
                 for err in work.failed:
                     stats.quarantined += quarantine(session, err)
                 mark_seen(session, work.thread_id, work.seen)
