@@ -3,7 +3,8 @@
 A SOURCE that is not a local path may be a Message-ID (fetched from
 `lore.url`) or a lore message URL (fetched from the archive it names): the
 whole thread is fetched first, through the poller's client, and checked like
-a local mbox.
+a local mbox; only its References thread, as the poller keeps it, not the
+threads public-inbox adds for sharing its subject.
 
 The whole input is validated (first pass of `bot.sources.InputSet`) before
 any thread is checked or stored, so a bad input stores nothing. With
@@ -142,7 +143,8 @@ def _fetch_remote(cfg: Config, sources: list[str | StreamInput],
         if base not in clients:
             clients[base] = fetched.enter_context(LoreClient(cfg.lore, base_url=base))
         mbox: IO[bytes] = fetched.enter_context(clients[base].thread(msgid))
-        specs.append(StreamInput("%s/%s/t.mbox.gz" % (base, msgid), mbox))  # type: ignore[arg-type]
+        specs.append(StreamInput("%s/%s/t.mbox.gz" % (base, msgid), mbox,  # type: ignore[arg-type]
+                                 thread_of=msgid))
     return specs
 
 

@@ -68,7 +68,7 @@ from bot.store.queries import (
     save_thread,
     seen_ids,
 )
-from bot.threads import ThreadIndex
+from bot.threads import ThreadIndex, own_thread
 
 logger = logging.getLogger(__name__)
 
@@ -419,20 +419,3 @@ class _Fetcher:
             if isinstance(item, BaseException):
                 raise item
             yield item  # type: ignore[misc]
-
-
-def own_thread(msgid: str, raws: list[RawMessage]) -> list[RawMessage] | None:
-    """The messages of `raws` in the References thread of `msgid` (None
-    when it is not among them): what a thread fetch answers, without the
-    other threads public-inbox adds for sharing a subject. A message whose
-    Message-ID could not be read stays, to be quarantined with the reason."""
-    index = ThreadIndex()
-    for raw in raws:
-        index.add(raw.message_id, list(raw.refs))
-    index.finish()
-    mine = {index.thread_of(pos) for pos, raw in enumerate(raws) if raw.message_id == msgid}
-    if not mine:
-        return None
-    return [raw for pos, raw in enumerate(raws)
-            if index.thread_of(pos) in mine or raw.message_id is None]
-
