@@ -82,10 +82,24 @@ def mda_rate(server: PublicInbox, raws: list[bytes]) -> float:
     return len(raws) / (time.perf_counter() - start)
 
 
-def bot_env(state: Path, database_url: str, url: str, query: str | None) -> dict[str, str]:
+def lookback_days(raws: list[bytes]) -> int:
+    """The first poll's window: from now back to the archive's oldest dated
+    message, and a day more (lore.initial_lookback takes ten years at most)."""
+    oldest = min((d for d in map(message_date, raws) if d is not None), default=None)
+    if oldest is None:
+        return 1
+    days = (dt.datetime.now(dt.UTC) - oldest).days + 1
+    if days > 3650:
+        raise SystemExit("the archive reaches back %d days, before the ten years a first "
+                         "poll can (lore.initial_lookback); give a younger archive" % days)
+    return max(days, 1)
+
+
+def bot_env(state: Path, database_url: str, url: str, query: str | None,
+            lookback: int) -> dict[str, str]:
     env = dict(os.environ, BOT_CONFIG=str(ROOT / "config.toml"), BOT_STATE_DIR=str(state),
                BOT_DATABASE_URL=database_url, BOT_LORE_URL=url, BOT_LOG_LEVEL="warning",
-               BOT_LORE_INITIAL_LOOKBACK=str(int(time.time() // 86400)), BOT_LORE_MIN_INTERVAL="0")
+               BOT_LORE_INITIAL_LOOKBACK=str(lookback), BOT_LORE_MIN_INTERVAL="0")
     if query is not None:
         # Every thread is wanted: the reply-only filter of lore.followups
         # would skip discussions without patches.
@@ -118,10 +132,10 @@ def counts(cfg: botconfig.Config) -> tuple[int, int]:
 
 
 def poll_once(tmp: Path, label: str, url: str, query: str | None,
-              template: str | None) -> dict[str, float]:
+              template: str | None, lookback: int) -> dict[str, float]:
     state = tmp / ("state-" + label)
     state.mkdir(parents=True, exist_ok=True)
-    env = bot_env(state, fresh_database(tmp, template, label), url, query)
+    env = bot_env(state, fresh_database(tmp, template, label), url, query, lookback)
     subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], env=env, check=True,
                    capture_output=True, cwd=ROOT)
     err_path = state / "poll.err"
@@ -159,9 +173,10 @@ def show_poll(label: str, r: dict[str, float]) -> None:
         r["requests"], r["requests"] / max(r["series"], 1), r["rss_mb"]), flush=True)
 
 
-def polls(tmp: Path, inbox: Inbox, label: str, template: str | None) -> None:
+def polls(tmp: Path, inbox: Inbox, label: str, template: str | None, lookback: int) -> None:
     for qlabel, query in (("every message", EVERY_MESSAGE), ("default query", None)):
-        r = poll_once(tmp, "%s-%s" % (qlabel.split()[0], label), inbox.url, query, template)
+        r = poll_once(tmp, "%s-%s" % (qlabel.split()[0], label), inbox.url, query, template,
+                      lookback)
         show_poll("%s, %s" % (qlabel, label), r)
 
 
@@ -192,6 +207,7 @@ def main() -> int:
     raws = list(messages(args.archive))
     print("archive: %s, %d messages (%.1f MB)" % (args.archive, len(raws),
                                                  sum(map(len, raws)) / 1e6), flush=True)
+    lookback = lookback_days(raws)
     half = len(raws) // 2
     older, days = split_days(raws[half:], args.steady_days)
     server = PublicInbox(tmp / "pi")
@@ -207,20 +223,21 @@ def main() -> int:
         print("%-26s %9s %7s %8s %7s %9s %8s %8s" % (
             "poll from empty", "messages", "series", "seconds", "msg/s", "requests",
             "req/ser", "peak MB"))
-        polls(tmp, inbox, "half", args.database_url)
+        polls(tmp, inbox, "half", args.database_url, lookback)
         seconds = timed_import(inbox, older)
         print("(import of %d more messages: %.1f s)" % (len(older), seconds), flush=True)
-        steady(inbox, days, tmp, args)
-        polls(tmp, inbox, "all", args.database_url)
+        steady(inbox, days, tmp, args, lookback)
+        polls(tmp, inbox, "all", args.database_url, lookback)
     finally:
         server.stop()
     return 0
 
 
-def steady(inbox: Inbox, days: list[list[bytes]], tmp: Path, args: argparse.Namespace) -> None:
+def steady(inbox: Inbox, days: list[list[bytes]], tmp: Path, args: argparse.Namespace,
+           lookback: int) -> None:
     """Catch up once, then one poll per day of new mail, as the daemon would."""
     env = bot_env(tmp / "state-steady", fresh_database(tmp, args.database_url, "steady"),
-                  inbox.url, None)
+                  inbox.url, None, lookback)
     cfg = botconfig.load(ROOT / "config.toml", environ=env)
     engine = db.make_engine(cfg)
     db.upgrade(engine)

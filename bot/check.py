@@ -3,7 +3,8 @@
 A SOURCE that is not a local path may be a Message-ID (fetched from
 `lore.url`) or a lore message URL (fetched from the archive it names): the
 whole thread is fetched first, through the poller's client, and checked like
-a local mbox.
+a local mbox; only its References thread, as the poller keeps it, not the
+threads public-inbox adds for sharing its subject.
 
 The whole input is validated (first pass of `bot.sources.InputSet`) before
 any thread is checked or stored, so a bad input stores nothing. With
@@ -32,7 +33,7 @@ from typing import IO, TYPE_CHECKING, TextIO
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.pipeline import Checker, Lookup
+from bot.pipeline import Checker, Lookup, carried
 from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -142,7 +143,8 @@ def _fetch_remote(cfg: Config, sources: list[str | StreamInput],
         if base not in clients:
             clients[base] = fetched.enter_context(LoreClient(cfg.lore, base_url=base))
         mbox: IO[bytes] = fetched.enter_context(clients[base].thread(msgid))
-        specs.append(StreamInput("%s/%s/t.mbox.gz" % (base, msgid), mbox))  # type: ignore[arg-type]
+        specs.append(StreamInput("%s/%s/t.mbox.gz" % (base, msgid), mbox,  # type: ignore[arg-type]
+                                 thread_of=msgid))
     return specs
 
 
@@ -153,7 +155,7 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
     from bot.store.queries import save_thread
     try:
         with database.transaction() as session:
-            return save_thread(session, result)
+            return save_thread(session, result, carry=carried)
     except BotError:
         raise
     except Exception as exc:  # noqa: BLE001 - one refused row must not stop the input
@@ -161,7 +163,7 @@ def _store(database: Database, result: ThreadResult) -> StoreStats:
                        result.thread.messages[0].message_id if result.thread.messages
                        else "?", type(exc).__name__, exc)
     with database.transaction() as session:
-        return save_thread(session, result, isolate=True)
+        return save_thread(session, result, isolate=True, carry=carried)
 
 
 def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,

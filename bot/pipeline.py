@@ -37,6 +37,7 @@ from bot.data import (
     Series,
     SeriesResult,
     ThreadResult,
+    Trailer,
     TreeSnapshot,
 )
 from bot.errors import BadInput
@@ -161,3 +162,21 @@ class Checker:
                 candidates.append(as_earlier(in_thread, EarlierSource.THREAD))
             results.append(self.check_series(series, choose(series.revision, candidates)))
         return ThreadResult(thread=thread, results=tuple(results))
+
+
+def carried(message_id: str, later: tuple[RawMessage, ...],
+            earlier: tuple[RawMessage, ...]) -> dict[int, tuple[Trailer, ...]]:
+    """The trailers b4 carries from an earlier revision's trailer mail
+    (`earlier`) to the series `message_id` made of the messages `later`
+    (its cover and patches), by patch index: what checking it with that
+    earlier revision at hand would have stored. For the store, when the
+    earlier revision is stored after the later one (a `Carry`)."""
+    series = next((s for s in assemble(list(later)).series if s.message_id == message_id),
+                  None)
+    if series is None:
+        logger.debug("%s: not assembled again from its stored mail; no trailers carried",
+                     message_id)
+        return {}
+    out = {p.index: tuple(t for t in p.trailers if t.revision is not None)
+           for p in carry_trailers(series, earlier).patches}
+    return {index: trailers for index, trailers in out.items() if trailers}

@@ -54,7 +54,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Checker
+from bot.pipeline import Checker, carried
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -68,7 +68,7 @@ from bot.store.queries import (
     save_thread,
     seen_ids,
 )
-from bot.threads import ThreadIndex
+from bot.threads import ThreadIndex, own_thread
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class Poller:
         with self.database.transaction() as session:
             if work is not None:
                 if work.result is not None:
-                    stats += save_thread(session, work.result, isolate=isolate)
+                    stats += save_thread(session, work.result, isolate=isolate, carry=carried)
                 for err in work.failed:
                     stats.quarantined += quarantine(session, err)
                 mark_seen(session, work.thread_id, work.seen)
@@ -419,20 +419,3 @@ class _Fetcher:
             if isinstance(item, BaseException):
                 raise item
             yield item  # type: ignore[misc]
-
-
-def own_thread(msgid: str, raws: list[RawMessage]) -> list[RawMessage] | None:
-    """The messages of `raws` in the References thread of `msgid` (None
-    when it is not among them): what a thread fetch answers, without the
-    other threads public-inbox adds for sharing a subject. A message whose
-    Message-ID could not be read stays, to be quarantined with the reason."""
-    index = ThreadIndex()
-    for raw in raws:
-        index.add(raw.message_id, list(raw.refs))
-    index.finish()
-    mine = {index.thread_of(pos) for pos, raw in enumerate(raws) if raw.message_id == msgid}
-    if not mine:
-        return None
-    return [raw for pos, raw in enumerate(raws)
-            if index.thread_of(pos) in mine or raw.message_id is None]
-

@@ -27,7 +27,7 @@ from typing import BinaryIO
 from bot.config import InputConfig, path_kind
 from bot.data import RawMessage
 from bot.errors import BadInput
-from bot.threads import ThreadIndex, threading_ids
+from bot.threads import ThreadIndex, own_thread, threading_ids
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,14 @@ _MESSAGE_START = re.compile(rb"\A(\xef\xbb\xbf)?([!-9;-~]+:|diff --git |--- |Ind
 @dataclass(frozen=True, slots=True)
 class StreamInput:
     """An input already in hand, such as a thread fetched from lore: a name
-    for messages and errors, and a seekable binary file (mbox, plain or gzip)."""
+    for messages and errors, and a seekable binary file (mbox, plain or gzip).
+    With `thread_of`, a thread fetch: only the References thread of that
+    Message-ID is read (`bot.threads.own_thread`: public-inbox adds the
+    threads that share its subject)."""
 
     name: str
     file: BinaryIO
+    thread_of: str | None = None
 
 
 class _OverCap(Exception):
@@ -107,8 +111,10 @@ class _Source:
         self._stdin_data: bytes | None = None
         self._stream: BinaryIO | None = None
         self.group_id: str | None = None
+        self._thread_of: str | None = None
+        self._own: list[RawMessage] | None = None
         if isinstance(spec, StreamInput):
-            self.spec, self._stream = spec.name, spec.file
+            self.spec, self._stream, self._thread_of = spec.name, spec.file, spec.thread_of
             self.files: list[Path] = []
             self.maildir = False
             return
@@ -159,6 +165,9 @@ class _Source:
         if self._stdin_data is not None:
             yield from self._split(self._stdin_data_stream(), "-")
             return
+        if self._stream is not None and self._thread_of is not None:
+            yield from self._own_thread(self._stream, self._thread_of)
+            return
         if self._stream is not None:
             self._stream.seek(0)
             yield from self._read(self._stream, self.spec)
@@ -171,6 +180,23 @@ class _Source:
                 raise BadInput("%s: cannot read: %s" % (name, exc.strerror)) from None
             with fh:
                 yield from self._read(fh, name)
+
+    def _own_thread(self, stream: BinaryIO, msgid: str) -> list[RawMessage]:
+        """The fetched thread of `msgid`, read once (a thread fetch is
+        bounded by lore.max_response_bytes)."""
+        if self._own is None:
+            stream.seek(0)
+            raws = list(self._read(stream, self.spec))
+            own = own_thread(msgid, raws)
+            if own is None:
+                logger.warning("%s: the archive's answer does not hold %s; all of it is read",
+                               self.spec, msgid)
+                own = raws
+            elif len(own) < len(raws):
+                logger.info("%s: %d messages of other threads with the same subject left out",
+                            self.spec, len(raws) - len(own))
+            self._own = own
+        return self._own
 
     def _read(self, fh: BinaryIO, name: str) -> Iterator[RawMessage]:
         magic = fh.read(2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from bot.data import MESSAGE_ID_MAX, thread_refs
+from bot.data import MESSAGE_ID_MAX, RawMessage, thread_refs
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 
@@ -96,3 +96,19 @@ class ThreadIndex:
     def closing_at(self, pos: int) -> list[int]:
         """Threads whose last message is at this position."""
         return self._closing.get(pos, [])
+
+
+def own_thread(msgid: str, raws: list[RawMessage]) -> list[RawMessage] | None:
+    """The messages of `raws` in the References thread of `msgid` (None
+    when it is not among them): what a thread fetch answers, without the
+    other threads public-inbox adds for sharing a subject. A message whose
+    Message-ID could not be read stays, to be quarantined with the reason."""
+    index = ThreadIndex()
+    for raw in raws:
+        index.add(raw.message_id, list(raw.refs))
+    index.finish()
+    mine = {index.thread_of(pos) for pos, raw in enumerate(raws) if raw.message_id == msgid}
+    if not mine:
+        return None
+    return [raw for pos, raw in enumerate(raws)
+            if index.thread_of(pos) in mine or raw.message_id is None]

@@ -32,7 +32,7 @@ from bot.store import db
 from bot.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-VOLATILE = {"id", "created_at", "updated_at", "sent_at", "seen_at", "at"}
+VOLATILE = {"id", "created_at", "updated_at", "sent_at", "seen_at", "superseded_at", "at"}
 # The cursor's position and cycle count (a rerun is one more cycle), and
 # which hit a thread was fetched for (the rerun may reach it through another).
 VOLATILE_IN = {"poll_cursor": {"position", "cycles"}, "poll_seen": {"thread_id"}}

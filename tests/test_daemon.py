@@ -149,8 +149,8 @@ def bots():
         bot.kill()
 
 
-def status_of(cfg: Config):
-    database = Database(cfg)
+def status_of(cfg: Config, check: bool = True):
+    database = Database(cfg, check=check)
     try:
         with database.transaction() as session:
             return daemon_status(session)
@@ -418,6 +418,45 @@ def test_a_long_retry_after_is_honoured_across_cycles(inbox, public_inbox, tmp_p
         assert daemon.stop()[0] == 0
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_database_made_unusable_mid_run_is_one_line_and_the_daemon_carries_on(
+        kind, inbox, tmp_path, bots, request):
+    """A table renamed away under the running daemon (the database changed
+    by hand): each cycle fails with `Unusable`, which trying later does not
+    fix; the daemon logs it once, without a traceback, keeps running and
+    backing off, and polls again (storing what arrived meanwhile) once the
+    table is back."""
+    url = ("sqlite:///%s" % (tmp_path / "d.sqlite3") if kind == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    cfg = make_config(tmp_path, BOT_DATABASE_URL=url, BOT_LORE_URL=inbox.url)
+    assert run_bot(cfg, "db", "upgrade").returncode == 0
+    inbox.deliver(SP_EL0_MBOX)
+    daemon = bots(cfg, "daemon", BOT_DAEMON_MAX_BACKOFF="2")
+    wait_until(lambda: SP_EL0 in snapshot(cfg)["messages"], what="the first poll")
+    engine = create_engine(url, connect_args={"timeout": 30} if kind == "sqlite" else {})
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE poll_seen RENAME TO poll_seen_away"))
+        inbox.deliver(REVIEW_MBOX)
+        at = daemon.wait_for("poll failing on an error")
+        assert "poll_seen" in daemon.lines[at] and "Traceback" not in daemon.log
+        wait_until(lambda: status_of(cfg, check=False).consecutive_failures >= 3,
+                   what="failed cycles")
+        assert daemon.proc.poll() is None
+        assert daemon.count("poll failing on") == 1, daemon.log
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM message WHERE message_id = :m"),
+                                {"m": REVIEWED_BY}).scalar() == 0
+            conn.execute(text("ALTER TABLE poll_seen_away RENAME TO poll_seen"))
+    finally:
+        engine.dispose()
+    daemon.wait_for("poll recovered after ", start=at, timeout=15)
+    wait_until(lambda: REVIEWED_BY in snapshot(cfg)["messages"], what="catching up")
+    assert status_of(cfg).consecutive_failures == 0
+    assert "Traceback" not in daemon.log
+    assert daemon.stop()[0] == 0
 
 
 class _None:

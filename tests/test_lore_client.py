@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import tracemalloc
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 
@@ -291,6 +292,34 @@ def test_check_of_an_unknown_message_or_a_stopped_archive(check_env, capsys, mon
     monkeypatch.setenv("BOT_LORE_URL", "http://127.0.0.1:%d/all" % free_port())
     assert cli.main(["check", ACTLR]) == 3
     assert "unavailable" in capsys.readouterr().err
+
+
+PULL = "20201112222139.466204-%d-maz@kernel.org"
+CSV2_V1 = "20201103171445.271195-%d-maz@kernel.org"
+
+
+@pytest.mark.parametrize("asked", [PULL % 2, CSV2_V1 % 2])
+def test_check_reviews_only_the_thread_asked_for_not_what_shares_its_subject(
+        public_inbox, monkeypatch, tmp_path, capsys, asked):
+    """public-inbox threads by subject as well as References: the 5.10 fixes
+    pull re-posts csv2 v1's 1/3 under its subject, so the thread of either
+    1/3 comes back with the other 1/3 and its replies. Only the References
+    thread of the message asked for is reviewed: its series, whole, and no
+    one-patch series of the other thread."""
+    inbox = public_inbox.create()
+    inbox.deliver(*(DATA / "poll" / name for name in (
+        "csv2-v1.mbox", "csv2-fixes-5.10-take3.mbox")))
+    other = (CSV2_V1 if asked == PULL % 2 else PULL) % 2
+    with urllib.request.urlopen("%s/%s/t.mbox.gz" % (inbox.url, asked)) as answer:
+        assert other.encode() in gzip.decompress(answer.read())  # the archive merges them
+    monkeypatch.setenv("BOT_CONFIG", str(DATA / "config" / "test.toml"))
+    monkeypatch.setenv("BOT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("BOT_LORE_URL", inbox.url)
+    assert cli.main(["check", "--format", "json", "--fail-on", "never", asked]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    root = (CSV2_V1 if asked == CSV2_V1 % 2 else PULL) % 1
+    assert [(s["message_id"], [p["index"] for p in s["patches"]]) for s in doc["series"]] == [
+        (root, [1, 2, 3])]
 
 
 def test_check_mixes_local_files_and_fetched_threads(check_env, capsys):

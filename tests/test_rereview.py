@@ -411,3 +411,47 @@ def test_the_poller_compares_a_new_revision_with_the_stored_one(migrated, public
     poll()
     (width,) = rows(cfg, Finding)
     assert width.resolved_in_id == series_id(cfg, OPTIN_V2_MID)
+
+
+ERRATA_V2_MID = "20191019095521.31722-1-maz@kernel.org"
+ERRATA_CARRIED = [(1, "Acked-by", 1), (1, "Reviewed-by", 1), (5, "Acked-by", 1)]
+
+
+def carried_to_errata_v2(cfg: botconfig.Config) -> list[tuple[int, str, int | None]]:
+    v2_id = series_id(cfg, ERRATA_V2_MID)
+    patches = {p.id: p.index for p in rows(cfg, Patch, Patch.series_id == v2_id)}
+    return sorted((patches[t.patch_id], t.name, t.revision)
+                  for t in rows(cfg, Trailer, Trailer.patch_id.in_(patches)))
+
+
+def test_trailers_carry_whatever_order_the_revisions_are_stored_in(migrated, tmp_path):
+    """errata v2's thread stored before v1's (as when v1's thread ends after
+    v2 was posted): storing v1 hands v2 the trailers it would have carried
+    had v1 come first, and storing both again, in either order, adds no
+    trailer (a rerun after a crash ends as one clean run)."""
+    check(migrated, ERRATA_V2, store=True)
+    assert carried_to_errata_v2(migrated) == []
+    check(migrated, ERRATA_V1, store=True)
+    assert carried_to_errata_v2(migrated) == ERRATA_CARRIED
+    stored = len(rows(migrated, Trailer))
+    check(migrated, ERRATA_V2, ERRATA_V1, store=True)
+    check(migrated, ERRATA_V1, ERRATA_V2, store=True)
+    assert len(rows(migrated, Trailer)) == stored
+    assert carried_to_errata_v2(migrated) == ERRATA_CARRIED
+
+
+def test_trailers_given_to_v1_after_v2_was_stored_carry_to_v2(migrated, tmp_path):
+    """v1's reviews arrive after v2 is stored: storing v1's thread again
+    with them carries them to v2's unchanged patches, once."""
+    text = ERRATA_V1.read_text()
+    at = text.index("From mboxrd@z", text.index("Message-Id: <20190925111941.88103-6-maz"))
+    patches_only = tmp_path / "errata-v1-patches.mbox"
+    patches_only.write_text(text[:at])
+    check(migrated, patches_only, store=True)
+    check(migrated, ERRATA_V2, store=True)
+    assert carried_to_errata_v2(migrated) == []
+    check(migrated, ERRATA_V1, store=True)
+    assert carried_to_errata_v2(migrated) == ERRATA_CARRIED
+    stored = len(rows(migrated, Trailer))
+    check(migrated, ERRATA_V1, ERRATA_V2, store=True)
+    assert len(rows(migrated, Trailer)) == stored

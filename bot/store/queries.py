@@ -1,9 +1,12 @@
 """Storing and reading pipeline results: plain functions taking a `Session`.
 
 Storing is idempotent: messages by Message-ID, series by the Message-ID of
-their cover letter (or first patch), patches by (series, index), findings by
-(series, key), drafts by (series, message replied to), quarantined
-mail by the digest of its bytes. Storing the same input twice adds nothing.
+their cover letter (or first patch), patches by (series, index), trailers
+by (patch, reply, name, value), findings by (series, key), drafts by
+(series, message replied to), quarantined mail by the digest of its bytes.
+Storing the same input twice adds nothing; nor does storing it again after
+an earlier revision arrived late, as a rerun does (the trailers b4 carries
+from it are carried when it arrives: bot.store.trailers).
 
 A series compared with its earlier revision (`SeriesResult.comparison`)
 stores each finding's status against it and a link to the finding it
@@ -56,6 +59,7 @@ from bot.store.models import (
     Trailer,
     utcnow,
 )
+from bot.store.trailers import Carry, carried_rows
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +182,8 @@ def _status(f: FindingData) -> FindingStatus:
     return FindingStatus(str(f.status))
 
 
-def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> StoreStats:
+def save_series(session: Session, res: SeriesResult, ids: dict[str, int],
+                carry: Carry | None = None) -> StoreStats:
     stats = StoreStats()
     data = res.series
     if not _int_ok(data.revision, data.total, *(n for p in data.patches
@@ -228,12 +233,12 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
                                         ["series_id", "index"])
         have = dict(session.execute(select(Patch.index, Patch.id)
                                     .where(Patch.series_id == row.id)).all())
-    trailers = [{"patch_id": have[p.index], "message_id": _text(t.message_id, 998),
-                 "name": _text(t.name, 64), "value": _text(t.value, 998),
-                 "author": _text(t.author, 512), "revision": t.revision}
+    trailers = [{"patch_id": have[p.index], "message_id": t.message_id, "name": t.name,
+                 "value": t.value, "author": t.author, "revision": t.revision}
                 for p in data.patches for t in p.trailers]
-    stats.trailers += _insert_ignore(session, Trailer.__table__, trailers,
-                                     ["patch_id", "message_id", "name", "value"])
+    given = _save_trailers(session, [t for t in trailers if t["revision"] is None])
+    stats.trailers += given + _save_trailers(
+        session, [t for t in trailers if t["revision"] is not None])
     stats.findings += _save_findings(session, row, res.rules.findings + res.rules.pre_existing,
                                      res.comparison)
     kept = [d for d in res.drafts if _kept(d.patch, None, "draft", data.message_id)]
@@ -249,7 +254,19 @@ def save_series(session: Session, res: SeriesResult, ids: dict[str, int]) -> Sto
     draft_store.supersede(session, row)
     for later in relinked:
         _compare_later(session, later, row, res)
+    if carry is not None and (relinked or given):
+        # Trailers the revisions stored after this one would have carried
+        # over had this one been stored first (bot.store.trailers).
+        stats.trailers += _save_trailers(session, carried_rows(session, row, carry))
     return stats
+
+
+def _save_trailers(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert the trailer rows not stored yet; the number inserted."""
+    return _insert_ignore(session, Trailer.__table__, [
+        dict(r, message_id=_text(r["message_id"], 998), name=_text(r["name"], 64),
+             value=_text(r["value"], 998), author=_text(r["author"], 512)) for r in rows],
+        ["patch_id", "message_id", "name", "value"])
 
 
 def _kept(patch: int, line: int | None, what: str, series: str) -> bool:
@@ -371,7 +388,8 @@ def _record_resolved(session: Session, row: Series, comparison: RevisionComparis
             old.resolved_in_id = row.id
 
 
-def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False) -> StoreStats:
+def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False,
+                carry: Carry | None = None) -> StoreStats:
     """Store one thread's messages, series, findings, drafts and failures.
 
     With `isolate`, each message and each series is stored in a savepoint
@@ -379,7 +397,10 @@ def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False
     left out with the reason logged (a series) while the rest is stored:
     the way to store a thread whose plain storing failed, so that one
     hostile message never keeps the rest of its thread out. A lost
-    connection still fails the whole transaction."""
+    connection still fails the whole transaction.
+
+    `carry` (b4's trailer carrying) lets a revision stored after the one
+    that follows it hand that one its trailers (bot.store.trailers)."""
     stats = StoreStats()
     if not isolate:
         stats.messages += save_messages(session, result.thread.messages)
@@ -402,9 +423,9 @@ def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False
                     continue
                 res = without
             if not isolate:
-                stats += save_series(session, res, ids)
+                stats += save_series(session, res, ids, carry)
             else:
-                stats += _isolated(session, partial(save_series, session, res, ids),
+                stats += _isolated(session, partial(save_series, session, res, ids, carry),
                                    res.series.message_id, "series", None)
     return stats
 

@@ -13,40 +13,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.data import EarlierFinding, EarlierRevision, EarlierSource, RawMessage
+from bot.data import EarlierFinding, EarlierRevision, EarlierSource
 from bot.data import Series as SeriesData
-from bot.store.models import Finding, FindingStatus, Message, Patch, Series, Trailer
+from bot.store.models import Finding, FindingStatus
 from bot.store.queries import finding_data, previous_revision
-
-# How far up a reply chain a trailer is followed to its patch.
-_MAX_DEPTH = 50
-
-
-def _trailer_mail(session: Session, series: Series) -> tuple[RawMessage, ...]:
-    """Each patch of `series` that received trailers on that revision, and
-    the messages from each trailer's reply up to the patch."""
-    given = session.execute(
-        select(Patch.message_id, Trailer.message_id)
-        .join(Trailer, Trailer.patch_id == Patch.id)
-        .where(Patch.series_id == series.id, Trailer.revision.is_(None))).all()
-    if not given:
-        return ()
-    patch_pks = {pk for pk, _ in given}
-    patches = {m.message_id: m for m in session.scalars(
-        select(Message).where(Message.id.in_(patch_pks)))}
-    wanted: dict[str, Message] = dict(patches)
-    for _pk, reply_mid in dict.fromkeys(given):
-        mid: str | None = reply_mid
-        for _ in range(_MAX_DEPTH):
-            if mid is None or mid in wanted:
-                break
-            msg = session.scalars(select(Message).where(Message.message_id == mid)).first()
-            if msg is None:
-                break
-            wanted[mid] = msg
-            mid = msg.in_reply_to
-    return tuple(RawMessage(origin="database", data=m.raw, message_id=m.message_id)
-                 for m in wanted.values())
+from bot.store.trailers import trailer_mail
 
 
 def stored_earlier(session: Session, data: SeriesData) -> EarlierRevision | None:
@@ -63,4 +34,4 @@ def stored_earlier(session: Session, data: SeriesData) -> EarlierRevision | None
             finding_data(row))
     return EarlierRevision(message_id=prev.message_id, revision=prev.revision,
                            source=EarlierSource.DATABASE, findings=tuple(findings),
-                           pre_existing=tuple(pre), messages=_trailer_mail(session, prev))
+                           pre_existing=tuple(pre), messages=trailer_mail(session, prev))
