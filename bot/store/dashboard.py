@@ -211,10 +211,9 @@ def resolved_in(session: Session, series_ids: Sequence[int]) -> list[Finding]:
 
 
 def patches_of(session: Session, series: Series) -> list[tuple[Patch, Message]]:
-    return list(session.execute(select(Patch, Message).join(Message, Message.id ==
-                                                            Patch.message_id)
-                                .where(Patch.series_id == series.id)
-                                .order_by(Patch.index)).tuples())
+    rows = session.execute(select(Patch, Message).join(Message, Message.id == Patch.message_id)
+                           .where(Patch.series_id == series.id).order_by(Patch.index))
+    return [(patch, msg) for patch, msg in rows]
 
 
 def trailers_of(session: Session, patch_ids: Sequence[int]) -> dict[int, list[Trailer]]:

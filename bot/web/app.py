@@ -95,6 +95,8 @@ def create_app(cfg: Config, database: Database | None = None) -> Flask:
     app.jinja_env.undefined = StrictUndefined
     app.jinja_env.autoescape = True  # every template, whatever its name
     app.extensions["bot"] = BotState(cfg=cfg, database=database or Database(cfg))
+    # Before the CSRF check: a refused form's page still knows who is logged in.
+    app.before_request(_load_user)
     CSRFProtect(app)
 
     from bot.web import admin, api, auth, drafts, inbox, series
@@ -103,7 +105,6 @@ def create_app(cfg: Config, database: Database | None = None) -> Flask:
     from bot.web.render import register_filters
     register_filters(app)
 
-    app.before_request(_load_user)
     app.after_request(_headers)
 
     @app.errorhandler(CSRFError)
