@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from bot.errors import BotError
@@ -96,6 +96,7 @@ def reprocess(item_id: int) -> Response:
         if item is None:
             abort(404)
         raw, message_id = item.raw, item.message_id
+        last = s.scalar(select(func.max(Quarantine.id))) or 0
     from bot.check import run_check
     with tempfile.TemporaryDirectory(prefix="bot-reprocess-") as tmp:
         path = Path(tmp) / "message.eml"
@@ -109,10 +110,18 @@ def reprocess(item_id: int) -> Response:
     with database.transaction() as s:
         stored = message_id is not None and s.scalars(
             select(Message.id).where(Message.message_id == message_id)).first() is not None
-        if stored:
-            gone = s.get(Quarantine, item_id)
-            if gone is not None:
-                s.delete(gone)
+        # The same mail failing again is the same item: its new entry (the
+        # bytes read back differ, so does the digest) only updates the reason.
+        again = list(s.scalars(select(Quarantine).where(
+            Quarantine.id > last, Quarantine.message_id.is_(None) if message_id is None
+            else Quarantine.message_id == message_id)))
+        kept = s.get(Quarantine, item_id)
+        for row in again:
+            if kept is not None:
+                kept.reason = row.reason
+            s.delete(row)
+        if stored and kept is not None:
+            s.delete(kept)
     if stored:
         logger.info("quarantined message %s re-processed and stored by %s", message_id,
                     who.address)
