@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def run_serve(cfg: Config, *, host: str | None = None, port: int | None = None,
               threads: int = 4) -> int:
-    from waitress import serve
+    from waitress import create_server
 
     host = host or cfg.web.listen
     port = cfg.web.port if port is None else port
@@ -23,14 +23,21 @@ def run_serve(cfg: Config, *, host: str | None = None, port: int | None = None,
     database = Database(cfg)
     try:
         app = create_app(cfg, database)
-        url = "http://%s:%d/" % ("[%s]" % host if ":" in host else host, port)
-        logger.info("dashboard at %s", url)
-        print("dashboard at %s" % url, flush=True)
         try:
-            serve(app, host=host, port=port, threads=threads, ident="kvm-review-bot")
+            server = create_server(app, host=host, port=port, threads=threads,
+                                   ident="kvm-review-bot")
         except OSError as exc:
             raise ConfigError("cannot listen on %s:%d: %s" % (host, port,
                                                              exc.strerror or exc)) from None
+        # Said once the socket listens, so that whoever reads it can connect.
+        url = "http://%s:%d/" % ("[%s]" % host if ":" in host else host, port)
+        print("dashboard at %s" % url, flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
     finally:
         database.close()
     return 0
