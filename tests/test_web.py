@@ -193,6 +193,7 @@ def test_draft_edit_approve_discard_and_history(web):
     assert [a for a in ("created", "edited", "approved") if "<td>%s</td>" % a in history] == [
         "created", "edited", "approved"]
     assert history.count("Marc Maint &lt;maint@example.org&gt;") == 2
+    assert "+And one more thing." in history  # the edit's change, kept in the history
     r = post(client, "/drafts/%d/discard" % d.id, {"version": str(after.version),
                                                    "reason": "said on the list already"},
              page="/drafts/%d" % d.id)

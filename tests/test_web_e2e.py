@@ -268,6 +268,10 @@ def test_screenshots_of_each_main_view_at_laptop_and_phone_width(browser, served
             # (wide diffs scroll inside their own box).
             overflow = pg.evaluate("document.documentElement.scrollWidth")
             assert overflow <= width + 1, (name, width, overflow)
+            if name == "series":  # and a finding where it sits in the diff
+                pg.locator("tr.flagged").first.scroll_into_view_if_needed()
+                pg.evaluate("window.scrollBy(0, -80)")
+                pg.screenshot(path=str(SHOTS / ("finding-%dx%d.png" % (width, height))))
         context.close()
 
 

@@ -4,6 +4,8 @@ sent, and its history. Every action goes through `bot.workflow` (and
 
 from __future__ import annotations
 
+import difflib
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -23,7 +25,11 @@ def show(draft_id: int) -> str:
             view = workflow.show(s, draft_id)
         except NotFound:
             abort(404)
-    return render_template("draft.html", title="Draft %d" % draft_id, d=view,
+    changes = {i: "".join(difflib.unified_diff(
+        e.body_before.splitlines(keepends=True), e.body_after.splitlines(keepends=True),
+        "before", "after")) for i, e in enumerate(view.events)
+        if e.body_before is not None and e.body_after is not None}
+    return render_template("draft.html", title="Draft %d" % draft_id, d=view, changes=changes,
                            editable=view.state in workflow.EDITABLE,
                            approvable=view.state in workflow.APPROVABLE
                            and view.superseded_by is None,
