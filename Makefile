@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md):
-#   make run   set up, migrate the database, start the bot
+#   make run   set up, migrate the database, start the daemon and the dashboard
 #   make test  set up (Python and system packages, services), run the tests
 # and `make demo`, an offline run over bundled real kvmarm threads.
 
@@ -32,8 +32,7 @@ services:
 	.ci/services
 
 run: venv
-	$(BIN)/bot db upgrade
-	$(BIN)/bot daemon
+	VENV=$(VENV) contrib/run-local
 
 test: venv-test system-deps services lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -118,6 +118,11 @@ def _cmd_status(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     return EXIT_OK if healthy else EXIT_TRANSIENT
 
 
+def _cmd_serve(args: argparse.Namespace, cfg: botconfig.Config) -> int:
+    from bot.web.serve import run_serve
+    return run_serve(cfg, host=args.host, port=args.port)
+
+
 def _cmd_db(args: argparse.Namespace, cfg: botconfig.Config) -> int:
     from bot.store import db
     engine = db.make_engine(cfg)
@@ -346,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bot.draftcmd import add_parser as add_drafts_parser
     add_drafts_parser(sub)
+    from bot.usercmd import add_parser as add_user_parser
+    add_user_parser(sub)
+
+    serve = _sub(sub, "serve", "the maintainer dashboard (web.listen:web.port, default "
+                 "127.0.0.1:8080)",
+                 "Serve the dashboard with waitress: the inbox, series with their findings,\n"
+                 "drafts to edit and approve, rules, status, and the JSON API under /api/.\n"
+                 "Needs $BOT_WEB_SECRET_KEY (web.secret_key) unless web.development is true,\n"
+                 "and an account made with `bot user add` to act.",
+                 """
+                 bot serve
+                 bot serve --host 0.0.0.0 --port 8000
+                 """)
+    serve.add_argument("--host", help="address to listen on (default: web.listen)")
+    serve.add_argument("--port", type=int, help="port (default: web.port)")
+    serve.set_defaults(func=_cmd_serve)
 
     return parser
 

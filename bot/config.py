@@ -174,11 +174,22 @@ class DaemonConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebConfig:
     listen: str = "127.0.0.1"
-    port: int = 8050
+    port: int = 8080
     secret_key: Secret | None = None
     # Where maintainers reach the dashboard (https://host/path); findings
     # link to its rule pages when set.
     public_url: str = ""
+    # Anonymous visitors may read (never act); false: everything needs a login.
+    public_read: bool = False
+    # Session cookies only over HTTPS (set behind a TLS proxy).
+    secure_cookies: bool = False
+    # A laptop run: a missing secret_key is replaced by a random one per start.
+    development: bool = False
+    # Failed logins allowed per account and per address within login_window seconds.
+    login_attempts: int = 5
+    login_window: int = 900
+    # Inbox rows per page.
+    page_size: int = 25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +248,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "drafts.max_per_series": (0, 10_000),
     "daemon.interval": (1, 7 * _DAY),
     "web.port": (1, 65535),
+    "web.login_attempts": (1, 1000),
+    "web.login_window": (1, _DAY),
+    "web.page_size": (1, 500),
 }
 
 

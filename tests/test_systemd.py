@@ -49,7 +49,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     units = _installed_here(tmp_path)
     assert {p.name for p in units.iterdir()} == {
         "kvm-sysreg-review-bot.service", "kvm-sysreg-review-bot-poll.service",
-        "kvm-sysreg-review-bot-poll.timer"}
+        "kvm-sysreg-review-bot-poll.timer", "kvm-sysreg-review-bot-web.service"}
     proc = _verify(units)
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "", proc.stderr
 
@@ -84,3 +84,12 @@ def test_the_timer_runs_bot_poll():
     assert poll["Service"]["Type"] == "oneshot"
     assert poll["Service"]["ExecStart"].endswith("/bot poll")
     assert poll["Unit"]["Conflicts"] == "kvm-sysreg-review-bot.service"
+
+
+def test_the_dashboard_unit_serves_with_its_key_from_a_file():
+    service = _unit("kvm-sysreg-review-bot-web.service")["Service"]
+    assert service["ExecStart"].endswith("/bot serve")
+    assert service["EnvironmentFile"].endswith("web.env")
+    assert "BOT_WEB_SECRET_KEY" not in service.get("Environment", "")
+    assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
+

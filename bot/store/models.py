@@ -14,6 +14,7 @@ import enum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -90,6 +91,14 @@ class FindingStatus(enum.StrEnum):
     RESOLVED_IN_SERIES = "resolved-in-series"
     PRE_EXISTING = "pre-existing"
     DISMISSED = "dismissed"
+
+
+class Verdict(enum.StrEnum):
+    """A maintainer's word on a finding: the rule was wrong (dismissed, with
+    a reason) or right (confirmed)."""
+
+    DISMISSED = "dismissed"
+    CONFIRMED = "confirmed"
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -369,6 +378,54 @@ class Quarantine(Base):
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class WebUser(Base):
+    """A maintainer who logs in to the dashboard (`bot user add`). The
+    address is the From of what they approve. `session_epoch` changes with
+    the password or when the account is disabled: older sessions end."""
+
+    __tablename__ = "web_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(512), unique=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class LoginAttempt(Base):
+    """A login attempt, kept for the per-account and per-address limits."""
+
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(512), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow, index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FindingFeedback(Base):
+    """A maintainer's verdict on a finding, with the reason: what a rule's
+    precision is computed from. The fingerprint and lineage let it be
+    counted once however many revisions carry the finding."""
+
+    __tablename__ = "finding_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finding_id: Mapped[int] = mapped_column(ForeignKey("finding.id", ondelete="CASCADE"),
+                                            index=True)
+    lineage: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    rule: Mapped[str] = mapped_column(String(64), index=True)
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "feedback_verdict"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(512))
+    at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
 
 
 Index("ix_series_lineage_revision", Series.lineage, Series.revision)
