@@ -246,6 +246,10 @@ GLOBBED = {
     "golden": "tests/test_golden.py",
     "kinds": "tests/test_rules_kinds.py",
     "drafts": "tests/test_drafts_render.py",
+    "initorder": "tests/test_rules_initorder.py",
+    "hostvalues": "tests/test_rules_hostvalues.py",
+    "roundtrip": "tests/test_rules_roundtrip.py",
+    "syncorder": "tests/test_rules_syncorder.py",
 }
 
 

@@ -13,57 +13,35 @@ way, and must stay quiet.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.data import Finding, Severity, Status
 from bot.errors import ConfigError
-from bot.pipeline import Checker
 from bot.regmodel.facts import read_facts
-from bot.sources import InputSet
-from tests.conftest import DATA, make_config
+from tests.conftest import DATA
 from tests.rules_support import rules_ctx  # noqa: F401  (fixture)
-from tests.test_rules_kinds import TREE_ENV, _findings, linux_repo  # noqa: F401  (fixture)
+from tests.test_rules_kinds import _findings, linux_repo  # noqa: F401  (fixture)
+from tests.value_cases import assert_case, ids, load_cases, tree_findings
 
 HERE = DATA / "initorder"
-CASES: list[dict[str, Any]] = tomllib.loads((HERE / "cases.toml").read_text())["case"]
+CASES = load_cases(HERE)
+PLAIN = [c for c in CASES if c.get("without_tree")]
 
-
-def _ok(case: dict[str, Any], findings: list[Finding]) -> None:
-    mine = [f for f in findings if f.status is Status.OPEN]
-    if case["expect"] == "quiet":
-        loud = [f for f in mine if f.severity.rank >= Severity.WARNING.rank]
-        assert not loud, [(f.rule, f.file, f.line, f.message) for f in loud]
-        return
-    near = [f for f in mine if f.rule == "init-order" and f.line is not None
-            and any(f.file == p and abs(f.line - ln) <= 3 for p, ln in case["anchors"])]
-    assert near, [(f.rule, f.file, f.line, f.message) for f in mine]
-    assert all(f.message.endswith((".", "?")) for f in near)
 
 
 def test_every_fixture_is_listed() -> None:
     assert {c["file"] for c in CASES} == {p.name for p in HERE.glob("*.patch")}
-    assert {c["expect"] for c in CASES} == {"trigger", "quiet"}
 
-
-@pytest.mark.parametrize("case", CASES, ids=[c["file"][:-6] for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_with_tree(case: dict[str, Any], linux_repo: Path, tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, **{TREE_ENV: str(linux_repo)})
-    checker = Checker(cfg)
-    found: list[Finding] = []
-    for raws in InputSet([str(HERE / case["file"])], cfg.input).threads():
-        for result in checker.check_thread(raws).results:
-            found.extend(result.rules.findings)
-    _ok(case, found)
+    assert_case(case, tree_findings(HERE / case["file"], linux_repo, tmp_path), "init-order")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.get("without_tree")],
-                         ids=[c["file"][:-6] for c in CASES if c.get("without_tree")])
+@pytest.mark.parametrize("case", PLAIN, ids=ids(PLAIN))
 def test_without_tree(case: dict[str, Any], rules_ctx) -> None:  # type: ignore[no-untyped-def]
-    _ok(case, _findings(HERE / case["file"], rules_ctx))
+    assert_case(case, _findings(HERE / case["file"], rules_ctx), "init-order")
 
 
 @pytest.mark.parametrize("section, problem", [

@@ -189,6 +189,11 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
         if not fd.path.startswith(KERNEL_PREFIXES):
             continue
         for hunk in fd.hunks:
+            # The function the hunk is in, as its header names it: a barrier
+            # removed from a helper of the map names nothing else.
+            if any(ln.kind is not LineKind.CONTEXT for ln in hunk.lines) and not \
+                    mapped.isdisjoint(_IDENT.findall(hunk.section.split("(", 1)[0])):
+                return True
             for ln in hunk.lines:
                 if ln.kind is not LineKind.CONTEXT and not mapped.isdisjoint(
                         _IDENT.findall(ln.text)):

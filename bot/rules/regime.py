@@ -16,7 +16,7 @@ from bot.parse.csource import line_facts
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules import model as M
-from bot.rules import roundtrip
+from bot.rules import roundtrip, syncorder
 from bot.rules.analysis import (
     Emit,
     FileView,
@@ -98,6 +98,8 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
             for pair in sem.pairs():
                 if pair.after is not None and pair.role not in _ERET_ROLES:
                     _regime_sync(emit, pv, pair, mdl)
+            for pair in sem.pairs():
+                syncorder.check(emit, pv, pair)
         for fv in pv.files:
             if fv.asm or fv.path.endswith("el2_setup.h"):
                 _asm_barrier(emit, sv, pv, fv, mdl)
