@@ -250,6 +250,7 @@ GLOBBED = {
     "hostvalues": "tests/test_rules_hostvalues.py",
     "roundtrip": "tests/test_rules_roundtrip.py",
     "syncorder": "tests/test_rules_syncorder.py",
+    "ownership": "tests/test_rules_ownership.py",
 }
 
 

@@ -176,12 +176,16 @@ class Bits:
         return Bits(ones=self.zeros, zeros=self.ones)
 
     def shl(self, n: int) -> Bits:
+        if n == 0:
+            return self
         if not 0 <= n < 64:
             return Bits()
         low = (1 << n) - 1
         return Bits(ones=(self.ones << n) & MASK64, zeros=((self.zeros << n) | low) & MASK64)
 
     def shr(self, n: int) -> Bits:
+        if n == 0:
+            return self
         if not 0 <= n < 64:
             return Bits()
         high = (MASK64 >> n) ^ MASK64

@@ -787,6 +787,10 @@ class Interpreter:
         const = self.ev.value(expr_text(expr))
         if const is not None:
             return Bits.const(const)
+        if name in ("FIELD_GET", "FIELD_PREP") and len(args) == 2:
+            field = self._field_op(name, args, st, fn, depth, line)
+            if field is not None:
+                return field
         if name == "asm" and args and isinstance(args[0], Call) \
                 and call_name(args[0]) == "ALTERNATIVE":
             args, name = args[0].args, "ALTERNATIVE"
@@ -826,6 +830,19 @@ class Interpreter:
                     continue
                 self._emit(Ev.LOAD, st, fn, depth, line, storage=known.name,
                            name="consume:" + name, value=st.env.get("@" + known.name))
+
+    def _field_op(self, name: str, args: tuple[Expr, ...] | list[Expr], st: _State,
+                  fn: Function, depth: int, line: int) -> Bits | None:
+        """FIELD_GET(mask, x) and FIELD_PREP(mask, x) with a constant mask, on
+        any value: the field moved down to bit 0, or up into place."""
+        mask = self._eval(args[0], st, fn, depth, line).value
+        if not mask:
+            return None
+        shift = (mask & -mask).bit_length() - 1
+        value = self._eval(args[1], st, fn, depth, line)
+        if name == "FIELD_GET":
+            return (value & Bits.const(mask)).shr(shift)
+        return value.shl(shift) & Bits.const(mask)
 
     def _known_op(self, name: str) -> bool:
         return self.facts.op_kind(name) is not None

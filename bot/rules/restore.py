@@ -19,6 +19,7 @@ from bot.data import Series
 from bot.parse.csource import split_args
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
+from bot.rules import featureguard, ownership
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits, SourceKind, source_kind
@@ -532,6 +533,8 @@ def pmu_ownership(series: Series, ctx: Context) -> list[Finding]:
     model = ctx.regmodel
     if not isinstance(model, RegisterModel):
         return emit.out
+    setup = frozenset(fr.name for fr in model.functions
+                      if fr.role in (Role.INIT, Role.VCPU_INIT))
     for pv in sv.relevant():
         sem = semantics(sv, pv, ctx)
         if sem is not None:
@@ -539,8 +542,31 @@ def pmu_ownership(series: Series, ctx: Context) -> list[Finding]:
                 if pair.role in RESTORE_ROLES and pair.before is not None \
                         and pair.after is not None:
                     _ownership(emit, pv, pair, model)
+                elif pair.role is not None:
+                    ownership.check(emit, pv, pair, model)
         _blind_feature_bits(emit, pv, ctx)
+        for fv in pv.files:
+            if any(featureguard.FEATURE_BITS.search(ln.code) or _PROBE.search(ln.code)
+                   for ln in fv.changed):
+                featureguard.check(emit, pv, fv, _side(sv, pv, fv, "old"),
+                                   _side(sv, pv, fv, "new"), setup)
     return emit.out
+
+
+def _side(sv: SeriesView, pv: PatchView, fv: FileView, side: str) -> list[str]:
+    """One side of a file: whole from the kernel tree, else what the hunks
+    show at their line numbers (blank where they show nothing)."""
+    text = sv.file_after_index(pv.index - (side == "old"), fv.path)
+    if text is not None:
+        return text.split("\n")
+    out: list[str] = []
+    for ln in fv.lines:
+        no = ln.new_no if side == "new" else ln.old_no
+        if no is None or not (ln.new_side if side == "new" else ln.old_side):
+            continue
+        out.extend([""] * (no - len(out)))
+        out[no - 1] = ln.text
+    return out
 
 
 def _ownership(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:
