@@ -246,11 +246,12 @@ GLOBBED = {
     "golden": "tests/test_golden.py",
     "kinds": "tests/test_rules_kinds.py",
     "drafts": "tests/test_drafts_render.py",
-    "initorder": "tests/test_rules_initorder.py",
-    "hostvalues": "tests/test_rules_hostvalues.py",
-    "roundtrip": "tests/test_rules_roundtrip.py",
-    "syncorder": "tests/test_rules_syncorder.py",
-    "ownership": "tests/test_rules_ownership.py",
+    "initorder": "tests/test_rules_values.py",
+    "hostvalues": "tests/test_rules_values.py",
+    "roundtrip": "tests/test_rules_values.py",
+    "syncorder": "tests/test_rules_values.py",
+    "ownership": "tests/test_rules_values.py",
+    "sides": "tests/test_rules_values.py",
 }
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 
 from bot.data import Series
-from bot.regmodel import RegisterModel, Role
+from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
+from bot.rules import sides
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import (
@@ -77,13 +78,16 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         stores = series_stores(sv, ctx)
         for pair in sem.pairs():
             _el2_test(emit, pv, pair, mdl)
-            if pair.role not in _SIDED_ROLES or pair.before is None or pair.after is None:
+            if pair.role not in sides.SIDED_ROLES or pair.before is None or pair.after is None:
                 continue
             moved = [p for p in sem.pairs() if p.key.name == pair.key.name and p is not pair]
             for reg in WATCHED:
                 mode = _value_change_mode(pv, pair, reg, mdl, stores, moved)
                 if mode is not None:
                     changed_modes.setdefault(mode, []).append((pv, pair, reg))
+            mode = sides.order_change_mode(pair, mdl)
+            if mode is not None:
+                changed_modes.setdefault(mode, []).append((pv, pair, sides.ORDER))
     for mode, hits in changed_modes.items():
         if any(other in changed_modes for other in _OTHER_MODES[mode]):
             continue
@@ -92,6 +96,14 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         if ln is None:
             continue
         said = _OTHER_SIDE.search(pv.message) is not None
+        if reg == sides.ORDER:
+            emit(Severity.QUESTION, pv, fv, ln, register=None,
+                 message="this changes the order of what the %s %s() does (register writes, "
+                 "barriers, the calls it makes), and the series leaves the %s side alone: %s"
+                 % (_MODE_NAME[mode], pair.key.name, "nVHE" if mode == "vhe" else "VHE",
+                    "the commit message says why; is the reason architectural?" if said
+                    else "does the other configuration not need the same, and why?"))
+            continue
         emit(Severity.QUESTION, pv, fv, ln, register=reg,
              message="this changes what the %s %s() writes to %s, and the series leaves the "
              "%s side alone: %s" % (
@@ -102,8 +114,6 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-_SIDED_ROLES = (Role.ENTRY, Role.EXIT, Role.VCPU_LOAD, Role.VCPU_PUT, Role.TLB_TO_GUEST,
-                Role.TLB_TO_HOST)
 _MODE_NAME = {"vhe": "VHE", "nvhe": "nVHE"}
 _OTHER_MODES = {"vhe": ("nvhe",), "nvhe": ("vhe",)}
 

@@ -1,0 +1,100 @@
+"""The value mechanisms of the rules engine on real linux 6.12 code.
+
+Each directory of tests/data/ below holds patches generated from the 6.12
+sources by bench/mutations.py and a cases.toml saying, for each, where it
+comes from and why it must trigger (an open finding of the rule within 3
+lines of an anchor) or stay quiet (no open error or warning of any rule);
+each is checked with the kernel tree and, where cases.toml says so,
+without it:
+
+- initorder (init-order, bot/rules/initorder.py): a stored value computed
+  in a later stage than its first use, a read before the computation, a
+  consumer of the whole object seeing less of it;
+- hostvalues (host-flags, bot/rules/hostvalues.py): one host
+  configuration's runtime HCR_EL2 gains a bit the others lack;
+- roundtrip (tlb-symmetry, bot/rules/roundtrip.py): what the TLB switch
+  helpers leave behind as a pair;
+- syncorder (barrier, bot/rules/syncorder.py): a barrier taken from
+  between the operations it separated;
+- ownership (pmu-ownership, bot/rules/ownership.py, featureguard.py): the
+  host's HPMN/E2PB/E2TB through every value that carries it, feature bits
+  set with fewer checks around them;
+- sides (vhe-nvhe, bot/rules/sides.py): one configuration's switch path
+  changes the order of what it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.data import Finding
+from bot.errors import ConfigError
+from bot.regmodel.facts import read_facts
+from bot.rules.bits import Bits
+from tests.conftest import DATA
+from tests.rules_support import rules_ctx  # noqa: F401  (fixture)
+from tests.test_rules_kinds import _findings, linux_repo  # noqa: F401  (fixture)
+from tests.value_cases import assert_case, load_cases, tree_findings
+
+# directory -> (rule, what else every finding near an anchor must show)
+DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
+    "initorder": ("init-order", lambda f: True),
+    "hostvalues": ("host-flags", lambda f: f.message.endswith("?") and bool(f.fields)),
+    "roundtrip": ("tlb-symmetry", lambda f: "no longer undo each other" in f.message),
+    "syncorder": ("barrier", lambda f: "no longer sits between" in f.message),
+    "ownership": ("pmu-ownership", lambda f: bool(f.fields)),
+    "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
+}
+CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
+IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]
+PLAIN = [(d, c) for d, c in CASES if c.get("without_tree")]
+PLAIN_IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in PLAIN]
+
+
+@pytest.mark.parametrize("directory", sorted(DIRS))
+def test_every_fixture_is_listed(directory: str) -> None:
+    listed = {c["file"] for d, c in CASES if d == directory}
+    assert listed == {p.name for p in (DATA / directory).glob("*.patch")}
+    assert {c["expect"] for d, c in CASES if d == directory} == {"trigger", "quiet"}
+
+
+def _check(directory: str, case: dict[str, Any], found: list[Finding]) -> None:
+    rule, shows = DIRS[directory]
+    near = assert_case(case, found, rule)
+    assert all(shows(f) for f in near), [f.message for f in near]
+
+
+@pytest.mark.parametrize("directory, case", CASES, ids=IDS)
+def test_with_tree(directory: str, case: dict[str, Any], linux_repo: Path,
+                   tmp_path: Path) -> None:
+    _check(directory, case, tree_findings(DATA / directory / case["file"], linux_repo,
+                                          tmp_path))
+
+
+@pytest.mark.parametrize("directory, case", PLAIN, ids=PLAIN_IDS)
+def test_without_tree(directory: str, case: dict[str, Any], rules_ctx) -> None:  # type: ignore[no-untyped-def]
+    _check(directory, case, _findings(DATA / directory / case["file"], rules_ctx))
+
+
+def test_a_shift_by_nothing_keeps_where_bits_come_from() -> None:
+    x = Bits.source("host-copy:host-copy.mdcr_el2")
+    assert (x & Bits.const(31)).shr(0) == x & Bits.const(31)
+    assert x.shl(0) == x
+    assert x.shr(1).srcs == ()
+
+
+@pytest.mark.parametrize("section, problem", [
+    ({"stages": ["a", "b"], "stage_of": {"f": "c"}}, "lifecycle.stage_of.f: unknown stage 'c'"),
+    ({"stages": ["a"], "first_use": {"nowhere": "a"}}, "lifecycle.first_use.nowhere: unknown "
+     "storage"),
+    ({"stages": ["a"], "defines": {"f": ["x.y"]}}, "lifecycle.defines.f: unknown storage"),
+    ({"stages": ["a"], "order": []}, "lifecycle.order: unknown key"),
+])
+def test_lifecycle_facts_name_the_bad_key(section: dict[str, Any], problem: str) -> None:
+    raw = {"lifecycle": dict(section, source="s")}
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")):
+        read_facts(raw, {"s": "a source"}, "kvm.toml")
