@@ -252,6 +252,7 @@ GLOBBED = {
     "syncorder": "tests/test_rules_values.py",
     "ownership": "tests/test_rules_values.py",
     "sides": "tests/test_rules_values.py",
+    "preemption": "tests/test_rules_values.py",
 }
 
 

@@ -20,7 +20,9 @@ without it:
   host's HPMN/E2PB/E2TB through every value that carries it, feature bits
   set with fewer checks around them;
 - sides (vhe-nvhe, bot/rules/sides.py): one configuration's switch path
-  changes the order of what it does.
+  changes the order of what it does;
+- preemption (preemption, bot/rules/lifecycle.py): a per-CPU host copy
+  read reached, through calls, from where preemption is enabled.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "syncorder": ("barrier", lambda f: "no longer sits between" in f.message),
     "ownership": ("pmu-ownership", lambda f: bool(f.fields)),
     "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
+    "preemption": ("preemption", lambda f: f.message.endswith("?")),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -91,19 +91,28 @@ def preemption(series: Series, ctx: Context) -> list[Finding]:
 
 def _percpu_reads(emit: Emit, pv: PatchView, pair: Pair, mdl: RegisterModel) -> None:
     assert pair.after is not None
-    for e in pair.after.events:
-        percpu = (e.kind is Ev.LOAD and (e.name.startswith(("host-copy:", "percpu:"))
+    evs = pair.after.events
+    for i, e in enumerate(evs):
+        percpu = (e.kind is Ev.LOAD and (e.name.startswith(("host-copy:", "percpu:",
+                                                              "load:percpu-var:"))
                                          or any(op in e.name for op in
                                                 mdl.facts.ops.get("percpu", ()))))
-        if not percpu or e.preempt_off is True or not _changed(pv, e, "new"):
+        if not percpu or e.preempt_off is True:
             continue
         if "mdcr" not in e.name.lower() and "hcr" not in e.name.lower():
             continue
-        ln = line_at(pv, e.path, e.line, "new")
-        emit(Severity.QUESTION, pv, pv.file(e.path), ln,
+        # The read itself changed, or the call of this function that reaches
+        # it (a helper that reads the copy, now called from here).
+        top = next((x for x in reversed(evs[:i + 1]) if x.depth == 0), e)
+        ln = changed_line(pv, e, "new") or (changed_line(pv, top, "new") if e.depth else None)
+        if ln is None:
+            continue
+        where = e.path if changed_line(pv, e, "new") is not None else top.path
+        emit(Severity.QUESTION, pv, pv.file(where), ln,
              register="MDCR_EL2" if "mdcr" in e.name.lower() else "HCR_EL2",
-             message="%s() reads a per-CPU host copy: is preemption disabled on every path "
-             "that calls it?" % e.function)
+             message="%s() reads a per-CPU host copy%s: is preemption disabled on every path "
+             "that calls it?" % (e.function, "" if where == e.path and not e.depth
+                                 else " (reached from %s())" % pair.key.name))
         return
 
 
