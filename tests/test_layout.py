@@ -253,6 +253,7 @@ GLOBBED = {
     "ownership": "tests/test_rules_values.py",
     "sides": "tests/test_rules_values.py",
     "preemption": "tests/test_rules_values.py",
+    "width": "tests/test_rules_values.py",
 }
 
 

@@ -22,7 +22,9 @@ without it:
 - sides (vhe-nvhe, bot/rules/sides.py): one configuration's switch path
   changes the order of what it does;
 - preemption (preemption, bot/rules/lifecycle.py): a per-CPU host copy
-  read reached, through calls, from where preemption is enabled.
+  read reached, through calls, from where preemption is enabled;
+- width (register-width, bot/rules/width.py): a value cut to 32 bits by a
+  narrow local, a cast, lower_32_bits(), or a narrow per-CPU variable.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "ownership": ("pmu-ownership", lambda f: bool(f.fields)),
     "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
     "preemption": ("preemption", lambda f: f.message.endswith("?")),
+    "width": ("register-width", lambda f: "64-bit register" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -249,6 +249,8 @@ class Interpreter:
         self._unseen = 0
         self._end = 0
         self._locals: set[str] = set()
+        # Locals of a type narrower than 64 bits: (width, how they were declared).
+        self._narrow: dict[str, tuple[int, str]] = {}
         self._expanding: set[str] = set()
 
     # -- entry point -------------------------------------------------------------
@@ -261,6 +263,7 @@ class Interpreter:
         self.events = []
         self.unresolved = []
         self._locals = set()
+        self._narrow = {}
         ctxs = contexts if contexts is not None else self.facts.contexts_of(fn.path)
         start = _State(contexts=ctxs, irq_off=irq_off)
         for p in fn.params:
@@ -279,11 +282,13 @@ class Interpreter:
         self._stack.append(fn.name)
         unseen = not fn.seen_from_start
         self._unseen += unseen
+        narrow, self._narrow = self._narrow, {}   # each function's own locals
         try:
             out = self._block(fn.body, states, fn, depth)
         finally:
             self._stack.pop()
             self._unseen -= unseen
+            self._narrow = narrow
         for s in out:
             s.returned = False
         return out
@@ -337,12 +342,18 @@ class Interpreter:
         if isinstance(stmt, Decl):
             for d in stmt.names:
                 self._locals.add(d.name)
+                width = _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""))
+                if width is not None and width < 64 and not d.pointer:
+                    self._narrow[d.name] = (width, "%s %s" % (stmt.type, d.name))
+                else:
+                    self._narrow.pop(d.name, None)
                 if d.init is None:
                     st.env.pop(d.name, None)
                     continue
                 value = self._eval(d.init, st, fn, depth, stmt.line)
                 width = _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""))
                 if width is not None and width < 64 and not d.pointer:
+                    self._narrow[d.name] = (width, "%s %s" % (stmt.type, d.name))
                     self._emit(Ev.DECL, st, fn, depth, stmt.line, value=value,
                                name="%s %s" % (stmt.type, d.name))
                     value = value & Bits.const((1 << width) - 1)
@@ -582,6 +593,8 @@ class Interpreter:
             inner = self._eval(expr.operand, st, fn, depth, line)
             width = _WIDTH.get(expr.type.replace("const ", ""))
             if width is not None and width < 64:
+                self._emit(Ev.DECL, st, fn, depth, line, value=inner,
+                           name="(%s) cast" % expr.type)
                 return inner & Bits.const((1 << width) - 1)
             return inner
         if isinstance(expr, Member | Index):
@@ -698,6 +711,10 @@ class Interpreter:
                 value = old.shl(value.value) if op == "<<=" else old.shr(value.value)
             else:
                 value = Bits.unknown()
+        if isinstance(target, Name) and target.id in self._narrow:
+            width, what = self._narrow[target.id]
+            self._emit(Ev.DECL, st, fn, depth, line, value=value, name=what)
+            value = value & Bits.const((1 << width) - 1)
         if key is not None:
             st.env[key] = value
         if known is not None:
@@ -787,6 +804,10 @@ class Interpreter:
         const = self.ev.value(expr_text(expr))
         if const is not None:
             return Bits.const(const)
+        if name == "lower_32_bits" and len(args) == 1:
+            inner = self._eval(args[0], st, fn, depth, line)
+            self._emit(Ev.DECL, st, fn, depth, line, value=inner, name="lower_32_bits()")
+            return inner & Bits.const(0xFFFFFFFF)
         if name in ("FIELD_GET", "FIELD_PREP") and len(args) == 2:
             field = self._field_op(name, args, st, fn, depth, line)
             if field is not None:

@@ -14,7 +14,7 @@ from bot.data import Series
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
-from bot.rules import sides
+from bot.rules import sides, width
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import (
@@ -310,14 +310,21 @@ def register_width(series: Series, ctx: Context) -> list[Finding]:
     guest then runs with those bits cleared."""
     sv = view(series, ctx)
     emit = Emit(rule="register-width", category=Category.REGISTER_WIDTH, sv=sv)
+    mdl = ctx.regmodel
     for pv in sv.relevant():
+        if isinstance(mdl, RegisterModel):
+            width.check_defines(emit, pv, mdl)
+            sem = semantics(sv, pv, ctx)
+            for pair in sem.pairs() if sem is not None else ():
+                width.check_pair(emit, pv, pair)
         for fv in pv.files:
             if not fv.path.startswith(("arch/arm64/", "virt/kvm/arm/", "include/kvm/")):
                 continue
             before = {(d.name, d.type) for f in pv.files for x in f.changed if x.removed
                       for d in x.facts.decls}
             for ln in fv.changed:
-                if not ln.added:
+                if not ln.added or any(f.line == ln.anchor and f.file == fv.path
+                                       for f in emit.out):
                     continue
                 for d in ln.facts.decls:
                     if d.width >= 64:
