@@ -398,6 +398,10 @@ class Emit:
                  message: str, evidence: Iterable[str] = (), status: Status | None = None,
                  existed: bool = False) -> None:
         """`existed`: the rule saw the same problem on a line the patch removed."""
+        if isinstance(line, Line) and (fv is None or not any(x is line for x in fv.lines)):
+            # The line is another file's (a change in a function this one
+            # reaches): quote it in its own file.
+            fv = next((f for f in pv.files if any(x is line for x in f.lines)), fv)
         no = line.anchor if isinstance(line, Line) else line
         if status is None:
             status = Status.PRE_EXISTING if existed else Status.OPEN

@@ -373,9 +373,10 @@ def _res0_masks(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: ob
         # defines is checked against today's table.
         known = _known_mask(mdl, reg, version, _series_fields(sv, mdl, reg))
         drift = real & known
+        before = _old_value(sv, pv, fv, name, ev)
+        _res0_dropped(emit, pv, fv, first, name, reg, table, value, before, text)
         if not drift:
             continue
-        before = _old_value(sv, pv, fv, name, ev)
         new, old = drift & ~before, drift & before
         where = "what %s knew" % version if version else "the register table"
         evidence = (" ".join(text.split()),)
@@ -393,6 +394,19 @@ def _res0_masks(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: ob
                  "defines %s there." % (name, M.bits_text(old), where,
                                          ", ".join(names) or "fields"),
                  evidence=evidence)
+
+
+def _res0_dropped(emit: Emit, pv: PatchView, fv: FileView, first: Line, name: str, reg: str,
+                  table: int, value: int, before: int, text: str) -> None:
+    """The patch takes bits the architecture reserves out of the mask: a
+    value sanitised with it now keeps them."""
+    dropped = table & before & ~value
+    if not dropped:
+        return
+    emit(Severity.WARNING, pv, fv, first, register=reg,
+         message="%s no longer calls %s reserved, though the architecture reserves it (RES0): "
+         "a value sanitised with the mask now keeps it." % (name, M.bits_text(dropped)),
+         evidence=(" ".join(text.split()),))
 
 
 def _res0_defines(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[Line, str, str]]:
