@@ -19,7 +19,7 @@ from bot.data import Series
 from bot.parse.csource import split_args
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules import featureguard, ownership
+from bot.rules import featureguard, ownership, putback
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits, SourceKind, source_kind
@@ -93,6 +93,8 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
             continue
         pairs = sem.pairs()
         for pair in pairs:
+            if pair.role not in RESTORE_ROLES:
+                putback.check(emit, pv, pair)
             if pair.before is not None and pair.after is not None and (
                     pair.role in RESTORE_ROLES or pair.role is Role.RUN):
                 _restore_calls(emit, pv, pair, ctx)
