@@ -131,6 +131,9 @@ class KvmFacts:
     storage: tuple[Storage, ...] = ()
     ops: Mapping[str, frozenset[str]] = field(default_factory=dict)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # Functions that save registers and the ones that put them back, as a
+    # caller runs them in turn ([[round_trips]]).
+    round_trips: tuple[tuple[str, str], ...] = ()
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -223,7 +226,19 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
     ops_t.only(*_OPS)
     ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
     return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops,
-                    lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source))
+                    lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
+                    round_trips=_round_trips(raw, sources, source))
+
+
+def _round_trips(raw: Mapping[str, Any], sources: Mapping[str, str],
+                 source: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for i, item in enumerate(_items(raw, "round_trips", source)):
+        t = TomlTable(item, "round_trips[%d]" % i, source)
+        t.only("save", "restore", "source", "note")
+        t.sources("source", sources)
+        out.append((t.text("save"), t.text("restore")))
+    return tuple(out)
 
 
 def _lifecycle(raw: Mapping[str, Any], storage: set[str], sources: Mapping[str, str],

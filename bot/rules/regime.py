@@ -412,7 +412,7 @@ def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
         if isinstance(mdl, RegisterModel) and not any(f.patch == pv.index for f in emit.out):
             sem = semantics(sv, pv, ctx)
             if sem is not None:
-                roundtrip.check(emit, pv, sem)
+                roundtrip.check(emit, pv, sem, tlb=True)
     return emit.out
 
 

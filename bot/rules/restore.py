@@ -19,7 +19,7 @@ from bot.data import Series
 from bot.parse.csource import split_args
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules import featureguard, ownership, putback
+from bot.rules import featureguard, ownership, putback, roundtrip
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits, SourceKind, source_kind
@@ -92,6 +92,7 @@ def host_restore(series: Series, ctx: Context) -> list[Finding]:
         if sem is None:
             continue
         pairs = sem.pairs()
+        roundtrip.check(emit, pv, sem, tlb=False)
         for pair in pairs:
             if pair.role not in RESTORE_ROLES:
                 putback.check(emit, pv, pair)

@@ -23,39 +23,28 @@ from bot.rules.flow import modes, value_words
 from bot.rules.interp import Outcome, Trace
 from bot.rules.semantic import FnKey, Pair, PatchSemantics
 
-_SWAP = (("enter_vmid_context", "exit_vmid_context"),
-         ("__tlb_switch_to_guest", "__tlb_switch_to_host"))
 
-
-def _counterpart(name: str) -> str | None:
-    for a, b in _SWAP:
-        if name.startswith(a):
-            return name.replace(a, b)
-    return None
-
-
-def check(emit: Emit, pv: PatchView, sem: PatchSemantics) -> None:
+def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
+    """The kvm.toml [[round_trips]] whose either half the patch changes;
+    `tlb`: the TLB switch helpers' (tlb-symmetry) or the others'
+    (host-restore)."""
     pairs = {p.key: p for p in sem.pairs()}
-    done: set[FnKey] = set()
-    for key, pair in sorted(pairs.items(), key=lambda kv: (kv[0].path, kv[0].name)):
-        if pair.role not in (Role.TLB_TO_GUEST, Role.TLB_TO_HOST) or not pair.changed:
-            continue
-        enter = key.name if pair.role is Role.TLB_TO_GUEST else next(
-            (a for a, b in _SWAP if key.name.startswith(b)), None)
-        if enter is None:
-            continue
-        first = FnKey(path=key.path, name=enter)
-        second = _counterpart(enter)
-        if first in done or second is None:
-            continue
-        done.add(first)
-        before = sem.round_trip("old", first, second)
-        after = sem.round_trip("new", first, second)
-        if before is None or after is None:
-            continue
-        anchor = _anchor(pairs, first, FnKey(path=key.path, name=second))
-        if anchor is not None:
-            _compare(emit, pv, anchor, enter, second, before, after)
+    for save, restore in sem.facts.round_trips:
+        for key, pair in sorted(pairs.items(), key=lambda kv: (kv[0].path, kv[0].name)):
+            if key.name not in (save, restore) or not pair.changed:
+                continue
+            first = FnKey(path=key.path, name=save)
+            is_tlb = sem.role(first) in (Role.TLB_TO_GUEST, Role.TLB_TO_HOST)
+            if is_tlb != tlb:
+                break
+            before = sem.round_trip("old", first, restore)
+            after = sem.round_trip("new", first, restore)
+            if before is None or after is None:
+                break
+            anchor = _anchor(pairs, first, FnKey(path=key.path, name=restore))
+            if anchor is not None:
+                _compare(emit, pv, anchor, save, restore, before, after)
+            break
 
 
 def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
