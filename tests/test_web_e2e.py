@@ -249,7 +249,7 @@ def test_markup_in_a_subject_is_text(page, served):
 def test_screenshots_of_each_main_view_at_laptop_and_phone_width(browser, served):
     SHOTS.mkdir(parents=True, exist_ok=True)
     drafts = browser_request(served, "/api/drafts?state=approved")
-    views = {"inbox": "/?state=all", "series": "/series/" + C_V1,
+    views = {"inbox": "/?state=all", "series": "/series/" + C_V2,
              "draft": "/drafts/%d" % drafts[0]["id"] if drafts else "/drafts/1",
              "rules": "/rules", "status": "/status"}
     for width, height in SIZES:

@@ -309,3 +309,23 @@ def _hash(cfg, email):
             return q.by_email(s, email).password_hash
     finally:
         database.close()
+
+
+def test_serve_on_a_port_in_use_or_no_port_is_one_line_exit_2(tmp_path):
+    import socket
+    env = {"BOT_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin",
+           "BOT_CONFIG": str(DATA / "config" / "test.toml"), "BOT_WEB_SECRET_KEY": "k" * 32}
+    subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "bot", "serve", "--port", str(port)],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == "bot: error: cannot listen on 127.0.0.1:%d: Address already in use\n" \
+        % port
+    proc = subprocess.run([sys.executable, "-m", "bot", "serve", "--port", "70000"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr == "bot: error: --port 70000: not a TCP port\n"
