@@ -55,6 +55,18 @@ def _carriers(sem_storage: list[str], trace: Trace, ctx: Ctx) -> dict[str, Bits]
     return out
 
 
+def _forced_or_lost(old: Bits, new: Bits, mask: int) -> bool:
+    """The field is now forced (known bits where it came from a value) or no
+    longer known at all, or its forced value changed; a value that only
+    comes from another source is other rules' business (same-value)."""
+    if not old.differs(new, mask):
+        return False
+    forced = new.known & mask & ~old.known
+    lost = new.unknown_mask & mask & ~old.unknown_mask
+    changed = (old.ones ^ new.ones) & old.known & new.known & mask
+    return bool(forced or lost or changed)
+
+
 def check(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:
     if pair.before is None or pair.after is None or not pair.changed:
         return
@@ -69,7 +81,7 @@ def check(emit: Emit, pv: PatchView, pair: Pair, model: RegisterModel) -> None:
             old = _carriers(storage, pair.before, c)
             new = _carriers(storage, pair.after, c)
             for what in sorted(old.keys() & new.keys()):
-                if old[what].differs(new[what], mask):
+                if _forced_or_lost(old[what], new[what], mask):
                     hits.append(c)
                     pick = pick or (what, old[what], new[what])
                     break

@@ -17,7 +17,7 @@ from __future__ import annotations
 from bot.regmodel import Role
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView
-from bot.rules.bits import MASK64
+from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
 from bot.rules.flow import modes, value_words
 from bot.rules.interp import Outcome, Trace
@@ -70,8 +70,8 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], enter: str, l
             continue
         for reg in sorted(ob.regs.keys() | oa.regs.keys()):
             wb, wa = ob.regs.get(reg), oa.regs.get(reg)
-            if wb is not None and wa is not None and wb.always == wa.always \
-                    and not wb.value.differs(wa.value):
+            if wb is not None and wa is not None and wb.always == wa.always and (
+                    not wb.value.differs(wa.value) or _both_memory(wb.value, wa.value)):
                 continue
             changed.setdefault(reg, []).append(ctx)
             words.setdefault(reg, (_state(wb), _state(wa)))
@@ -89,6 +89,15 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], enter: str, l
              register=reg if reg in ("HCR_EL2", "MDCR_EL2") else None,
              message="after %s() and %s(), %s is left %s, where it was left %s (%s): the two "
              "sides no longer undo each other." % (enter, leave, reg, now, was, modes(ctxs)))
+
+
+def _both_memory(a: Bits, b: Bits) -> bool:
+    """Both values set from memory the same way, only spelt differently (a
+    refactor that reaches the same field through another pointer): not a
+    register the pair saves and restores."""
+    mem = ("load:", "vcpu:", "percpu:", "host-copy:", "guest-hyp:")
+    return a.known == b.known and a.ones == b.ones and bool(a.srcs) and bool(b.srcs) \
+        and all(n.startswith(mem) for n in a.sources() + b.sources())
 
 
 def _state(w: object) -> str:

@@ -13,6 +13,8 @@ Pure.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules.interp import Ev, Event, Trace
@@ -39,6 +41,19 @@ def signature(trace: Trace, ctx: Ctx) -> tuple[str, ...]:
                  and (item := _item(e)) is not None)
 
 
+def _reordered(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
+    """The order changed, or a barrier or call was added: not a write or a
+    barrier taken away (the barrier and host-restore rules say that), not a
+    write added (the value check does)."""
+    if before == after:
+        return False
+    removed = Counter(before) - Counter(after)
+    added = Counter(after) - Counter(before)
+    if not removed and not added:
+        return True   # the same operations in another order
+    return any(not item.startswith("write:") for item in added)
+
+
 def order_change_mode(pair: Pair, mdl: RegisterModel) -> str | None:
     """"vhe" or "nvhe" when the pair's ordered signature changes in
     contexts of one side only (protected and hVHE alone do not count: they
@@ -48,7 +63,7 @@ def order_change_mode(pair: Pair, mdl: RegisterModel) -> str | None:
         return None
     changed: set[Ctx] = set()
     for ctx in sorted({c for o in pair.after.outcomes for c in o.contexts}):
-        if signature(pair.before, ctx) != signature(pair.after, ctx):
+        if _reordered(signature(pair.before, ctx), signature(pair.after, ctx)):
             changed.add(ctx)
     if not changed or all(c.mode in ("pkvm", "hvhe") for c in changed):
         return None
