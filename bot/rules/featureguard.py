@@ -49,7 +49,10 @@ def _asm_guards(lines: list[str], i: int) -> list[int]:
             continue
         label = m.group(1)
         end = min(len(lines), i + _WINDOW)
-        if any(_label_at(label, lines[k]) for k in range(i + 1, end)):
+        # The branch goes to the first such label after it (`1f` is the next
+        # `1:`): it skips line i when that label comes after line i.
+        target = next((k for k in range(j + 1, end) if _label_at(label, lines[k])), None)
+        if target is not None and target > i:
             out.append(j)
     return out
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules.interp import Ev, Event, Trace
+from bot.rules.interp import WATCHED, Ev, Trace
 from bot.rules.semantic import Pair
 
 SIDED_ROLES = (Role.ENTRY, Role.EXIT, Role.VCPU_LOAD, Role.VCPU_PUT, Role.TLB_TO_GUEST,
@@ -26,19 +26,40 @@ ORDER = "order"   # the hit's "register" when the order changed, not a value
 _KINDS = (Ev.WRITE, Ev.ISB, Ev.ISB_ERRATA, Ev.DSB, Ev.TLBI, Ev.AT, Ev.IRQ_OFF, Ev.IRQ_ON)
 
 
-def _item(e: Event) -> str | None:
-    if e.kind is Ev.WRITE:
-        return "write:%s" % e.register
-    if e.kind in _KINDS:
-        return e.kind.value
-    if e.kind is Ev.CALL and e.depth == 0:
-        return "call:%s" % e.name
-    return None
+def signature(trace: Trace, ctx: Ctx, mdl: RegisterModel) -> tuple[str, ...]:
+    """Writes (by register), barriers, TLB maintenance, AT, interrupt
+    masking, and the calls the function makes for their effects: into the
+    map, followed into their body, or made as statements the text cannot
+    follow (not an accessor used in an expression)."""
+    out: list[str] = []
+    evs = [e for e in trace.events if ctx in e.contexts]
+    for i, e in enumerate(evs):
+        if e.kind is Ev.WRITE:
+            out.append("write:%s" % e.register)
+        elif e.kind in _KINDS:
+            out.append(e.kind.value)
+        elif e.kind is Ev.CALL and e.depth == 0:
+            followed = i + 1 < len(evs) and evs[i + 1].depth == 1 \
+                and evs[i + 1].function == e.name
+            if mdl.roles(e.name) or followed or e.name in trace.unresolved:
+                out.append("call:%s" % e.name)
+    return tuple(out)
 
 
-def signature(trace: Trace, ctx: Ctx) -> tuple[str, ...]:
-    return tuple(item for e in trace.events if ctx in e.contexts
-                 and (item := _item(e)) is not None)
+def _writes_watched(trace: Trace, ctx: Ctx, mdl: RegisterModel) -> bool:
+    """The function switches HCR_EL2/MDCR_EL2 here: it writes one, or it
+    is (or calls) a function the map says writes one."""
+    fr = mdl.role(trace.function.name, trace.function.path)
+    if fr is not None and fr.registers:
+        return True
+    for e in trace.events:
+        if ctx not in e.contexts:
+            continue
+        if e.kind is Ev.WRITE and e.register in WATCHED:
+            return True
+        if e.kind is Ev.CALL and any(r.registers for r in mdl.roles(e.name)):
+            return True
+    return False
 
 
 def _reordered(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
@@ -63,7 +84,9 @@ def order_change_mode(pair: Pair, mdl: RegisterModel) -> str | None:
         return None
     changed: set[Ctx] = set()
     for ctx in sorted({c for o in pair.after.outcomes for c in o.contexts}):
-        if _reordered(signature(pair.before, ctx), signature(pair.after, ctx)):
+        if not (_writes_watched(pair.before, ctx, mdl) or _writes_watched(pair.after, ctx, mdl)):
+            continue   # the function does not switch HCR_EL2/MDCR_EL2 here
+        if _reordered(signature(pair.before, ctx, mdl), signature(pair.after, ctx, mdl)):
             changed.add(ctx)
     if not changed or all(c.mode in ("pkvm", "hvhe") for c in changed):
         return None

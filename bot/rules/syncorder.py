@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 
 from bot.regmodel.facts import Ctx
-from bot.rules.analysis import Emit, Line, PatchView
+from bot.rules.analysis import Emit, Line, PatchView, normalize
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, modes
 from bot.rules.interp import Ev, Event, Trace
@@ -97,6 +97,8 @@ def _spot(pv: PatchView, pair: Pair, sync: Event, prev: Event | None,
     operation the patch moved across it (only when the whole path is seen)."""
     ln = changed_line(pv, sync, "old")
     if ln is not None and ln.removed:
+        if normalize(ln.text) in pv.moved and not pair.from_tree:
+            return None   # code moved elsewhere, barrier and all, as far as the text shows
         return sync.path, ln, True
     if not pair.from_tree:
         return None
