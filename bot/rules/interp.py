@@ -678,8 +678,8 @@ class Interpreter:
             self._emit(Ev.LOAD, st, fn, depth, line, storage=name, name=source)
             return Bits.source(source)
         text = expr_text(expr).replace(" ", "")
-        if self.memory and "@mem:" + text in st.env:
-            return st.env["@mem:" + text]
+        if self.memory and _mem_key(text, st) in st.env:
+            return st.env[_mem_key(text, st)]
         self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + text)
         return Bits.source("load:" + text)
 
@@ -696,7 +696,7 @@ class Interpreter:
         elif known is not None:
             key = "@" + known[1]
         elif self.memory:
-            key = "@mem:" + expr_text(target).replace(" ", "")
+            key = _mem_key(expr_text(target).replace(" ", ""), st)
         if op != "=":
             old = st.env.get(key) if key is not None else None
             if old is None:
@@ -979,6 +979,19 @@ def _constant_shape(expr: Expr) -> bool:
     if isinstance(expr, Call) and isinstance(expr.func, Name):
         return expr.func.id.isupper() and all(_constant_shape(a) for a in expr.args)
     return False
+
+
+def _mem_key(text: str, st: _State) -> str:
+    """The env key of memory named by `text` (`cxt->tcr`): through a pointer
+    a caller handed in, named by what was handed in, so that two functions
+    calling their parameter differently reach the same object."""
+    m = re.match(r"(\w+)(->|\.)(.+)$", text)
+    if m is not None:
+        v = st.env.get(m.group(1))
+        if v is not None and not v.known and len(v.srcs) == 1 \
+                and v.srcs[0][0].startswith("param:"):
+            return "@mem:%s%s%s" % (v.srcs[0][0], m.group(2), m.group(3))
+    return "@mem:" + text
 
 
 def _merge(states: list[_State]) -> list[_State]:

@@ -26,7 +26,17 @@ from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import Ctx, KvmFacts
 from bot.rules.analysis import FileView, Line, PatchView, SeriesView
 from bot.rules.cexpr import Call, Name
-from bot.rules.cstmt import Decl, ExprStmt, Function, If, Loop, Return, function_from_lines, walk
+from bot.rules.cstmt import (
+    Decl,
+    ExprStmt,
+    Function,
+    If,
+    Loop,
+    Param,
+    Return,
+    function_from_lines,
+    walk,
+)
 from bot.rules.interp import Interpreter, Trace
 
 _DEF_LINE = r"^[A-Za-z_][^;]*\b%s\s*\("
@@ -335,8 +345,13 @@ class PatchSemantics:
         two = s.get(FnKey(path=first.path, name=second))
         if one is None or two is None or s.evaluator is None:
             return None
+        def arg(p: Param) -> Name:
+            # The second gets what the first was given of the same type.
+            same = next((q for q in one.params if q.type == p.type), p)
+            return Name(id=same.name)
+
         body = tuple(ExprStmt(expr=Call(func=Name(id=fn.name),
-                                        args=tuple(Name(id=p.name) for p in fn.params)),
+                                        args=tuple(arg(p) for p in fn.params)),
                               line=fn.start, end=fn.start) for fn in (one, two))
         both = Function(name="%s+%s" % (one.name, two.name), path=first.path, params=one.params,
                         returns="", qualifiers=("static",), body=body, start=one.start,
