@@ -254,6 +254,8 @@ GLOBBED = {
     "sides": "tests/test_rules_values.py",
     "preemption": "tests/test_rules_values.py",
     "width": "tests/test_rules_values.py",
+    "putback": "tests/test_rules_values.py",
+    "reserved": "tests/test_rules_values.py",
 }
 
 

@@ -24,7 +24,12 @@ without it:
 - preemption (preemption, bot/rules/lifecycle.py): a per-CPU host copy
   read reached, through calls, from where preemption is enabled;
 - width (register-width, bot/rules/width.py): a value cut to 32 bits by a
-  narrow local, a cast, lower_32_bits(), or a narrow per-CPU variable.
+  narrow local, a cast, lower_32_bits(), or a narrow per-CPU variable;
+- putback (host-restore, bot/rules/putback.py, roundtrip.py with kvm.toml
+  [[round_trips]]): code that changes HCR_EL2 for a while no longer puts
+  back what it found;
+- reserved (reserved-bit, bot/rules/definitions.py): a RES0 mask that stops
+  calling reserved bits reserved.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
     "preemption": ("preemption", lambda f: f.message.endswith("?")),
     "width": ("register-width", lambda f: "64-bit register" in f.message),
+    "putback": ("host-restore", lambda f: "HCR_EL2" in f.message),
+    "reserved": ("reserved-bit", lambda f: "reserved" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]
