@@ -568,6 +568,9 @@ class Interpreter:
                 return self._eval_expanded(expr.id, expanded, st, fn, depth, line)
             if expr.id.isupper() or expr.id in self._locals:
                 return Bits.unknown()  # a macro the model does not know, or an unset local
+            if expr.id not in (p.name for p in fn.params):
+                # A global variable: memory read where the code runs.
+                self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + expr.id)
             return Bits.source("load:" + expr.id)
         if isinstance(expr, Str | Unknown):
             return Bits.unknown()
@@ -804,6 +807,8 @@ class Interpreter:
         const = self.ev.value(expr_text(expr))
         if const is not None:
             return Bits.const(const)
+        if name in ("READ_ONCE", "__READ_ONCE", "smp_load_acquire") and len(args) == 1:
+            return self._eval(args[0], st, fn, depth, line)   # a plain read of its argument
         if name == "lower_32_bits" and len(args) == 1:
             inner = self._eval(args[0], st, fn, depth, line)
             self._emit(Ev.DECL, st, fn, depth, line, value=inner, name="lower_32_bits()")
