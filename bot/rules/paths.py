@@ -21,6 +21,7 @@ from bot.rules.flow import (
     WATCHED,
     Stores,
     always_written,
+    changed_line,
     contexts_of,
     line_at,
     modes,
@@ -248,6 +249,20 @@ def _register(ln: Line) -> str | None:
     return None
 
 
+def _newly_at_el1(pair: Pair, e: Event) -> bool:
+    """The same access ran at EL1 in fewer configurations before the patch."""
+    if pair.before is None or not pair.changed:
+        return False
+    was: set[Ctx] = set()
+    for b in pair.before.events:
+        if (b.kind, b.register, b.function) == (e.kind, e.register, e.function):
+            was |= b.contexts & EL1
+    now = e.contexts & EL1
+    return bool(now - was) and any(
+        (b.kind, b.register, b.function) == (e.kind, e.register, e.function)
+        for b in pair.before.events)
+
+
 def _guarded(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[bool, bool]:
     """(guarded by a VHE check, whole function seen)."""
     fn = sv.function(pv, fv, ln.function or "")
@@ -285,8 +300,11 @@ def el2_access(series: Series, ctx: Context) -> list[Finding]:
                 at_el1 = sorted(c for c in e.contexts if c in EL1)
                 if not at_el1 or (e.path, e.line) in seen:
                     continue
-                ln = _changed_line(pv, e.path, e.line)
+                ln = changed_line(pv, e, "new")
                 fv = pv.file(e.path)
+                if ln is None and pair.anchor is not None and _newly_at_el1(pair, e):
+                    # The access is old; the test that kept it from EL1 is gone.
+                    ln, fv = pair.anchor, pv.file(pair.key.path)
                 if ln is None or fv is None:
                     continue
                 seen.add((e.path, e.line))
