@@ -740,11 +740,12 @@ class Interpreter:
             return self._plain_call(expr, name, st, fn, depth, line)
         if kind == "read" and args:
             reg = register_name(expr_text(args[0]), name)
-            self._emit(Ev.READ, st, fn, depth, line, register=reg)
             written = st.regs.get(reg)
-            if written is not None and written.always:
-                return written.value
-            return Bits.source("live:" + reg)
+            got = written.value if written is not None and written.always \
+                else Bits.source("live:" + reg)
+            # The event's value: what the read returns on this path.
+            self._emit(Ev.READ, st, fn, depth, line, register=reg, value=got)
+            return got
         if kind == "write" and len(args) >= 2:
             value = self._eval(args[0], st, fn, depth, line)
             reg = register_name(expr_text(args[-1]), name)

@@ -171,7 +171,42 @@ def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
             if pair.before is None or pair.after is None:
                 continue
             _swapped(emit, pv, pair)
+            _reads_own_write(emit, pv, pair)
     return emit.out
+
+
+def _reads_own_write(emit: Emit, pv: PatchView, pair: Pair) -> None:
+    """A read of the live register that got what it held when the function
+    was called (the guest's value, on the way out) now gets what this path
+    wrote before it (the host's): the read moved past the write."""
+    assert pair.before is not None and pair.after is not None
+
+    def reads(trace: Trace) -> dict[tuple[str, str | None], list[Event]]:
+        out: dict[tuple[str, str | None], list[Event]] = {}
+        for e in trace.events:
+            if e.kind is Ev.READ and e.register in ("HCR_EL2", "MDCR_EL2") and e.value:
+                out.setdefault((e.function, e.register), []).append(e)
+        return out
+
+    live = "live:%s"
+    before, after = reads(pair.before), reads(pair.after)
+    for key, evs in after.items():
+        was = before.get(key, [])
+        if not was or not all(live % key[1] in (b.value.sources() if b.value else ())
+                              for b in was):
+            continue
+        for e in evs:
+            if e.value is None or live % key[1] in e.value.sources():
+                continue
+            ln = changed_line(pv, e, "new") or pair.anchor
+            if ln is None:
+                return
+            emit(Severity.WARNING if pair.from_tree else Severity.QUESTION, pv,
+                 pv.file(pair.key.path), ln, register=key[1],
+                 message="%s() reads %s where the path has already written it: the read now "
+                 "gets what %s() wrote, not the value the register held before (the guest's "
+                 "on the way out)." % (e.function, key[1], pair.key.name))
+            return
 
 
 def _live_into_copy(emit: Emit, pv: PatchView, pair: Pair) -> None:
