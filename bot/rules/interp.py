@@ -568,8 +568,9 @@ class Interpreter:
                 return self._eval_expanded(expr.id, expanded, st, fn, depth, line)
             if expr.id.isupper() or expr.id in self._locals:
                 return Bits.unknown()  # a macro the model does not know, or an unset local
-            if expr.id not in (p.name for p in fn.params):
-                # A global variable: memory read where the code runs.
+            if fn.seen_from_start and expr.id not in (p.name for p in fn.params):
+                # A global variable (the function's locals and parameters are
+                # all in view): memory read where the code runs.
                 self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + expr.id)
             return Bits.source("load:" + expr.id)
         if isinstance(expr, Str | Unknown):
