@@ -420,6 +420,14 @@ def test_a_long_retry_after_is_honoured_across_cycles(inbox, public_inbox, tmp_p
         proxy.close()
 
 
+def _has_message(engine, msgid: str) -> bool:
+    """One query (the daemon writes meanwhile; `snapshot` reads table after
+    table)."""
+    with engine.begin() as conn:
+        return conn.execute(text("SELECT count(*) FROM message WHERE message_id = :m"),
+                            {"m": msgid}).scalar() == 1
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_database_made_unusable_mid_run_is_one_line_and_the_daemon_carries_on(
         kind, inbox, tmp_path, bots, request):
@@ -434,9 +442,9 @@ def test_a_database_made_unusable_mid_run_is_one_line_and_the_daemon_carries_on(
     assert run_bot(cfg, "db", "upgrade").returncode == 0
     inbox.deliver(SP_EL0_MBOX)
     daemon = bots(cfg, "daemon", BOT_DAEMON_MAX_BACKOFF="2")
-    wait_until(lambda: SP_EL0 in snapshot(cfg)["messages"], what="the first poll")
     engine = create_engine(url, connect_args={"timeout": 30} if kind == "sqlite" else {})
     try:
+        wait_until(lambda: _has_message(engine, SP_EL0), what="the first poll")
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE poll_seen RENAME TO poll_seen_away"))
         inbox.deliver(REVIEW_MBOX)
@@ -446,14 +454,13 @@ def test_a_database_made_unusable_mid_run_is_one_line_and_the_daemon_carries_on(
                    what="failed cycles")
         assert daemon.proc.poll() is None
         assert daemon.count("poll failing on") == 1, daemon.log
+        assert not _has_message(engine, REVIEWED_BY)
         with engine.begin() as conn:
-            assert conn.execute(text("SELECT count(*) FROM message WHERE message_id = :m"),
-                                {"m": REVIEWED_BY}).scalar() == 0
             conn.execute(text("ALTER TABLE poll_seen_away RENAME TO poll_seen"))
+        daemon.wait_for("poll recovered after ", start=at, timeout=30)
+        wait_until(lambda: _has_message(engine, REVIEWED_BY), what="catching up")
     finally:
         engine.dispose()
-    daemon.wait_for("poll recovered after ", start=at, timeout=15)
-    wait_until(lambda: REVIEWED_BY in snapshot(cfg)["messages"], what="catching up")
     assert status_of(cfg).consecutive_failures == 0
     assert "Traceback" not in daemon.log
     assert daemon.stop()[0] == 0
