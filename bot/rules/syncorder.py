@@ -2,8 +2,8 @@
 between the operations it separated.
 
 On each path (bot.rules.semantic traces, per configuration, callees
-inlined with the kernel tree), every barrier (isb, dsb, psb/tsb csync; an
-isb only an errata alternative provides does not count) sits between two
+inlined with the kernel tree), every barrier (isb, dsb, psb/tsb csync, and an
+isb an errata alternative provides, named by its capability) sits between two
 operations: the last register write, TLBI, AT or exception return before it
 and the first after it. A barrier the patch takes away from between the
 same two operations (removed, made to follow them, or the operations moved
@@ -24,7 +24,7 @@ from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
 
 _ENDPOINTS = (Ev.WRITE, Ev.TLBI, Ev.AT, Ev.ERET)
-_SYNCS = (Ev.ISB, Ev.DSB)
+_SYNCS = (Ev.ISB, Ev.ISB_ERRATA, Ev.DSB)
 _Triple = tuple[str, str, str]
 
 
@@ -38,6 +38,13 @@ def _key(e: Event | None) -> str:
 
 
 def _sync_name(e: Event) -> str:
+    if e.kind is Ev.ISB_ERRATA:
+        # ALTERNATIVE()'s isb: "isb:CAP" with the capability, "isb:!CAP" without.
+        cap = e.name.partition(":")[2]
+        if not cap.lstrip("!"):
+            return "the isb() an ALTERNATIVE() provides"
+        return "the isb() an ALTERNATIVE() provides %s %s" % (
+            "without" if cap.startswith("!") else "with", cap.lstrip("!"))
     return "isb()" if e.kind is Ev.ISB else "%s()" % (e.name or "dsb")
 
 
