@@ -31,6 +31,7 @@ import email.header
 import email.message
 import email.policy
 import email.utils
+import functools
 import re
 
 from bot.data import MESSAGE_ID_MAX, Mail, thread_refs
@@ -119,9 +120,21 @@ def _as_sent(value: str) -> str:
         return data.decode("latin-1")
 
 
+# One address of the plain shape nearly every list mail has: `Name <a@b>`
+# or `a@b`, nothing the full parser would read differently (no quotes,
+# comments, groups, escapes or encoded words anywhere in the header).
+_PLAIN_ONE = re.compile(r"^\s*(?:([^<>@,]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]+@[^<>\s@]+))\s*$")
+_NOT_PLAIN = re.compile(r"[\"()\\;:\[\]]|=\?")
+
+
+@functools.lru_cache(maxsize=4096)
 def addresses(value: str) -> tuple[tuple[str, str], ...]:
     """(display name, address) pairs of an address header as sent: parsed
-    first, names decoded after; what is not a plain addr-spec is dropped."""
+    first, names decoded after; what is not a plain addr-spec is dropped.
+    (A thread's messages repeat the same headers: the answer is kept.)"""
+    plain = _plain_addresses(value)
+    if plain is not None:
+        return plain
     out: list[tuple[str, str]] = []
     try:
         pairs = email.utils.getaddresses([_CTRL.sub(" ", value)])
@@ -132,6 +145,25 @@ def addresses(value: str) -> tuple[tuple[str, str], ...]:
         if not _ADDR_SPEC.match(addr) or "=?" in addr:
             continue
         out.append((decode_header(name) if name else "", addr))
+    return tuple(out)
+
+
+def _plain_addresses(value: str) -> tuple[tuple[str, str], ...] | None:
+    """The header's addresses when every one has the plain shape; None when
+    the full parser must read it."""
+    if _NOT_PLAIN.search(value) or _CTRL.search(value) or not value.isascii():
+        return None
+    out: list[tuple[str, str]] = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        m = _PLAIN_ONE.match(item)
+        if m is None:
+            return None
+        addr = m.group(2) or m.group(3)
+        if not _ADDR_SPEC.match(addr):
+            return None
+        out.append((" ".join((m.group(1) or "").split()), addr))
     return tuple(out)
 
 
