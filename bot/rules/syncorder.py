@@ -92,10 +92,13 @@ def check(emit: Emit, pv: PatchView, pair: Pair) -> None:
         first, sync_name, second = triple
         sev = Severity.WARNING if removed and decided(pair) else Severity.QUESTION
         emit(sev, pv, pv.file(path), line, register=None,
-             message="%s no longer sits between %s and %s in %s() (%s): what makes the "
-             "first complete before the second now%s" % (
-                 sync_name, first, second, pair.key.name, modes(ctxs),
-                 "?" if sev is Severity.QUESTION else ", on every path of it?"))
+             message="%s no longer sits between %s and %s in %s() (%s): what makes %s "
+             "take effect before %s now?" % (
+                 _cap(sync_name), first, second, pair.key.name, modes(ctxs), first, second))
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _spot(pv: PatchView, pair: Pair, sync: Event, prev: Event | None,
