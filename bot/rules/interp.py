@@ -117,6 +117,8 @@ class Event:
     # The last line of the statement the event comes from (a call may sit on
     # any line of a statement continued over several).
     end: int = 0
+    # A call not followed into its body: the values of its arguments.
+    args: tuple[Bits, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -835,7 +837,7 @@ class Interpreter:
         callee = self._callee(name, fn)
         if callee is not None and depth < _MAX_DEPTH and name not in self._stack:
             return self._inline(callee, values, st, fn, depth, line)
-        self._emit(Ev.CALL, st, fn, depth, line, name=name)
+        self._emit(Ev.CALL, st, fn, depth, line, name=name, args=tuple(values))
         return Bits.source("call:" + name)
 
     def _consume(self, name: str, args: tuple[Expr, ...] | list[Expr], st: _State,

@@ -16,6 +16,7 @@ from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
 from bot.rules import sides, width
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
+from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import (
     WATCHED,
@@ -30,7 +31,7 @@ from bot.rules.flow import (
     semantics,
     series_stores,
 )
-from bot.rules.interp import Ev, Event
+from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
 
 _OTHER_SIDE = re.compile(r"(?i)\bn?vhe\b|non-vhe|both (paths|modes)|hVHE|protected mode")
@@ -143,6 +144,10 @@ def _value_change_mode(pv: PatchView, pair: Pair, reg: str, mdl: RegisterModel,
             new = next((always_written(p.after, c, reg) for p in moved
                         if always_written(p.after, c, reg) is not None), None)
         if old is None and new is None:
+            # Not written as far as the text shows: what it hands the map's
+            # function that writes it (___activate_traps(vcpu, hcr)).
+            if _handed(pair.before, c, reg, mdl) != _handed(pair.after, c, reg, mdl):
+                changed.add(c)
             continue
         if new is None and not (pair.after is not None and pair.after.complete):
             continue  # not written as far as the bot can follow: not a decided change
@@ -153,7 +158,8 @@ def _value_change_mode(pv: PatchView, pair: Pair, reg: str, mdl: RegisterModel,
     if len(sides) != 1 or all(c.mode in ("pkvm", "hvhe") for c in changed):
         return None
     assert pair.after is not None
-    writes = [e for e in pair.after.events if e.kind in (Ev.WRITE, Ev.STORE, Ev.RETURN)
+    writes = [e for e in pair.after.events
+              if (e.kind in (Ev.WRITE, Ev.STORE, Ev.RETURN) or (e.kind is Ev.CALL and e.args))
               and (e.register == reg or e.kind is not Ev.WRITE)
               and _changed_line(pv, e.path, e.line) is not None]
     if writes and all(_one_mode_only(e.guards, mdl) for e in writes):
@@ -166,6 +172,17 @@ def _value_change_mode(pv: PatchView, pair: Pair, reg: str, mdl: RegisterModel,
     if not (writes or removed or whole):
         return None  # what the hunks show of the two sides differs, not the code
     return sides.pop()
+
+
+def _handed(trace: Trace | None, c: Ctx, reg: str, mdl: RegisterModel) -> tuple[Bits, ...]:
+    """The arguments of the calls, not followed, to functions the map says
+    write `reg`, in order."""
+    if trace is None:
+        return ()
+    return tuple(a for e in trace.events
+                 if e.kind is Ev.CALL and c in e.contexts and e.args
+                 and any(reg in r.registers for r in mdl.roles(e.name))
+                 for a in e.args)
 
 
 def _one_mode_only(guards: tuple[str, ...], mdl: RegisterModel) -> bool:
