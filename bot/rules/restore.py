@@ -172,14 +172,14 @@ def _restore_calls(emit: Emit, pv: PatchView, pair: Pair, ctx: Context) -> None:
         for c in contexts_of(pair):
             old = _restorers(pair.before, c, mdl)
             new = _restorers(pair.after, c, mdl)
-            if not old.get(name):
+            if name not in old:
                 continue
             if restored and all(always_written(pair.after, c, reg) is not None
                                 for reg in restored):
                 continue  # the function restores them itself now (inlined)
             if name not in new:
                 gone.append(c)
-            elif not new[name]:
+            elif old[name] and not new[name]:
                 partly.append(c)
         if not gone and not partly:
             continue
