@@ -734,6 +734,15 @@ class Interpreter:
         name = call_name(expr)
         facts = self.facts
         if name is None:
+            if isinstance(expr.func, Call) and call_name(expr.func) == "guard" \
+                    and expr.func.args:
+                # guard(spinlock_irqsave)(&lock): to the end of the scope.
+                lock = expr_text(expr.func.args[0])
+                if "irq" in lock:
+                    st.irq_off = True
+                    self._emit(Ev.IRQ_OFF, st, fn, depth, line, name=lock)
+                if "irq" in lock or "preempt" in lock or "spinlock" in lock:
+                    st.preempt_off = True
             for a in expr.args:
                 self._eval(a, st, fn, depth, line)
             return Bits.unknown()

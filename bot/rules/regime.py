@@ -16,7 +16,7 @@ from bot.parse.csource import line_facts
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules import model as M
-from bot.rules import roundtrip, syncorder
+from bot.rules import roundtrip, syncorder, tgewindow
 from bot.rules.analysis import (
     Emit,
     FileView,
@@ -31,7 +31,7 @@ from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import contexts_of, decided, line_at, semantics
 from bot.rules.interp import Ev, Event, Trace
-from bot.rules.semantic import Pair
+from bot.rules.semantic import FnKey, Pair, PatchSemantics
 
 _REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
 _CLEAR_TGE = re.compile(r"~\s*\(?\s*HCR_(?:EL2_)?TGE|&=\s*~\s*HCR_(?:EL2_)?TGE")
@@ -100,10 +100,38 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
                     _regime_sync(emit, pv, pair, mdl)
             for pair in sem.pairs():
                 syncorder.check(emit, pv, pair)
+            _tge_windows(emit, pv, sem, mdl)
         for fv in pv.files:
             if fv.asm or fv.path.endswith("el2_setup.h"):
                 _asm_barrier(emit, sv, pv, fv, mdl)
     return emit.out
+
+
+def _tge_windows(emit: Emit, pv: PatchView, sem: PatchSemantics, mdl: RegisterModel) -> None:
+    """TGE clear with interrupts unmasked, in each changed function and
+    across each save/restore pair of kvm.toml [[round_trips]]."""
+    f = mdl.lookup("TGE", "HCR_EL2")
+    if f is None:
+        return
+    for pair in sem.pairs():
+        if pair.before is not None and pair.after is not None and pair.changed and \
+                tgewindow.check(emit, pv, pair.before, pair.after, f.mask,
+                                (pair.key.path, pair.anchor) if pair.anchor else None,
+                                "%s()" % pair.key.name):
+            return
+    keys = {p.key: p for p in sem.pairs() if p.changed}
+    for save, restore in sem.facts.round_trips:
+        for key, pair in keys.items():
+            if key.name not in (save, restore):
+                continue
+            first = FnKey(path=key.path, name=save)
+            before = sem.round_trip("old", first, restore)
+            after = sem.round_trip("new", first, restore)
+            if before is not None and after is not None and tgewindow.check(
+                    emit, pv, before, after, f.mask,
+                    (key.path, pair.anchor) if pair.anchor else None,
+                    "%s() then %s()" % (save, restore)):
+                return
 
 
 # Roles that end in an exception return (to the guest, or to the host's
