@@ -425,9 +425,12 @@ def _res0_defines(sv: SeriesView, pv: PatchView, fv: FileView) -> list[tuple[Lin
     if lines is None:
         return list(out.values())
     for ln in fv.changed:
-        if not ln.added or ln.new_no is None:
+        # An added line, or a removed one (a term taken out of the mask),
+        # by where it is or was in the file after the patch.
+        no = ln.new_no if ln.added else ln.anchor if ln.removed else None
+        if not no:
             continue
-        head = ln.new_no - 1
+        head = no - 1
         while head > 0 and lines[head - 1].rstrip().endswith("\\"):
             head -= 1
         m = _DEFINE_NAME.match(lines[head]) if head < len(lines) else None
