@@ -60,7 +60,7 @@ from bot.rules.cstmt import (
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 _MAX_DEPTH = 5
 _MAX_STATES = 16
-_WIDTH = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "int": 32, "unsigned int": 32,
+TYPE_WIDTH = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "int": 32, "unsigned int": 32,
           "unsigned": 32, "__u32": 32, "uint32_t": 32, "u64": 64, "unsigned long": 64,
           "long": 64, "unsigned long long": 64, "__u64": 64, "uint64_t": 64, "s64": 64}
 # The fields of an object that may hold a register value, for a whole
@@ -221,6 +221,12 @@ def _join(a: _State, b: _State, pre: _State | None = None) -> _State:
                   cond=pre.cond if pre is not None else (a.cond or b.cond))
 
 
+def type_width(text: str) -> int | None:
+    """The width in bits of a C integer type ("static const u32"), None for
+    one this table does not know (pointers, structs, 64-bit types alike)."""
+    return TYPE_WIDTH.get(text.replace("static ", "").replace("const ", "").strip())
+
+
 def register_name(operand: str, accessor: str = "") -> str:
     """`hcr_el2`, `SYS_HCR_EL2`, (`write_sysreg_el1`, `SYS_TCR`) -> canonical."""
     name = operand.strip().upper()
@@ -344,7 +350,7 @@ class Interpreter:
         if isinstance(stmt, Decl):
             for d in stmt.names:
                 self._locals.add(d.name)
-                width = _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""))
+                width = type_width(stmt.type)
                 if width is not None and width < 64 and not d.pointer:
                     self._narrow[d.name] = (width, "%s %s" % (stmt.type, d.name))
                 else:
@@ -353,7 +359,7 @@ class Interpreter:
                     st.env.pop(d.name, None)
                     continue
                 value = self._eval(d.init, st, fn, depth, stmt.line)
-                width = _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""))
+                width = type_width(stmt.type)
                 if width is not None and width < 64 and not d.pointer:
                     self._narrow[d.name] = (width, "%s %s" % (stmt.type, d.name))
                     self._emit(Ev.DECL, st, fn, depth, stmt.line, value=value,
@@ -394,7 +400,7 @@ class Interpreter:
             target, op, tern = stmt.expr.target, stmt.expr.op, stmt.expr.value
         elif isinstance(stmt, Decl) and len(stmt.names) == 1 \
                 and isinstance(stmt.names[0].init, Ternary) and not stmt.names[0].pointer \
-                and _WIDTH.get(stmt.type.replace("static ", "").replace("const ", ""), 64) == 64:
+                and (type_width(stmt.type) or 64) == 64:
             target, op, tern = Name(stmt.names[0].name), "=", stmt.names[0].init
             self._locals.add(stmt.names[0].name)
         else:
@@ -597,7 +603,7 @@ class Interpreter:
             return Bits.unknown()
         if isinstance(expr, Cast):
             inner = self._eval(expr.operand, st, fn, depth, line)
-            width = _WIDTH.get(expr.type.replace("const ", ""))
+            width = type_width(expr.type)
             if width is not None and width < 64:
                 self._emit(Ev.DECL, st, fn, depth, line, value=inner,
                            name="(%s) cast" % expr.type)
@@ -1035,4 +1041,4 @@ def _merge(states: list[_State]) -> list[_State]:
 
 
 __all__ = ["MASK64", "WATCHED", "Ev", "Event", "Interpreter", "Outcome", "Trace", "Written",
-           "register_name"]
+           "register_name", "type_width"]

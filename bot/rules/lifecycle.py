@@ -20,7 +20,6 @@ from bot.rules.flow import changed_line, line_at, semantics
 from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
 
-_VCPU_STORAGE = ("vcpu.hcr_el2", "vcpu.mdcr_el2")
 # Roles that run with preemption disabled by their callers (vcpu load/put
 # under the run loop's preempt_disable, init on each CPU by IPI).
 _PREEMPT_OFF_ROLES = (Role.VCPU_LOAD, Role.VCPU_PUT, Role.INIT, Role.ENTRY, Role.EXIT,

@@ -20,7 +20,7 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
 from bot.rules.flow import modes, value_words
-from bot.rules.interp import Outcome, Trace
+from bot.rules.interp import Outcome, Trace, Written
 from bot.rules.semantic import FnKey, Pair, PatchSemantics
 
 
@@ -100,9 +100,8 @@ def _both_memory(a: Bits, b: Bits) -> bool:
         and all(n.startswith(mem) for n in a.sources() + b.sources())
 
 
-def _state(w: object) -> str:
-    value = getattr(w, "value", None)
-    if value is None:
+def _state(w: Written | None) -> str:
+    if w is None:
         return "untouched"
-    text = value_words(value, MASK64)
-    return text if getattr(w, "always", False) else text + " on some paths only"
+    text = value_words(w.value, MASK64)
+    return text if w.always else text + " on some paths only"

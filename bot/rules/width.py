@@ -20,12 +20,10 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.bits import MASK64
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, source_words
-from bot.rules.interp import Ev
+from bot.rules.interp import Ev, type_width
 from bot.rules.semantic import Pair
 
 _DEFINE_PER_CPU = re.compile(r"\bDEFINE_PER_CPU\s*\(\s*([\w ]+?)\s*,\s*(\w+)\s*\)")
-_WIDTH = {"u8": 8, "u16": 16, "u32": 32, "int": 32, "unsigned int": 32, "__u32": 32,
-          "s32": 32, "uint32_t": 32, "unsigned": 32}
 
 
 def _register(name: str) -> str | None:
@@ -39,8 +37,7 @@ def check_pair(emit: Emit, pv: PatchView, pair: Pair) -> None:
     for e in pair.after.events:
         if e.kind is not Ev.DECL or e.value is None:
             continue
-        m = re.search(r"\b(u8|u16|u32|s32|int|unsigned int|__u32|uint32_t)\b", e.name)
-        width = _WIDTH.get(m.group(1)) if m else 32 if "lower_32_bits" in e.name else None
+        width = _narrowed_to(e.name)
         if width is None:
             continue
         high = MASK64 & ~((1 << width) - 1)
@@ -61,6 +58,15 @@ def check_pair(emit: Emit, pv: PatchView, pair: Pair) -> None:
         return
 
 
+def _narrowed_to(what: str) -> int | None:
+    """The width of a narrowing the interpreter recorded: "u32 val",
+    "(u32) cast", "lower_32_bits()"."""
+    if what == "lower_32_bits()":
+        return 32
+    kind = what[1:what.index(")")] if what.startswith("(") else what.rsplit(" ", 1)[0]
+    return type_width(kind)
+
+
 def _declared(pair: Pair, what: str) -> Line | None:
     """The added line declaring the narrow local `what` ("u32 val"): the
     patch narrowed a local a later unchanged line assigns."""
@@ -76,7 +82,7 @@ def check_defines(emit: Emit, pv: PatchView, model: RegisterModel) -> None:
     for fv in pv.files:
         for ln in fv.changed:
             m = _DEFINE_PER_CPU.search(ln.code) if ln.added else None
-            if m is None or _WIDTH.get(m.group(1).strip()) is None:
+            if m is None or (type_width(m.group(1)) or 64) >= 64:
                 continue
             st = model.facts.storage_of("__this_cpu_read(%s)" % m.group(2))
             if st is None:

@@ -5,8 +5,10 @@ sent, and its history. Every action goes through `bot.workflow` (and
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from bot import outbox, workflow
@@ -55,53 +57,50 @@ def _done(draft_id: int) -> Response:
     return redirect(url_for("drafts.show", draft_id=draft_id), code=303)
 
 
-@bp.post("/drafts/<int:draft_id>/edit")
-@acting
-def edit(draft_id: int) -> Response:
+def _act(draft_id: int, action: Callable[[Session, workflow.Actor], str]) -> Response:
+    """Run one workflow action for the logged-in maintainer in a transaction:
+    its message on success, the refusal's on bad input, 404 when the draft
+    does not exist; back to the draft either way."""
     who = actor()
     try:
         with state().database.transaction() as s:
-            workflow.edit(s, who, draft_id, body=request.form.get("body"),
-                          subject=request.form.get("subject"), to=_lines("to"),
-                          cc=_lines("cc"), version=_version())
-        flash("Draft saved.", "ok")
+            message = action(s, who)
+        flash(message, "ok")
     except NotFound:
         abort(404)
     except BadInput as exc:
         flash(str(exc), "error")
     return _done(draft_id)
+
+
+@bp.post("/drafts/<int:draft_id>/edit")
+@acting
+def edit(draft_id: int) -> Response:
+    def run(s: Session, who: workflow.Actor) -> str:
+        workflow.edit(s, who, draft_id, body=request.form.get("body"),
+                      subject=request.form.get("subject"), to=_lines("to"),
+                      cc=_lines("cc"), version=_version())
+        return "Draft saved."
+    return _act(draft_id, run)
 
 
 @bp.post("/drafts/<int:draft_id>/approve")
 @acting
 def approve(draft_id: int) -> Response:
-    who = actor()
-    try:
-        with state().database.transaction() as s:
-            view = workflow.approve(s, who, draft_id, version=_version())
-        flash("Approved as %s; Message-ID <%s>." % (view.approved_by, view.reply_message_id),
-              "ok")
-    except NotFound:
-        abort(404)
-    except BadInput as exc:
-        flash(str(exc), "error")
-    return _done(draft_id)
+    def run(s: Session, who: workflow.Actor) -> str:
+        view = workflow.approve(s, who, draft_id, version=_version())
+        return "Approved as %s; Message-ID <%s>." % (view.approved_by, view.reply_message_id)
+    return _act(draft_id, run)
 
 
 @bp.post("/drafts/<int:draft_id>/discard")
 @acting
 def discard(draft_id: int) -> Response:
-    who = actor()
-    try:
-        with state().database.transaction() as s:
-            workflow.discard(s, who, draft_id, reason=request.form.get("reason", "")[:2000],
-                             version=_version())
-        flash("Draft discarded.", "ok")
-    except NotFound:
-        abort(404)
-    except BadInput as exc:
-        flash(str(exc), "error")
-    return _done(draft_id)
+    def run(s: Session, who: workflow.Actor) -> str:
+        workflow.discard(s, who, draft_id, reason=request.form.get("reason", "")[:2000],
+                         version=_version())
+        return "Draft discarded."
+    return _act(draft_id, run)
 
 
 @bp.post("/drafts/<int:draft_id>/send")
