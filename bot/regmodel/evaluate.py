@@ -27,6 +27,9 @@ def _base_table(model: RegisterModel, era: str | None) -> Mapping[str, Macro]:
     version = parse_version(era) if era else None
     table = dict(kernel_macros(model, generated_first=version is not None
                                and version[:2] >= _GENERATED_SINCE))
+    for name, expr in model.facts.constants.items():
+        table.setdefault(name, Macro(name=name, expr=expr, value=evaluate_expression(expr, table),
+                                     msb=None, lsb=None, line=0))
     names = {fs.name for fs in model.flag_sets}
     for name in names:
         fs = model.flag_set(name, era)

@@ -94,6 +94,18 @@ class Storage:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loader:
+    """A helper that loads registers from the object it is handed
+    ([[loaders]]: __load_stage2(mmu, arch) sets VTTBR_EL2 and VTCR_EL2)."""
+
+    function: str
+    registers: tuple[str, ...]
+    arg: int | None = None      # which argument names what is loaded
+    source: str = ""
+    note: str = ""
+
+
 _OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "irq_on",
         "preempt_off", "preempt_on", "warn", "percpu", "regime", "percpu_write", "loads",
         "patched", "consume", "address_of")
@@ -134,6 +146,10 @@ class KvmFacts:
     # Functions that save registers and the ones that put them back, as a
     # caller runs them in turn ([[round_trips]]).
     round_trips: tuple[tuple[str, str], ...] = ()
+    # Constants of the other registers the save/restore helpers change
+    # ([constants]: name -> C expression).
+    constants: Mapping[str, str] = field(default_factory=dict)
+    loaders: Mapping[str, Loader] = field(default_factory=dict)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -227,7 +243,40 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
     ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
     return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops,
                     lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
-                    round_trips=_round_trips(raw, sources, source))
+                    round_trips=_round_trips(raw, sources, source),
+                    constants=_constants(raw, sources, source),
+                    loaders=_loaders(raw, sources, source))
+
+
+def _loaders(raw: Mapping[str, Any], sources: Mapping[str, str],
+             source: str) -> dict[str, Loader]:
+    out = {}
+    for i, item in enumerate(_items(raw, "loaders", source)):
+        t = TomlTable(item, "loaders[%d]" % i, source)
+        t.only("function", "registers", "arg", "source", "note")
+        arg = t.data.get("arg")
+        if arg is not None and (not isinstance(arg, int) or isinstance(arg, bool) or arg < 0):
+            raise t.fail("arg", "expected an argument position (0, 1, ...)")
+        loader = Loader(function=t.text("function"), registers=t.texts("registers", True),
+                        arg=arg, source=t.sources("source", sources), note=t.text("note", ""))
+        out[loader.function] = loader
+    return out
+
+
+def _constants(raw: Mapping[str, Any], sources: Mapping[str, str],
+               source: str) -> dict[str, str]:
+    t = TomlTable(raw.get("constants", {}), "constants", source)
+    if not t.data:
+        return {}
+    t.sources("source", sources)
+    out = {}
+    for key in t.data:
+        if key in ("source", "note"):
+            continue
+        if not re.fullmatch(r"[A-Za-z_]\w*", key):
+            raise t.fail(key, "not a C identifier")
+        out[key] = t.text(key)
+    return out
 
 
 def _round_trips(raw: Mapping[str, Any], sources: Mapping[str, str],

@@ -109,7 +109,9 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
         raise ConfigError("%s: not valid TOML: %s" % (source, exc)) from None
     top = _Toml(raw, "(top)", source)
     top.only("schema", "sources", "registers", "flag_sets", "functions", "values", "places",
-             "guards", "storage", "ops", "lifecycle", "round_trips", "file_eras", "releases",
+             "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
+             "file_eras",
+             "releases",
              "snapshot_files")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")

@@ -29,6 +29,7 @@ class SourceKind(enum.StrEnum):
     PARAM = "param"          # a function parameter
     LOAD = "load"            # some other memory load
     CALL = "call"            # what a function returned
+    ADDRESS = "addr"         # the address of an object (&x), no load
 
 
 def source_kind(name: str) -> SourceKind:

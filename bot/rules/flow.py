@@ -147,6 +147,13 @@ def source_words(name: str) -> str:
         return "the live %s (read back)" % rest
     if kind == "param":
         return "the parameter %s" % rest
+    if kind == "call" and rest.endswith(")"):
+        # A kvm.toml [[loaders]] helper, with what it was handed.
+        helper, _, arg = rest[:-1].partition("(")
+        arg = {"memory": "a pointer from memory", "?": "another pointer"}.get(arg, arg)
+        if arg.startswith("param#"):
+            arg = "parameter %d" % (int(arg[6:]) + 1)
+        return "what %s(%s) loads" % (helper, source_words(arg) if ":" in arg else arg)
     if kind == "call":
         return "what %s() returns" % rest
     if kind == "load":

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 
 from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import Ctx, KvmFacts
-from bot.rules.bits import MASK64, Bits
+from bot.rules.assume import Assumed, split
+from bot.rules.bits import MASK64, Bits, is_memory, source_kind
 from bot.rules.cexpr import (
     Assign,
     Binary,
@@ -60,6 +61,7 @@ from bot.rules.cstmt import (
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 _MAX_DEPTH = 5
 _MAX_STATES = 16
+_MAX_PATHS = 64   # memory mode: paths of one set of contexts kept apart
 TYPE_WIDTH = {"u8": 8, "u16": 16, "u32": 32, "s32": 32, "int": 32, "unsigned int": 32,
           "unsigned": 32, "__u32": 32, "uint32_t": 32, "u64": 64, "unsigned long": 64,
           "long": 64, "unsigned long long": 64, "__u64": 64, "uint64_t": 64, "s64": 64}
@@ -141,13 +143,22 @@ class _State:
     ret: Bits | None = None
     guards: tuple[str, ...] = ()
     cond: bool = False
+    # Memory mode: what this path's data conditions said (bot.rules.assume).
+    assumed: Assumed = field(default_factory=Assumed)
 
     def copy(self, contexts: frozenset[Ctx] | None = None) -> _State:
         return _State(contexts=self.contexts if contexts is None else contexts,
                       env=dict(self.env), regs=dict(self.regs), irq_off=self.irq_off,
                       preempt_off=self.preempt_off, always=self.always,
                       returned=self.returned, ret=self.ret, guards=self.guards,
-                      cond=self.cond)
+                      cond=self.cond, assumed=self.assumed)
+
+    def same_path_state(self, other: _State) -> bool:
+        """Two paths that left everything the same, what they assumed too."""
+        return self.contexts == other.contexts and self.returned == other.returned and \
+            self.irq_off == other.irq_off and self.preempt_off == other.preempt_off and \
+            self.regs == other.regs and self.env == other.env and self.ret == other.ret and \
+            self.assumed == other.assumed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +173,8 @@ class Outcome:
     # What the [[storage]] places (host copies, per-CPU values, the vcpu's
     # copies) hold when the function returns, where it stored them.
     stored: Mapping[str, Bits] = field(default_factory=dict)
+    # Memory mode: what the data conditions along this path said.
+    assumed: Assumed = field(default_factory=Assumed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,7 +231,8 @@ def _join(a: _State, b: _State, pre: _State | None = None) -> _State:
                   preempt_off=a.preempt_off if a.preempt_off == b.preempt_off else None,
                   always=outer, returned=a.returned and b.returned,
                   ret=_join_bits(a.ret, b.ret),
-                  cond=pre.cond if pre is not None else (a.cond or b.cond))
+                  cond=pre.cond if pre is not None else (a.cond or b.cond),
+                  assumed=a.assumed.meet(b.assumed))
 
 
 def type_width(text: str) -> int | None:
@@ -260,6 +274,7 @@ class Interpreter:
         # Locals of a type narrower than 64 bits: (width, how they were declared).
         self._narrow: dict[str, tuple[int, str]] = {}
         self._expanding: set[str] = set()
+        self._params: dict[str, int] = {}    # the traced function's, by position
 
     # -- entry point -------------------------------------------------------------
 
@@ -274,13 +289,38 @@ class Interpreter:
         self._narrow = {}
         ctxs = contexts if contexts is not None else self.facts.contexts_of(fn.path)
         start = _State(contexts=ctxs, irq_off=irq_off)
+        self._params = {p.name: i for i, p in enumerate(fn.params)}
         for p in fn.params:
             start.env[p.name] = Bits.source("param:" + p.name)
         states = self._call_body(fn, [start], depth=0)
+        return self._trace(fn, states)
+
+    def run_pair(self, both: Function, first: Function, second: Function,
+                 contexts: frozenset[Ctx], handed: Mapping[str, str]) -> Trace:
+        """`first` then `second` as a caller runs them in turn (memory mode:
+        every path of the first goes on into the second, an early return
+        included); `handed`: the second's parameters by the first's
+        parameter each is given. The trace is `both`'s."""
+        self.events = []
+        self.unresolved = []
+        self._locals = set()
+        self._narrow = {}
+        start = _State(contexts=contexts)
+        self._params = {p.name: i for i, p in enumerate(first.params)}
+        for p in first.params:
+            start.env[p.name] = Bits.source("param:" + p.name)
+        states = self._call_body(first, [start], depth=1)
+        for st in states:
+            for p in second.params:
+                st.env[p.name] = Bits.source("param:" + handed.get(p.name, p.name))
+        states = self._call_body(second, states, depth=1)
+        return self._trace(both, states)
+
+    def _trace(self, fn: Function, states: list[_State]) -> Trace:
         outcomes = tuple(Outcome(contexts=s.contexts, regs=dict(s.regs), ret=s.ret,
                                  irq_off=s.irq_off, preempt_off=s.preempt_off,
                                  stored={k[1:]: v for k, v in s.env.items()
-                                         if k.startswith("@")})
+                                         if k.startswith("@")}, assumed=s.assumed)
                          for s in states)
         return Trace(function=fn, events=tuple(self.events), outcomes=outcomes,
                      unresolved=tuple(dict.fromkeys(self.unresolved)),
@@ -306,6 +346,7 @@ class Interpreter:
     def _block(self, stmts: tuple[Stmt, ...], states: list[_State], fn: Function,
                depth: int) -> list[_State]:
         pp: list[tuple[frozenset[Ctx] | None, bool]] = []
+        merge = _merge_paths if self.memory else _merge
         for stmt in stmts:
             if isinstance(stmt, Preproc):
                 states = self._preproc(stmt, states, pp)
@@ -316,7 +357,7 @@ class Interpreter:
                     nxt.append(st)
                     continue
                 nxt.extend(self._stmt(stmt, st, fn, depth))
-            states = _merge(nxt)
+            states = merge(nxt)
         return states
 
     def _preproc(self, stmt: Preproc, states: list[_State],
@@ -452,12 +493,8 @@ class Interpreter:
 
     def _if(self, stmt: If, st: _State, fn: Function, depth: int) -> list[_State]:
         split = self._guard(stmt.cond, st.contexts)
-        cap = self._cap_test(stmt.cond) if self.memory and split is None else None
-        if cap is not None:
-            # Followed as if the capability is present (the erratum's or the
-            # feature's code runs), the same way at every test of it.
-            branch = stmt.then if not cap[1] else stmt.other
-            return self._stmt(branch, st, fn, depth) if branch is not None else [st]
+        if split is None and self.memory:
+            return self._data_if(stmt, st, fn, depth)
         if split is None:
             self._eval(stmt.cond, st, fn, depth, stmt.line)
             then_st, else_st = st.copy(), st.copy()
@@ -489,6 +526,32 @@ class Interpreter:
             if not pure:
                 sub.always = False
                 sub.cond = True
+            out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
+        return out
+
+    def _data_if(self, stmt: If, st: _State, fn: Function, depth: int) -> list[_State]:
+        """Memory mode: a data-dependent branch followed path by path. A
+        condition this path's earlier tests decide takes one side only; the
+        two sides are kept apart, each with what its condition says
+        (bot.rules.assume), for a later test of the same value."""
+        def value(e: Expr) -> Bits:
+            # A capability the kernel patches in at boot is one value for
+            # the whole run: each test of it takes the same side.
+            cap = self._cap_test(e)
+            if cap is not None and not cap[1]:
+                return Bits.source("cap:" + cap[0])
+            return self._eval(e, st, fn, depth, stmt.line)
+
+        truth, yes, no = split(stmt.cond, value, st.assumed)
+        out: list[_State] = []
+        for holds, branch, assumed in ((True, stmt.then, yes), (False, stmt.other, no)):
+            if truth is not None and truth != holds:
+                continue
+            sub = st.copy()
+            if truth is None:
+                sub.always = False
+                sub.cond = True
+                sub.assumed = assumed
             out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
         return out
 
@@ -568,6 +631,8 @@ class Interpreter:
         if isinstance(expr, Name):
             if expr.id in st.env:
                 return st.env[expr.id]
+            if expr.id in _C_CONSTANTS:
+                return Bits.const(_C_CONSTANTS[expr.id])
             value = self.ev.value(expr.id)
             if value is not None:
                 return Bits.const(value)
@@ -593,7 +658,10 @@ class Interpreter:
             if expr.op == "*":
                 return self._load(expr, st, fn, depth, line)
             if expr.op == "&":
-                return Bits.unknown()
+                # Memory mode: a pointer names the object it points to, so
+                # that loads through two locals holding it are one load.
+                return Bits.source("addr:" + expr_text(expr.operand).replace(" ", "")) \
+                    if self.memory else Bits.unknown()
             if expr.op.startswith("post") or expr.op in ("++", "--"):
                 self._eval(expr.operand, st, fn, depth, line)
                 return Bits.unknown()
@@ -690,8 +758,10 @@ class Interpreter:
             self._emit(Ev.LOAD, st, fn, depth, line, storage=name, name=source)
             return Bits.source(source)
         text = expr_text(expr).replace(" ", "")
-        if self.memory and _mem_key(text, st) in st.env:
-            return st.env[_mem_key(text, st)]
+        if self.memory:
+            if _mem_key(text, st) in st.env:
+                return st.env[_mem_key(text, st)]
+            text = _through_address(text, st)
         self._emit(Ev.LOAD, st, fn, depth, line, name="load:" + text)
         return Bits.source("load:" + text)
 
@@ -849,6 +919,15 @@ class Interpreter:
         if expanded is not None:
             return self._eval_expanded(name, expanded, st, fn, depth, line)
         values = [self._eval(a, st, fn, depth, line) for a in args]
+        loader = self.facts.loaders.get(name)
+        if loader is not None:
+            # What is loaded, named by what the argument holds.
+            what = self._identity(values[loader.arg]) if loader.arg is not None and \
+                loader.arg < len(values) else ""
+            self._emit(Ev.CALL, st, fn, depth, line, name=name, args=tuple(values))
+            for reg in loader.registers:
+                self._write(reg, Bits.source("call:%s(%s)" % (name, what)), st, fn, depth, line)
+            return Bits.unknown()
         callee = self._callee(name, fn)
         if callee is not None and depth < _MAX_DEPTH and name not in self._stack:
             return self._inline(callee, values, st, fn, depth, line)
@@ -888,6 +967,22 @@ class Interpreter:
         if name == "FIELD_GET":
             return (value & Bits.const(mask)).shr(shift)
         return value.shl(shift) & Bits.const(mask)
+
+    def _identity(self, v: Bits) -> str:
+        """A value as a name for what it points to, as a rename cannot change
+        it: a parameter by its position, memory as memory, a call's result
+        by the call, a constant; "?" otherwise."""
+        if v.value is not None:
+            return "%#x" % v.value
+        if len(v.srcs) != 1 or v.known:
+            return "?"
+        name = v.srcs[0][0]
+        kind, _, rest = name.partition(":")
+        if kind == "param":
+            return "param#%d" % self._params.get(rest, -1)
+        if is_memory(source_kind(name)):
+            return "memory"
+        return name
 
     def _known_op(self, name: str) -> bool:
         return self.facts.op_kind(name) is not None
@@ -982,6 +1077,8 @@ class Interpreter:
 
 
 _ISB = re.compile(r"\bisb\b", re.I)
+# The language's own constants (a pointer set to NULL tests false later).
+_C_CONSTANTS = {"NULL": 0, "false": 0, "true": 1}
 
 _OP_EVENTS = {"isb": Ev.ISB, "dsb": Ev.DSB, "tlbi": Ev.TLBI, "at": Ev.AT,
               "irq_off": Ev.IRQ_OFF, "irq_on": Ev.IRQ_ON, "preempt_off": Ev.PREEMPT_OFF,
@@ -1016,6 +1113,40 @@ def _mem_key(text: str, st: _State) -> str:
                 and v.srcs[0][0].startswith("param:"):
             return "@mem:%s%s%s" % (v.srcs[0][0], m.group(2), m.group(3))
     return "@mem:" + text
+
+
+def _through_address(text: str, st: _State) -> str:
+    """`p->f` as the object's field when the local `p` holds an address
+    (`host_ctxt = &...->host_ctxt`): the same load whatever the local is
+    called."""
+    m = re.match(r"(\w+)->(.+)$", text)
+    if m is not None:
+        v = st.env.get(m.group(1))
+        if v is not None and len(v.srcs) == 1 and not v.known \
+                and v.srcs[0][0].startswith("addr:"):
+            return "%s.%s" % (v.srcs[0][0][5:], m.group(2))
+    return text
+
+
+def _merge_paths(states: list[_State]) -> list[_State]:
+    """Memory mode: paths kept apart, but two that left everything the same
+    (what they assumed too) are one; past _MAX_PATHS of one set of
+    contexts, joined as _merge does."""
+    if len(states) <= 1:
+        return states
+    out: list[_State] = []
+    for s in states:
+        twin = next((o for o in out if o.same_path_state(s)), None)
+        if twin is None:
+            out.append(s)
+        else:
+            twin.always = twin.always or s.always
+    groups: dict[frozenset[Ctx], int] = {}
+    for s in out:
+        groups[s.contexts] = groups.get(s.contexts, 0) + 1
+    if max(groups.values()) > _MAX_PATHS:
+        return _merge(out)
+    return out
 
 
 def _merge(states: list[_State]) -> list[_State]:

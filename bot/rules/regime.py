@@ -440,7 +440,12 @@ def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
         if isinstance(mdl, RegisterModel) and not any(f.patch == pv.index for f in emit.out):
             sem = semantics(sv, pv, ctx)
             if sem is not None:
-                roundtrip.check(emit, pv, sem, tlb=True)
+                # A comparison of the pair's end states: a line moved into
+                # a condition is new behaviour, not moved code.
+                pairwise = Emit(rule="tlb-symmetry", category=Category.TLB_SYMMETRY, sv=sv,
+                                compared=True)
+                roundtrip.check(pairwise, pv, sem, tlb=True)
+                emit.out.extend(pairwise.out)
     return emit.out
 
 

@@ -14,14 +14,17 @@ after it was modified, a restore made conditional). Pure.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.regmodel import Role
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView
-from bot.rules.bits import MASK64, Bits
+from bot.rules.assume import Assumed
+from bot.rules.bits import MASK64
 from bot.rules.core import Severity
 from bot.rules.flow import modes, value_words
-from bot.rules.interp import Outcome, Trace, Written
-from bot.rules.semantic import FnKey, Pair, PatchSemantics
+from bot.rules.interp import Ev, Trace, Written
+from bot.rules.semantic import FnKey, Pair, PatchSemantics, calls_of
 
 
 def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
@@ -43,8 +46,31 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
                 break
             anchor = _anchor(pairs, first, FnKey(path=key.path, name=restore))
             if anchor is not None:
-                _compare(emit, pv, anchor, save, restore, before, after)
+                _compare(emit, pv, anchor, "%s() and %s()" % (save, restore), before, after)
             break
+        _callers(emit, pv, sem, pairs, save, restore, tlb)
+
+
+def _callers(emit: Emit, pv: PatchView, sem: PatchSemantics, pairs: dict[FnKey, Pair],
+             save: str, restore: str, tlb: bool) -> None:
+    """A changed function that runs the pair itself (__kvm_tlbi_s1e2()
+    around its TLBI): what it leaves, path by path, compared the same way
+    (the restore made unconditional where the save is not, a path that
+    returns between them)."""
+    for key, pair in sorted(pairs.items(), key=lambda kv: (kv[0].path, kv[0].name)):
+        if key.name in (save, restore) or not pair.changed or pair.anchor is None:
+            continue
+        fn = sem.after.get(key)
+        if fn is None or not {save, restore} <= calls_of(fn):
+            continue
+        is_tlb = sem.role(FnKey(path=key.path, name=save)) in (Role.TLB_TO_GUEST,
+                                                               Role.TLB_TO_HOST)
+        if is_tlb != tlb:
+            continue
+        before, after = sem.memory_trace("old", key), sem.memory_trace("new", key)
+        if before is not None and after is not None:
+            _compare(emit, pv, (pair, pair.anchor), "%s() (its %s() and %s())" % (
+                key.name, save, restore), before, after)
 
 
 def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
@@ -55,53 +81,134 @@ def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
     return None
 
 
-def _outcome(trace: Trace, ctx: Ctx) -> Outcome | None:
-    return next((o for o in trace.outcomes if ctx in o.contexts), None)
+def _paths(trace: Trace, ctx: Ctx, regs: list[str]) -> list[_End]:
+    """What the pair leaves in `regs` in one configuration, path by path
+    (the pair is followed with the paths kept apart), with what each path's
+    conditions said."""
+    out: list[_End] = []
+    for o in trace.outcomes:
+        if ctx in o.contexts:
+            ws = {r: o.regs.get(r) for r in regs}
+            out.append(_End(key=tuple(_key(ws[r]) for r in regs), writes=ws,
+                            assumed=o.assumed))
+    return out
 
 
-def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], enter: str, leave: str,
+@dataclass(frozen=True, slots=True)
+class _End:
+    key: tuple[object, ...]
+    writes: dict[str, Written | None]
+    assumed: Assumed
+
+
+def _partner(end: _End, others: list[_End], regs: list[str], named: set[str]) -> _End | None:
+    """The other side's path this one is compared with: one that took the
+    same conditions (or compatible ones), the nearest in what it leaves;
+    None when one of those leaves exactly the same."""
+    same = [o for o in others if o.assumed == end.assumed]
+    pool = same or [o for o in others if o.assumed.compatible(end.assumed)] or others
+    if any(o.key == end.key for o in pool):
+        return None
+    return min(pool, key=lambda o: _distance(o.key, end.key, regs, named))
+
+
+def _named(pair: Pair, before: Trace, after: Trace) -> set[str]:
+    """The registers the patch's changed lines name, directly or through a
+    kvm.toml [[loaders]] helper they call."""
+    text = " ".join(ln.text for ln in pair.changed)
+    upper = text.upper()
+    out = {r for o in before.outcomes + after.outcomes for r in o.regs
+           if r.split("_EL", 1)[0] in upper}
+    for e in before.events + after.events:
+        if e.kind is Ev.WRITE and e.register and e.value is not None and any(
+                n.startswith("call:") and n.split("(", 1)[0][5:] in text
+                for n in e.value.sources()):
+            out.add(e.register)
+    return out
+
+
+def _distance(a: tuple[object, ...], b: tuple[object, ...], regs: list[str],
+              named: set[str]) -> tuple[int, int]:
+    diff = [r for r, x, y in zip(regs, a, b, strict=True) if x != y]
+    return len(diff), sum(r not in named for r in diff)
+
+
+def _key(w: Written | None) -> object:
+    """A value as the comparison sees it: one set from memory the same way
+    is one value however the memory is reached (a refactor through another
+    pointer); None: the register is not written."""
+    if w is None:
+        return None
+    v = w.value
+    mem = ("load:", "vcpu:", "percpu:", "host-copy:", "guest-hyp:")
+    if v.srcs and all(n.startswith(mem) for n in v.sources()):
+        return ("memory", v.known, v.ones)
+    return (v.ones, v.zeros, v.srcs)
+
+
+def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
              before: Trace, after: Trace) -> None:
     pair, line = anchor
+    named = _named(pair, before, after)
     changed: dict[str, list[Ctx]] = {}
-    words: dict[str, tuple[str, str]] = {}
+    words: dict[str, tuple[list[str], list[str]]] = {}
     for ctx in sorted({c for o in after.outcomes for c in o.contexts}):
-        ob, oa = _outcome(before, ctx), _outcome(after, ctx)
-        if ob is None or oa is None:
+        if not any(ctx in o.contexts for o in before.outcomes):
             continue
-        for reg in sorted(ob.regs.keys() | oa.regs.keys()):
-            wb, wa = ob.regs.get(reg), oa.regs.get(reg)
-            if wb is not None and wa is not None and wb.always == wa.always and (
-                    not wb.value.differs(wa.value) or _both_memory(wb.value, wa.value)):
+        regs = sorted({r for o in before.outcomes + after.outcomes if ctx in o.contexts
+                       for r in o.regs})
+        pb, pa = _paths(before, ctx, regs), _paths(after, ctx, regs)
+        for mine, theirs, side in ((pa, pb, 1), (pb, pa, 0)):
+            if not theirs:
                 continue
-            changed.setdefault(reg, []).append(ctx)
-            words.setdefault(reg, (_state(wb), _state(wa)))
-        if ob.irq_off != oa.irq_off and ob.irq_off is False:
+            for end in mine:
+                near = _partner(end, theirs, regs, named)
+                if near is None:
+                    continue
+                for i, reg in enumerate(regs):
+                    if end.key[i] == near.key[i]:
+                        continue
+                    if ctx not in changed.setdefault(reg, []):
+                        changed[reg].append(ctx)
+                    seen = words.setdefault(reg, ([], []))
+                    was, now = (near, end) if side else (end, near)
+                    for k, w in ((0, was.writes[reg]), (1, now.writes[reg])):
+                        if _state(w) not in seen[k]:
+                            seen[k].append(_state(w))
+        irq_b = {o.irq_off for o in before.outcomes if ctx in o.contexts}
+        irq_a = {o.irq_off for o in after.outcomes if ctx in o.contexts}
+        if irq_b == {False} and irq_a != {False}:
             changed.setdefault("interrupts", []).append(ctx)
     sev = Severity.WARNING if pair.from_tree else Severity.QUESTION
-    for reg, ctxs in changed.items():
-        if reg == "interrupts":
-            msg = ("after %s() and %s(), interrupts are no longer unmasked again as they were "
-                   "(%s): the two sides no longer undo each other." % (enter, leave, modes(ctxs)))
-            emit(sev, pv, pv.file(pair.key.path), line, register=None, message=msg)
-            continue
-        was, now = words[reg]
-        emit(sev, pv, pv.file(pair.key.path), line,
-             register=reg if reg in ("HCR_EL2", "MDCR_EL2") else None,
-             message="after %s() and %s(), %s is left %s, where it was left %s (%s): the two "
-             "sides no longer undo each other." % (enter, leave, reg, now, was, modes(ctxs)))
+    if "interrupts" in changed:
+        emit(sev, pv, pv.file(pair.key.path), line, register=None,
+             message="after %s, interrupts are no longer unmasked again as they were (%s): "
+             "the two sides no longer undo each other." % (label, modes(changed["interrupts"])))
+    regs_of = sorted((r for r in changed if r != "interrupts"),
+                     key=lambda r: (r not in ("HCR_EL2", "MDCR_EL2"), r not in named, _order(r)))
+    if not regs_of:
+        return
+    # One finding per pair: the first register in full, the others named.
+    first = regs_of[0]
+    gone, new = words.get(first, ([], []))
+    rest = regs_of[1:]
+    also = " (%s %s too)" % (", ".join(rest[:-1]) + " and " + rest[-1] if len(rest) > 1
+                             else rest[0], "change" if len(rest) > 1 else "changes") \
+        if rest else ""
+    emit(sev, pv, pv.file(pair.key.path), line,
+         register=next((r for r in regs_of if r in ("HCR_EL2", "MDCR_EL2")), None),
+         message="after %s, %s is now left %s on a path where it was left %s (%s)%s: the two "
+         "sides no longer undo each other." % (
+             label, first, " or ".join(new[:3]), " or ".join(gone[:3]), modes(changed[first]),
+             also))
 
 
-def _both_memory(a: Bits, b: Bits) -> bool:
-    """Both values set from memory the same way, only spelt differently (a
-    refactor that reaches the same field through another pointer): not a
-    register the pair saves and restores."""
-    mem = ("load:", "vcpu:", "percpu:", "host-copy:", "guest-hyp:")
-    return a.known == b.known and a.ones == b.ones and bool(a.srcs) and bool(b.srcs) \
-        and all(n.startswith(mem) for n in a.sources() + b.sources())
+def _order(reg: str) -> str:
+    """VTTBR before VTCR (by what the reader knows the helpers for)."""
+    return reg.replace("VTTBR", "VT0")
 
 
 def _state(w: Written | None) -> str:
     if w is None:
         return "untouched"
-    text = value_words(w.value, MASK64)
-    return text if w.always else text + " on some paths only"
+    return value_words(w.value, MASK64)

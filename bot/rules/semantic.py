@@ -335,6 +335,16 @@ class PatchSemantics:
         return interp.run(fn, self.contexts(key) if contexts is None else contexts,
                           irq_off=_IRQS_AT_START.get(self.role(key)))
 
+    def memory_trace(self, side: str, key: FnKey) -> Trace | None:
+        """The function followed path by path with memory (as round_trip
+        follows a pair), for one that runs a pair itself."""
+        s = self.after if side == "new" else self.before
+        fn = s.get(key)
+        if fn is None or s.evaluator is None:
+            return None
+        return Interpreter(self.facts, s.evaluator, s.functions, memory=True).run(
+            fn, self.contexts(key))
+
     def round_trip(self, side: str, first: FnKey, second: str) -> Trace | None:
         """`first` then `second` (its counterpart, called with the same
         argument names) run as one sequence on one side, with what the first
@@ -357,7 +367,8 @@ class PatchSemantics:
                         returns="", qualifiers=("static",), body=body, start=one.start,
                         end=two.end, has_start=True, has_end=True)
         interp = Interpreter(self.facts, s.evaluator, s.functions, memory=True)
-        return interp.run(both, self.contexts(first))
+        return interp.run_pair(both, one, two, self.contexts(first),
+                               {p.name: arg(p).id for p in two.params})
 
     def _moves(self) -> dict[FnKey, dict[FnKey, frozenset[Ctx]]]:
         """Code the patch moves into another file: a definition new in file
