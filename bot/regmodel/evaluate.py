@@ -27,7 +27,13 @@ def _base_table(model: RegisterModel, era: str | None) -> Mapping[str, Macro]:
     version = parse_version(era) if era else None
     table = dict(kernel_macros(model, generated_first=version is not None
                                and version[:2] >= _GENERATED_SINCE))
-    for name, expr in model.facts.constants.items():
+    for key, expr in model.facts.constants.items():
+        name, _, params = key.partition("(")
+        if params:   # a function-like accessor: expanded where it is used
+            table.setdefault(name, Macro(name=name, expr=expr, value=None, msb=None, lsb=None,
+                                         line=0, params=tuple(
+                                             p.strip() for p in params.rstrip(")").split(","))))
+            continue
         table.setdefault(name, Macro(name=name, expr=expr, value=evaluate_expression(expr, table),
                                      msb=None, lsb=None, line=0))
     names = {fs.name for fs in model.flag_sets}

@@ -146,8 +146,8 @@ class KvmFacts:
     # Functions that save registers and the ones that put them back, as a
     # caller runs them in turn ([[round_trips]]).
     round_trips: tuple[tuple[str, str], ...] = ()
-    # Constants of the other registers the save/restore helpers change
-    # ([constants]: name -> C expression).
+    # Constants of the other registers the save/restore helpers change, and
+    # accessor macros they use ([constants]: "NAME" or "name(params)" -> C).
     constants: Mapping[str, str] = field(default_factory=dict)
     loaders: Mapping[str, Loader] = field(default_factory=dict)
 
@@ -273,8 +273,8 @@ def _constants(raw: Mapping[str, Any], sources: Mapping[str, str],
     for key in t.data:
         if key in ("source", "note"):
             continue
-        if not re.fullmatch(r"[A-Za-z_]\w*", key):
-            raise t.fail(key, "not a C identifier")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\(\s*\w+(\s*,\s*\w+)*\s*\))?", key):
+            raise t.fail(key, "not a C identifier or NAME(PARAMS)")
         out[key] = t.text(key)
     return out
 

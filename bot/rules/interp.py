@@ -734,8 +734,10 @@ class Interpreter:
             return None
         body = macro.expr
         if isinstance(expr, Call) and macro.params:
-            texts = {p: "(%s)" % expr_text(a) for p, a in zip(macro.params, expr.args,
-                                                                strict=False)}
+            # An argument in parentheses, unless it is a plain name (a
+            # field name cannot be: host_data_ptr(f) is &...->f).
+            texts = {p: expr_text(a) if isinstance(a, Name) else "(%s)" % expr_text(a)
+                     for p, a in zip(macro.params, expr.args, strict=False)}
             body = re.sub(r"\b(%s)\b" % "|".join(map(re.escape, texts)),
                           lambda m: texts[m.group(1)], body)
         parsed = expr_from_text(body)
@@ -848,6 +850,12 @@ class Interpreter:
                 else Bits.source("live:" + reg)
             self._write(reg, (before & ~clear) | setv, st, fn, depth, line)
             return Bits.unknown()
+        if kind == "percpu" and self.memory and not self._storage(expr):
+            # Memory mode: an accessor kvm.toml spells out names the object
+            # as its expansion does (host_data_ptr(f) is &...->f).
+            expanded = self._expand(expr)
+            if expanded is not None:
+                return self._eval_expanded(name, expanded, st, fn, depth, line)
         if kind == "percpu" and args and not self._storage(expr):
             # A per-CPU variable read: a load, named so that a write of the
             # same variable (percpu_write) is its store.
