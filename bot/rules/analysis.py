@@ -194,9 +194,15 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
             if any(ln.kind is not LineKind.CONTEXT for ln in hunk.lines) and not \
                     mapped.isdisjoint(_IDENT.findall(hunk.section.split("(", 1)[0])):
                 return True
+            # The function a change is in, as a definition the hunk shows
+            # above it (the header names the one before).
+            inside = False
             for ln in hunk.lines:
-                if ln.kind is not LineKind.CONTEXT and not mapped.isdisjoint(
-                        _IDENT.findall(ln.text)):
+                if ln.kind is LineKind.CONTEXT:
+                    if ln.text[:1].isalpha() and "(" in ln.text:
+                        inside = not mapped.isdisjoint(_IDENT.findall(ln.text.split("(", 1)[0]))
+                    continue
+                if inside or not mapped.isdisjoint(_IDENT.findall(ln.text)):
                     return True
     return False
 

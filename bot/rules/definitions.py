@@ -28,6 +28,7 @@ _SYSREG_LINE = re.compile(r"^\s*(Field|Res0|Res1|Enum|UnsignedEnum|SignedEnum|Un
 _SYSREG_BLOCK = re.compile(r"^\s*Sysreg\s+(\w+)")
 _DEFINE_NAME = re.compile(r"^\s*#\s*define\s+((?:HCR|MDCR)_[A-Za-z0-9_]+)")
 _SYSREG_FIELD = re.compile(r"^\s*(?:Field|Enum|UnsignedEnum|SignedEnum)\s+\d+(?::\d+)?\s+(\w+)")
+_ORR_IMM = re.compile(r"^\s*orr\s+(x\d+)\s*,\s*(x\d+)\s*,\s*#\s*(.+?)\s*$")
 _MOV_Q = re.compile(r"^\s*(?:mov_q|ldr|mov)\s+(x\d+)\s*,\s*=?\s*#?(.+?)\s*$")
 
 
@@ -280,7 +281,15 @@ def _res0_values(emit: Emit, sv: SeriesView, pv: PatchView, ctx: Context,
             reg = _target(e)
             if reg is not None and e.value is not None:
                 before_bits[reg] = before_bits.get(reg, 0) | e.value.ones
-        for e in pair.after.events:
+        events = list(pair.after.events)
+        if any(_target(e) is not None and e.value is not None and e.value.unknown_mask
+               & _res0(mdl, _target(e)) for e in events):
+            # A value built on several paths (a local that feature tests add
+            # bits to): each path's own value, from the trace that keeps
+            # paths apart.
+            apart = sem.memory_trace("new", pair.key)
+            events += apart.events if apart is not None else ()
+        for e in events:
             reg = _target(e)
             if reg is None or e.value is None:
                 continue
@@ -304,6 +313,11 @@ def _res0_values(emit: Emit, sv: SeriesView, pv: PatchView, ctx: Context,
                      "in %s()" % e.function, M.bits_text(bad)))
 
 
+def _res0(mdl: RegisterModel, reg: str | None) -> int:
+    info = mdl.register(reg) if reg is not None else None
+    return info.res0_mask if info is not None else 0
+
+
 def _target(e: Event) -> str | None:
     """HCR_EL2/MDCR_EL2 when the event writes one, or stores a copy of one."""
     if e.kind is Ev.WRITE and e.register in M.WATCHED:
@@ -317,15 +331,29 @@ def _target(e: Event) -> str | None:
 def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object,
                      ev: Evaluator) -> None:
     loads: dict[str, str] = {}
+    # asm: immediates ORed into a register since it was last loaded, and
+    # the added line that did it (`orr x2, x2, #(1 << 18)` before `msr`).
+    ors: dict[str, list[tuple[str, Line]]] = {}
     for ln in fv.lines:
         if not ln.new_side:
             continue
-        if fv.asm:
-            m = _MOV_Q.match(ln.code)
-            if m:
-                loads[m.group(1)] = m.group(2)
+        # (asm files, and the asm macros of headers such as el2_setup.h:
+        # the patterns only match arm64 instructions)
+        m = _MOV_Q.match(ln.code)
+        if m:
+            loads[m.group(1)] = m.group(2)
+            ors.pop(m.group(1), None)
+        m = _ORR_IMM.match(ln.code)
+        if m and m.group(1) == m.group(2):
+            ors.setdefault(m.group(1), []).append((m.group(3), ln))
         for acc in ln.facts.accesses:
-            if acc.register not in M.WATCHED or not ln.added:
+            if acc.register not in M.WATCHED:
+                continue
+            for imm, orr_ln in ors.get(acc.value.lower(), []) if acc.asm else ():
+                if orr_ln.added or ln.added:
+                    _check_value(emit, pv, fv, orr_ln if orr_ln.added else ln, mdl, ev,
+                                 acc.register, imm)
+            if not ln.added:
                 continue
             expr = acc.value if not acc.asm else loads.get(acc.value.lower(), "")
             if acc.kind == "clear-set":

@@ -100,7 +100,7 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         said = _OTHER_SIDE.search(pv.message) is not None
         if reg == sides.ORDER:
             emit(Severity.QUESTION, pv, fv, ln, register=None,
-                 message="this changes the order of what the %s %s() does (register writes, "
+                 message="this changes what the %s %s() does or in what order (register writes, "
                  "barriers, the calls it makes), and the series leaves the %s side alone: %s"
                  % (_MODE_NAME[mode], pair.key.name, "nVHE" if mode == "vhe" else "VHE",
                     "the commit message says why; is the reason architectural?" if said

@@ -372,6 +372,25 @@ def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: o
                             "" if decided_ else " as far as the patch shows"))
 
 
+_XREG = re.compile(r"x\d+")
+_ASM_SET = re.compile(r"^\s*(mov_q|mov|ldr|orr)\s+(x\d+)\s*,\s*(?:(x\d+)\s*,\s*)?=?#?(.+?)\s*"
+                      r"(?://.*)?$")
+
+
+def _asm_operands(lines: list[str], reg: str) -> str:
+    """What an assembly register written to HCR_EL2 was built from: the
+    immediates ORed into it, back to the move that loaded it."""
+    out: list[str] = []
+    for t in reversed(lines):
+        m = _ASM_SET.match(t)
+        if m is None or m.group(2) != reg:
+            continue
+        out.append(m.group(4))
+        if m.group(1) != "orr":
+            break
+    return " | ".join(reversed(out)) or reg
+
+
 def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Line,
                  mdl: object) -> None:
     """An isb() the patch removes that synchronised a TGE/E2H change."""
@@ -379,12 +398,24 @@ def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Li
         return
     fn = sv.function(pv, fv, ln.function or "")
     before = [(n, t) for n, t in fn.lines if n < ln.anchor]
+    rest = [t for n, t in fn.lines if n >= ln.anchor]
+    if not fn.lines:
+        # No function around it (an assembler macro in a header): the
+        # hunk's own lines, as the new side has them.
+        hunk = [x for x in fv.lines if (x.hunk == ln.hunk and x.new_side) or x is ln]
+        at = next(i for i, x in enumerate(hunk) if x is ln)
+        before = [(x.new_no or 0, x.text) for x in hunk[:at]]
+        rest = [x.text for x in hunk[at + 1:]]
     write_at, names = None, []  # type: tuple[int, str] | None, list[str]
-    for n, t in reversed(before):
+    for i in range(len(before) - 1, -1, -1):
+        n, t = before[i]
         if _SYNC.search(t):
             return  # something after the last regime write still synchronises it
         for acc in line_facts(t).writes("HCR_EL2"):
-            names = _regime_names(mdl, " ".join((acc.value, acc.clear, acc.set)))
+            value = acc.value
+            if acc.asm and _XREG.fullmatch(value.strip().lower()):
+                value = _asm_operands([x for _, x in before[:i]], value.strip().lower())
+            names = _regime_names(mdl, " ".join((value, acc.clear, acc.set)))
             if names:
                 write_at = (n, t)
                 break
@@ -392,14 +423,15 @@ def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Li
             break
     if write_at is None:
         return
-    if any(_SYNC.search(t) for n, t in fn.lines if n >= ln.anchor):
+    if any(_SYNC.search(t) for t in rest):
         return
     decided = fn.complete
     emit(Severity.WARNING if decided else Severity.QUESTION, pv, fv, ln, register="HCR_EL2",
          fields=tuple(dict.fromkeys(names)),
-         message="this removes the isb() that made the HCR_EL2.%s change in %s() take "
+         message="this removes the isb() that made the HCR_EL2.%s change %s take "
          "effect%s: what synchronises it now?" % (
-             "/".join(dict.fromkeys(names)), ln.function,
+             "/".join(dict.fromkeys(names)),
+             "in %s()" % ln.function if ln.function else "just before it",
              "" if decided else " (as far as the patch shows, nothing)"),
          evidence=(write_at[1].rstrip(), ln.text.rstrip()))
 
