@@ -256,6 +256,9 @@ GLOBBED = {
     "width": "tests/test_rules_values.py",
     "putback": "tests/test_rules_values.py",
     "reserved": "tests/test_rules_values.py",
+    "hotpath": "tests/test_rules_values.py",
+    "asmbarrier": "tests/test_rules_values.py",
+    "el2test": "tests/test_rules_values.py",
 }
 
 

@@ -29,7 +29,14 @@ without it:
   [[round_trips]]): code that changes HCR_EL2 for a while no longer puts
   back what it found;
 - reserved (reserved-bit, bot/rules/definitions.py): a RES0 mask that stops
-  calling reserved bits reserved.
+  calling reserved bits reserved; a RES0 bit reaching the register through a
+  local built on several paths, or an assembler `orr`;
+- hotpath (hot-path-load, kvm.toml [ops] loads/patched): a switch-path
+  helper that now tests the vcpu's flags or features;
+- asmbarrier (barrier, bot/rules/regime.py): the isb after an E2H change
+  in an assembler macro of a header;
+- el2test (vhe-nvhe, bot/rules/paths.py): is_kernel_in_hyp_mode() as a VHE
+  test in a helper the hunk shows by its definition only.
 """
 
 from __future__ import annotations
@@ -60,7 +67,10 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "preemption": ("preemption", lambda f: f.message.endswith("?")),
     "width": ("register-width", lambda f: "64-bit register" in f.message),
     "putback": ("host-restore", lambda f: "HCR_EL2" in f.message),
-    "reserved": ("reserved-bit", lambda f: "reserved" in f.message),
+    "reserved": ("reserved-bit", lambda f: "reserve" in f.message),
+    "hotpath": ("hot-path-load", lambda f: "loads" in f.message),
+    "asmbarrier": ("barrier", lambda f: "isb()" in f.message),
+    "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]
