@@ -23,7 +23,6 @@ The loaded `Config` is passed down explicitly; there is no module global.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import stat
@@ -346,9 +345,15 @@ def _refuse_unknown_variables(cfg: Config, env: Mapping[str, str]) -> None:
                  if getattr(getattr(cfg, section), key) is not None)
     for name in sorted(env):
         if name.startswith("BOT_") and name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
+            close = _closest(name, known)
             raise ConfigError("$%s: not a setting of the bot%s" % (
                 name, " (did you mean $%s?)" % close[0] if close else ""))
+
+
+def _closest(name: str, known: Iterable[str]) -> list[str]:
+    """The likely intended name, for a refusal (difflib only then)."""
+    import difflib
+    return difflib.get_close_matches(name, sorted(known), n=1)
 
 
 def check_rule_names(cfg: Config, known: Iterable[str]) -> None:
@@ -361,7 +366,7 @@ def check_rule_names(cfg: Config, known: Iterable[str]) -> None:
                         ("severity", tuple(rules.severity)), ("paths", tuple(rules.paths))):
         for value in values:
             if value not in names:
-                close = difflib.get_close_matches(value, sorted(names), n=1)
+                close = _closest(value, names)
                 raise ConfigError("%s: rules.%s: %r is not a rule id or category%s" % (
                     cfg.source, key, value,
                     " (did you mean %r?)" % close[0] if close else ""))

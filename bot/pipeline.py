@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.data import (
@@ -41,12 +42,14 @@ from bot.data import (
     TreeSnapshot,
 )
 from bot.errors import BadInput
-from bot.kernel import KernelRepo, RepoError
 from bot.lore.assemble import assemble, carry_trailers
 from bot.regmodel import RegisterModel, load_model
 from bot.regmodel.versions import infer_version
 from bot.revisions import as_earlier, choose, compare, drafted
 from bot.rules import Context, run
+
+if TYPE_CHECKING:  # the kernel repository's git plumbing is imported when one is configured
+    from bot.kernel import KernelRepo
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ def open_repo(cfg: Config, *, strict: bool) -> KernelRepo | None:
     when it cannot be opened, with the reason logged."""
     if not cfg.kernel.repo:
         return None
+    from bot.kernel import KernelRepo  # git plumbing only when a repository is configured
     try:
         return KernelRepo(cfg.kernel.repo, cfg.kernel.base_range)
     except BadInput as exc:
@@ -106,6 +110,7 @@ class Checker:
         model = self.context.regmodel
         why = NO_REPO
         if self.repo is not None:
+            from bot.kernel import RepoError
             try:
                 search = self.repo.find_base(series)
                 if search.base is not None:

@@ -32,8 +32,10 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "input": (("bot.sources", "bot.threads", "bot.lore", "bot.lore.client", "bot.kernel",
                "bot.kernel.*"),
               ("base", "input")),
-    # Mail and diffs into our types; b4's series assembly; C source facts.
-    "parse": (("bot.parse", "bot.parse.*", "bot.lore.assemble"), ("base", "parse")),
+    # Mail and diffs into our types; b4's series assembly (and the modules b4
+    # loads that it does not need, deferred); C source facts.
+    "parse": (("bot.parse", "bot.parse.*", "bot.lore.assemble", "bot.lore.deferred"),
+              ("base", "parse")),
     # HCR_EL2/MDCR_EL2 as data, and KVM's use of them.
     "regmodel": (("bot.regmodel", "bot.regmodel.*"), ("base", "parse", "regmodel")),
     # The rules engine: pure checks over the parsed series and the model.

@@ -27,36 +27,22 @@ import dataclasses
 import email.message
 import email.utils
 import hashlib
-import importlib
 import logging
 import re
-import sys
-import types
 from collections.abc import Sequence
 
 from bot.data import Mail, MessageError, Patch, RawMessage, Series, Subject, Thread, Trailer
+from bot.lore.deferred import deferred
 from bot.parse.diff import split_body
 from bot.parse.mail import MailError, message_from_bytes, parse_mail
 
-
-class _OnFirstUse(types.ModuleType):
-    """Stands in for a module until something uses it, then loads it."""
-
-    def __getattr__(self, attr: str) -> object:
-        del sys.modules[self.__name__]
-        real = importlib.import_module(self.__name__)
-        self.__dict__.update(real.__dict__)
-        return getattr(real, attr)
-
-
-# b4 imports dkim (and through it dnspython) when it loads, for attestation,
-# which assembly never does (b4.can_network is off below). Deferring it takes
-# a third off b4's load time, which every `bot check --format b4` pays
-# (bench/b4check.py); anything that does use dkim loads it on first use.
-if "b4" not in sys.modules and "dkim" not in sys.modules:
-    sys.modules["dkim"] = _OnFirstUse("dkim")
-
-import b4  # noqa: E402
+# b4 imports dkim (and through it dnspython) for attestation, requests for
+# its HTTP client and smtplib for sending mail when it loads; assembly uses
+# none of them (b4.can_network is off below). Deferring them halves b4's
+# load time, which every `bot check --format b4` pays (bench/b4check.py);
+# whatever does use them loads them on first use.
+with deferred({"dkim": (), "requests": ("Session",), "smtplib": ("SMTP", "SMTP_SSL")}):
+    import b4
 
 logger = logging.getLogger(__name__)
 
