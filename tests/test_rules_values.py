@@ -36,7 +36,9 @@ without it:
 - asmbarrier (barrier, bot/rules/regime.py): the isb after an E2H change
   in an assembler macro of a header;
 - el2test (vhe-nvhe, bot/rules/paths.py): is_kernel_in_hyp_mode() as a VHE
-  test in a helper the hunk shows by its definition only.
+  test in a helper the hunk shows by its definition only;
+- neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
+  the storage sets.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "hotpath": ("hot-path-load", lambda f: "loads" in f.message),
     "asmbarrier": ("barrier", lambda f: "isb()" in f.message),
     "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message),
+    "neverset": ("polarity", lambda f: "changes nothing" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]
