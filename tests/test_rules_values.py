@@ -33,8 +33,8 @@ without it:
   local built on several paths, or an assembler `orr`;
 - hotpath (hot-path-load, kvm.toml [ops] loads/patched): a switch-path
   helper that now tests the vcpu's flags or features;
-- asmbarrier (barrier, bot/rules/regime.py): the isb after an E2H change
-  in an assembler macro of a header;
+- asmbarrier (barrier, bot/rules/regime.py, syncorder.py): the isb after an E2H change
+  in an assembler macro of a header, or moved past lines two hunks leave out;
 - el2test (vhe-nvhe, bot/rules/paths.py): is_kernel_in_hyp_mode() as a VHE
   test in a helper the hunk shows by its definition only;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
