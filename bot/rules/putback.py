@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from bot.regmodel import Role
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, PatchView
 from bot.rules.bits import MASK64, Bits
@@ -54,6 +55,13 @@ def _saved_out_of_view(trace: Trace, ctx: Ctx, reg: str) -> bool:
     return bool(names) and all(re.fullmatch(r"load:[a-z_]\w*", n) for n in names)
 
 
+# Where a write from a kept local, seen without its save, is taken for the
+# put-back: helpers outside the map's world switch (nested AT) and the TLB
+# switch helpers. The world switch's own writes (__activate_traps()'s
+# `hcr` local) install values, not restore them.
+_PUTBACK_ROLES = (None, Role.TLB_TO_GUEST, Role.TLB_TO_HOST)
+
+
 def check(emit: Emit, pv: PatchView, pair: Pair) -> bool:
     if pair.before is None or pair.after is None or not pair.changed:
         return False
@@ -61,7 +69,7 @@ def check(emit: Emit, pv: PatchView, pair: Pair) -> bool:
         lost = [c for c in contexts_of(pair) if _restored(pair.before, c, reg)
                 and not _restored(pair.after, c, reg)]
         guessed = not lost
-        if not lost:
+        if not lost and pair.role in _PUTBACK_ROLES:
             lost = [c for c in contexts_of(pair) if _saved_out_of_view(pair.before, c, reg)
                     and not _saved_out_of_view(pair.after, c, reg)
                     and not _restored(pair.after, c, reg)]
