@@ -35,8 +35,9 @@ without it:
   helper that now tests the vcpu's flags or features;
 - asmbarrier (barrier, bot/rules/regime.py, syncorder.py): the isb after an E2H change
   in an assembler macro of a header, or moved past lines two hunks leave out;
-- el2test (vhe-nvhe, bot/rules/paths.py): is_kernel_in_hyp_mode() as a VHE
-  test in a helper the hunk shows by its definition only;
+- el2test (vhe-nvhe, bot/rules/paths.py, redirect.py): is_kernel_in_hyp_mode()
+  as a VHE test in a helper the hunk shows by its definition only; an EL1
+  register the hyp code reaches through the encoding E2H redirects;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
   the storage sets.
 """
@@ -68,11 +69,11 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
     "preemption": ("preemption", lambda f: f.message.endswith("?")),
     "width": ("register-width", lambda f: "64-bit register" in f.message),
-    "putback": ("host-restore", lambda f: "HCR_EL2" in f.message),
+    "putback": ("host-restore", lambda f: "_EL2" in f.message),
     "reserved": ("reserved-bit", lambda f: "reserve" in f.message),
     "hotpath": ("hot-path-load", lambda f: "loads" in f.message),
     "asmbarrier": ("barrier", lambda f: "isb()" in f.message),
-    "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message),
+    "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message or "_EL12" in f.message),
     "neverset": ("polarity", lambda f: "changes nothing" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]

@@ -179,9 +179,25 @@ def _relevant(patch: Patch, mapped: frozenset[str] = frozenset()) -> bool:
     low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
     if "hcr" not in low and "mdcr" not in low and (
             "tlb.c" not in body or not _TLB_TOUCH.search(body)) and not (
-            mapped and _names_mapped(patch, mapped)):
+            mapped and _names_mapped(patch, mapped)) and not (
+            "/hyp/" in body and mapped and _hyp_names(patch, _hyp_registers(mapped))):
         return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
+
+
+def _hyp_names(patch: Patch, mapped: frozenset[str]) -> bool:
+    """A changed line of hyp code names a register of `mapped` that the
+    hyp code reaches differently under VHE ([ops] e2h_redirected, spelt
+    `SYS_TFSR_EL1` or `tfsr_el1`)."""
+    for fd in patch.files:
+        if "/hyp/" not in fd.path or not fd.path.startswith(KERNEL_PREFIXES):
+            continue
+        for hunk in fd.hunks:
+            for ln in hunk.lines:
+                if ln.kind is not LineKind.CONTEXT and not mapped.isdisjoint(
+                        _IDENT.findall(ln.text)):
+                    return True
+    return False
 
 
 def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
@@ -209,14 +225,32 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def mapped_names(model: object) -> frozenset[str]:
-    """The names of the save/restore map's functions, and of the functions
-    the stored values' lifecycle goes through (kvm.toml [lifecycle])."""
+    """The names of the save/restore map's functions, of the functions the
+    stored values' lifecycle goes through (kvm.toml [lifecycle]), of the
+    save/restore pairs ([[round_trips]]) and of the register loaders
+    ([[loaders]])."""
     names = {fr.name for fr in getattr(model, "functions", ()) or ()}
-    lc = getattr(getattr(model, "facts", None), "lifecycle", None)
+    facts = getattr(model, "facts", None)
+    lc = getattr(facts, "lifecycle", None)
     if lc is not None:
         names.update(lc.stage_of)
         names.update(lc.defines)
+    for save, restore in getattr(facts, "round_trips", ()):
+        names.update((save, restore))
+    names.update(getattr(facts, "loaders", {}))
+    ops = getattr(facts, "ops", {})
+    for reg in ops.get("e2h_redirected", ()):
+        names.add(_HYP_MARK + reg)
     return frozenset(names)
+
+
+# Marks the e2h_redirected registers among mapped_names() (_hyp_registers).
+_HYP_MARK = "e2h:"
+
+
+def _hyp_registers(mapped: frozenset[str]) -> frozenset[str]:
+    regs = [n[len(_HYP_MARK):] for n in mapped if n.startswith(_HYP_MARK)]
+    return frozenset(x for r in regs for x in ("SYS_" + r, r.lower()))
 
 
 def _file_view(fd: FileDiff) -> FileView:

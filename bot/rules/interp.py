@@ -869,12 +869,12 @@ class Interpreter:
             got = written.value if written is not None and written.always \
                 else Bits.source("live:" + reg)
             # The event's value: what the read returns on this path.
-            self._emit(Ev.READ, st, fn, depth, line, register=reg, value=got)
+            self._emit(Ev.READ, st, fn, depth, line, register=reg, value=got, name=name)
             return got
         if kind == "write" and len(args) >= 2:
             value = self._eval(args[0], st, fn, depth, line)
             reg = register_name(expr_text(args[-1]), name)
-            self._write(reg, value, st, fn, depth, line)
+            self._write(reg, value, st, fn, depth, line, accessor=name)
             return Bits.unknown()
         if kind == "clear_set" and len(args) >= 3:
             reg = register_name(expr_text(args[0]), name)
@@ -1074,8 +1074,8 @@ class Interpreter:
         return ret if ret is not None else Bits.unknown()
 
     def _write(self, reg: str, value: Bits, st: _State, fn: Function, depth: int,
-               line: int) -> None:
-        self._emit(Ev.WRITE, st, fn, depth, line, register=reg, value=value)
+               line: int, accessor: str = "") -> None:
+        self._emit(Ev.WRITE, st, fn, depth, line, register=reg, value=value, name=accessor)
         st.regs[reg] = Written(value=value, always=st.always, line=line, function=fn.name)
 
     def _alternative(self, args: tuple[Expr, ...] | list[Expr], st: _State, fn: Function,

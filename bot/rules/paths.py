@@ -14,7 +14,7 @@ from bot.data import Series
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
 from bot.rules import model as M
-from bot.rules import sides, width
+from bot.rules import redirect, sides, width
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -78,6 +78,7 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         if sem is None:
             continue
         stores = series_stores(sv, ctx)
+        redirect.check(emit, pv, sem)
         for pair in sem.pairs():
             _el2_test(emit, pv, pair, mdl)
             if pair.role not in sides.SIDED_ROLES or pair.before is None or pair.after is None:

@@ -24,7 +24,7 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.assume import Assumed
 from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
-from bot.rules.flow import modes, value_words
+from bot.rules.flow import line_at, modes, value_words
 from bot.rules.interp import Ev, Trace, Written
 from bot.rules.semantic import FnKey, Pair, PatchSemantics, calls_of
 
@@ -44,14 +44,48 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
                 break
             before = sem.round_trip("old", first, restore)
             after = sem.round_trip("new", first, restore)
+            if after is not None:
+                _crossed(emit, pv, pair, after, before, save, restore)
             if before is None or after is None:
-                _half(emit, pv, sem, pair, save if key.name == restore else restore)
+                if after is None:
+                    _half(emit, pv, sem, pair, save if key.name == restore else restore)
                 break
             anchor = _anchor(pairs, first, FnKey(path=key.path, name=restore))
             if anchor is not None:
                 _compare(emit, pv, anchor, "%s() and %s()" % (save, restore), before, after)
             break
         _callers(emit, pv, sem, pairs, save, restore, tlb)
+
+
+def _crossed(emit: Emit, pv: PatchView, pair: Pair, after: Trace, before: Trace | None,
+             save: str, restore: str) -> None:
+    """The second half writes a register back from what the first half
+    saved of another register (`write_sysreg(config->vtcr, vttbr_el2)`): the
+    saved state is not put back, and the register gets a foreign value."""
+    def crossings(trace: Trace) -> dict[tuple[str, str], Written]:
+        out: dict[tuple[str, str], Written] = {}
+        for o in trace.outcomes:
+            for reg, w in o.regs.items():
+                if w.function != restore:
+                    continue
+                for src, mask in w.value.srcs:
+                    other = src[5:] if src.startswith("live:") else None
+                    if other and other != reg and mask == MASK64:
+                        out.setdefault((reg, other), w)
+        return out
+
+    old = crossings(before) if before is not None else {}
+    for (reg, other), w in sorted(crossings(after).items()):
+        if (reg, other) in old:
+            continue
+        ln = line_at(pv, pair.key.path, w.line, "new")
+        if ln is None or not ln.added:
+            continue
+        emit(Severity.WARNING, pv, pv.file(pair.key.path), ln,
+             register=reg if reg in ("HCR_EL2", "MDCR_EL2") else None,
+             message="%s() writes %s back from what %s() saved of %s: %s ends with %s's "
+             "value instead of its own." % (restore, reg, save, other, reg, other))
+        return
 
 
 def _half(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, other: str) -> None:
