@@ -1,7 +1,8 @@
 """Loading the register model: the shipped data files, or a kernel tree.
 
 The shipped model is hcr_mdcr.sysreg (layout, tools/sysreg format) plus
-kvm.toml (everything else); it is parsed once per process and cached. A
+kvm.toml (everything else); it is parsed once per process, and kept parsed
+between processes in the user's cache directory (bot.regmodel.cache). A
 kernel tree replaces the layout: a register its arch/arm64/tools/sysreg
 describes is taken from there, otherwise from the hand-written macros of its
 arch/arm64/include/asm/kvm_arm.h; kvm.toml still supplies polarity, aliases,
@@ -19,9 +20,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from bot.errors import BadInput, ConfigError
+from bot.regmodel import cache
 from bot.regmodel.defines import evaluate_defines
 from bot.regmodel.facts import KvmFacts, read_facts
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
@@ -318,8 +320,24 @@ def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
 
 @functools.lru_cache(maxsize=1)
 def shipped_parts() -> tuple[dict[str, Register], KvmData]:
-    """The shipped layout and kvm.toml, parsed once per process."""
-    return build_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
+    """The shipped layout and kvm.toml, parsed once per process (and once per
+    change of the files or the code, thanks to the cache)."""
+    return cached_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
+
+
+def cached_parts(sysreg_text: str, kvm_text: str,
+                 directory: Path | None = None) -> tuple[dict[str, Register], KvmData]:
+    """build_parts(), or its result stored by an earlier process for the same
+    text (bot.regmodel.cache; `directory` defaults to the user's cache)."""
+    return cache.cached("regmodel", (sysreg_text.encode(), kvm_text.encode()),
+                        lambda: build_parts(sysreg_text, kvm_text), _is_parts,
+                        directory=directory)
+
+
+def _is_parts(value: object) -> TypeGuard[tuple[dict[str, Register], KvmData]]:
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict)
+            and all(isinstance(r, Register) for r in value[0].values())
+            and isinstance(value[1], KvmData))
 
 
 @functools.lru_cache(maxsize=1)
