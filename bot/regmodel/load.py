@@ -61,6 +61,8 @@ _MODES = ("vhe", "nvhe", "both")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldInfo:
+    """What kvm.toml says about one field, beyond its layout."""
+
     name: str
     polarity: Polarity
     feature: str | None
@@ -76,6 +78,8 @@ class FieldInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterInfo:
+    """What kvm.toml says about one register and its fields."""
+
     name: str
     description: str
     prefixes: tuple[str, ...]
@@ -92,6 +96,8 @@ class RegisterInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KvmData:
+    """kvm.toml, checked and parsed."""
+
     sources: Mapping[str, str]
     registers: Mapping[str, RegisterInfo]
     flag_sets: tuple[dict[str, Any], ...]
@@ -362,6 +368,8 @@ def load_model(kernel_tree: str | None = None) -> RegisterModel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KernelTree:
+    """What the model takes from a kernel tree: version, tools/sysreg, kvm_arm.h."""
+
     root: Path
     version: tuple[int, ...] | None
     sysreg: Mapping[str, Register] | None   # None: the tree has no tools/sysreg
