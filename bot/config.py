@@ -23,6 +23,7 @@ The loaded `Config` is passed down explicitly; there is no module global.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import stat
@@ -394,6 +395,7 @@ def check_rule_names(cfg: Config, known: Iterable[str]) -> None:
                     " (did you mean %r?)" % close[0] if close else ""))
 
 
+@functools.cache   # load() and variables() both ask; the strings are evaluated once
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
