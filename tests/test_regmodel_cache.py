@@ -16,18 +16,23 @@ from bot.regmodel import cache
 from bot.regmodel.load import (
     KVM_FILE,
     SYSREG_FILE,
-    KvmData,
+    Parsed,
+    _flag_sets,
     _read_package,
     build_parts,
     cached_parts,
 )
-from bot.regmodel.model import Register
 
 SYSREG = _read_package(SYSREG_FILE)
 KVM = _read_package(KVM_FILE)
 HCR_DESCRIPTION = 'description = "Hypervisor Configuration Register"'
 
-Parts = tuple[dict[str, Register], KvmData]
+
+
+def fresh(kvm: str = KVM) -> Parsed:
+    """What the cache must give back: the files parsed now."""
+    registers, data = build_parts(SYSREG, kvm)
+    return registers, data, tuple(_flag_sets(data, registers))
 
 
 def entries(directory: Path) -> list[Path]:
@@ -36,10 +41,11 @@ def entries(directory: Path) -> list[Path]:
 
 def test_the_second_load_reads_what_the_first_stored(tmp_path: Path) -> None:
     first = cached_parts(SYSREG, KVM, directory=tmp_path)
-    assert first == build_parts(SYSREG, KVM)
+    assert first == fresh()
+    assert len(first[2]) > 0
     [entry] = entries(tmp_path)
 
-    def parse_again() -> Parts:
+    def parse_again() -> Parsed:
         raise AssertionError("parsed again though the cache holds this text")
 
     again = cache.cached("regmodel", (SYSREG.encode(), KVM.encode()), parse_again,
@@ -54,6 +60,7 @@ def test_a_changed_kvm_toml_is_picked_up(tmp_path: Path) -> None:
     changed_text = KVM.replace(HCR_DESCRIPTION, 'description = "Changed in a test"')
     changed = cached_parts(SYSREG, changed_text, directory=tmp_path)
     assert changed[1].registers["HCR_EL2"].description == "Changed in a test"
+    assert changed == fresh(changed_text)
     assert original[1].registers["HCR_EL2"].description == "Hypervisor Configuration Register"
     assert len(entries(tmp_path)) == 2
     # And back: the original text still gives the original model.
@@ -80,17 +87,18 @@ def test_a_kvm_toml_error_is_raised_every_time_never_cached(tmp_path: Path) -> N
 @pytest.mark.parametrize("content", [
     b"",
     b"not a pickle at all\n",
-    pickle.dumps(build_parts(SYSREG, KVM))[:1000],          # truncated
+    pickle.dumps(fresh())[:1000],          # truncated
     pickle.dumps({"registers": "of another shape"}),        # the wrong type
-    pickle.dumps((({"HCR_EL2": "not a Register"}), None)),
-], ids=["empty", "garbage", "truncated", "wrong-type", "wrong-members"])
+    pickle.dumps(({"HCR_EL2": "not a Register"}, None, ())),
+    pickle.dumps(fresh()[:2]),                              # an older shape
+], ids=["empty", "garbage", "truncated", "wrong-type", "wrong-members", "two-parts"])
 def test_a_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path: Path, content: bytes) -> None:
     cached_parts(SYSREG, KVM, directory=tmp_path)
     [entry] = entries(tmp_path)
     entry.write_bytes(content)
-    assert cached_parts(SYSREG, KVM, directory=tmp_path) == build_parts(SYSREG, KVM)
+    assert cached_parts(SYSREG, KVM, directory=tmp_path) == fresh()
     with open(entry, "rb") as fh:
-        assert pickle.load(fh) == build_parts(SYSREG, KVM)
+        assert pickle.load(fh) == fresh()
 
 
 def test_an_unwritable_cache_directory_costs_only_the_parse(tmp_path: Path) -> None:
@@ -99,7 +107,7 @@ def test_an_unwritable_cache_directory_costs_only_the_parse(tmp_path: Path) -> N
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     for _ in range(2):
-        assert cached_parts(SYSREG, KVM, directory=blocker / "cache") == build_parts(SYSREG, KVM)
+        assert cached_parts(SYSREG, KVM, directory=blocker / "cache") == fresh()
     assert list(tmp_path.iterdir()) == [blocker]
 
 

@@ -324,32 +324,42 @@ def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
                          snapshot_files=data.snapshot_files)
 
 
+Parsed = tuple[dict[str, Register], KvmData, tuple[FlagSet, ...]]
+
+
 @functools.lru_cache(maxsize=1)
-def shipped_parts() -> tuple[dict[str, Register], KvmData]:
-    """The shipped layout and kvm.toml, parsed once per process (and once per
-    change of the files or the code, thanks to the cache)."""
+def _shipped() -> Parsed:
     return cached_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
 
 
-def cached_parts(sysreg_text: str, kvm_text: str,
-                 directory: Path | None = None) -> tuple[dict[str, Register], KvmData]:
-    """build_parts(), or its result stored by an earlier process for the same
-    text (bot.regmodel.cache; `directory` defaults to the user's cache)."""
-    return cache.cached("regmodel", (sysreg_text.encode(), kvm_text.encode()),
-                        lambda: build_parts(sysreg_text, kvm_text), _is_parts,
-                        directory=directory)
+def shipped_parts() -> tuple[dict[str, Register], KvmData]:
+    """The shipped layout and kvm.toml, parsed once per process (and once per
+    change of the files or the code, thanks to the cache)."""
+    registers, data, _ = _shipped()
+    return registers, data
 
 
-def _is_parts(value: object) -> TypeGuard[tuple[dict[str, Register], KvmData]]:
-    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], dict)
+def cached_parts(sysreg_text: str, kvm_text: str, directory: Path | None = None) -> Parsed:
+    """build_parts() and the flag sets, or what an earlier process stored for
+    the same text (bot.regmodel.cache; `directory` defaults to the user's cache)."""
+    def build() -> Parsed:
+        registers, data = build_parts(sysreg_text, kvm_text)
+        return registers, data, tuple(_flag_sets(data, registers))
+    return cache.cached("regmodel", (sysreg_text.encode(), kvm_text.encode()), build,
+                        _is_parsed, directory=directory)
+
+
+def _is_parsed(value: object) -> TypeGuard[Parsed]:
+    return (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], dict)
             and all(isinstance(r, Register) for r in value[0].values())
-            and isinstance(value[1], KvmData))
+            and isinstance(value[1], KvmData)
+            and isinstance(value[2], tuple) and all(isinstance(f, FlagSet) for f in value[2]))
 
 
 @functools.lru_cache(maxsize=1)
 def _shipped_model() -> RegisterModel:
-    registers, data = shipped_parts()
-    return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
+    registers, data, flag_sets = _shipped()
+    return RegisterModel(registers=registers, flag_sets=flag_sets,
                          functions=data.functions, values=data.values, sources=data.sources,
                          facts=data.facts,
                          origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE),
