@@ -333,8 +333,8 @@ def _shipped() -> Parsed:
 
 
 def shipped_parts() -> tuple[dict[str, Register], KvmData]:
-    """The shipped layout and kvm.toml, parsed once per process (and once per
-    change of the files or the code, thanks to the cache)."""
+    """The shipped layout and kvm.toml, parsed once per process; across
+    processes, once per change of the files or the code (bot.regmodel.cache)."""
     registers, data, _ = _shipped()
     return registers, data
 
