@@ -261,6 +261,7 @@ GLOBBED = {
     "hotpath": "tests/test_rules_values.py",
     "asmbarrier": "tests/test_rules_values.py",
     "el2test": "tests/test_rules_values.py",
+    "neverset": "tests/test_rules_values.py",
 }
 
 

@@ -33,10 +33,12 @@ without it:
   local built on several paths, or an assembler `orr`;
 - hotpath (hot-path-load, kvm.toml [ops] loads/patched): a switch-path
   helper that now tests the vcpu's flags or features;
-- asmbarrier (barrier, bot/rules/regime.py): the isb after an E2H change
-  in an assembler macro of a header;
+- asmbarrier (barrier, bot/rules/regime.py, syncorder.py): the isb after an E2H change
+  in an assembler macro of a header, or moved past lines two hunks leave out;
 - el2test (vhe-nvhe, bot/rules/paths.py): is_kernel_in_hyp_mode() as a VHE
-  test in a helper the hunk shows by its definition only.
+  test in a helper the hunk shows by its definition only;
+- neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
+  the storage sets.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from tests.value_cases import assert_case, load_cases, tree_findings
 DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "initorder": ("init-order", lambda f: True),
     "hostvalues": ("host-flags", lambda f: f.message.endswith("?") and bool(f.fields)),
-    "roundtrip": ("tlb-symmetry", lambda f: "no longer undo each other" in f.message),
+    "roundtrip": ("tlb-symmetry", lambda f: "undo" in f.message),
     "syncorder": ("barrier", lambda f: "no longer sits between" in f.message),
     "ownership": ("pmu-ownership", lambda f: bool(f.fields)),
     "sides": ("vhe-nvhe", lambda f: "leaves the" in f.message),
@@ -71,6 +73,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "hotpath": ("hot-path-load", lambda f: "loads" in f.message),
     "asmbarrier": ("barrier", lambda f: "isb()" in f.message),
     "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message),
+    "neverset": ("polarity", lambda f: "changes nothing" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -127,8 +127,10 @@ def _irqs(k: Kernel, rng: random.Random) -> Iterator[Change]:
     yield c
     c = Change(k, function="exit_vmid_context",
                subject="KVM: arm64: VHE: Unmask interrupts as early as possible")
+    # After the comment's last line (the line where the text given starts),
+    # before the host's HCR_EL2 is written back.
     c.move_line(VHE_TLB, "exit_vmid_context", "\tlocal_irq_restore(cxt->flags);\n",
-                "\t * view of HCR_EL2.\n\t */\n")
+                "\t */\n\twrite_sysreg(HCR_HOST_VHE_FLAGS, hcr_el2);\n")
     c.message = para("Keep the interrupt latency of TLB maintenance down.")
     yield c
     for func, old, new in (

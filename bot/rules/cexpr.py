@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # -- tokens -------------------------------------------------------------------
 
@@ -33,9 +34,8 @@ _TOKEN = re.compile(r"""
 """, re.S | re.X)
 
 
-@dataclass(frozen=True, slots=True)
-class Tok:
-    """One C token."""
+class Tok(NamedTuple):
+    """One token (a named tuple: the tokenizer makes hundreds of thousands)."""
 
     kind: str      # id, num, str, op, pp, other
     text: str
@@ -48,18 +48,17 @@ def tokenize(text: str, first_line: int = 1) -> list[Tok]:
     out: list[Tok] = []
     line = first_line
     at_line_start = True
+    append = out.append
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup or "other"
-        value = m.group(0)
+        value = m.group()
         if kind == "nl":
             line += 1
             at_line_start = True
             continue
-        if kind == "ws":
-            line += value.count("\n")
-            continue
-        if kind == "comment":
-            line += value.count("\n")
+        if kind == "ws" or kind == "comment":
+            if "\n" in value:
+                line += value.count("\n")
             continue
         if kind == "pp" and not at_line_start:
             # A '#' inside a line (stringification in a macro): an operator.
@@ -69,8 +68,9 @@ def tokenize(text: str, first_line: int = 1) -> list[Tok]:
             line += value.count("\n")
             at_line_start = False
             continue
-        out.append(Tok(kind, value, line))
-        line += value.count("\n")
+        append(Tok(kind, value, line))
+        if kind == "pp" or kind == "str":
+            line += value.count("\n")
         at_line_start = False
     return out
 

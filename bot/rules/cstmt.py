@@ -545,6 +545,10 @@ def _signature(toks: list[Tok], name: str) -> tuple[tuple[Param, ...], str, tupl
     return (), "", (), -1
 
 
+# The call standing for a function's lines no hunk shows (function_from_lines).
+UNSEEN = "__lines_not_in_the_patch__"
+
+
 def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
                         has_start: bool, has_end: bool, gaps: bool = False) -> Function:
     """A `Function` from its numbered lines (the whole function, or the part
@@ -554,12 +558,21 @@ def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
                         start=0, end=0, has_start=False, has_end=False)
     first = lines[0][0]
     # Line numbers may jump (two hunks of one function): keep them exact by
-    # joining with as many newlines as the gap.
+    # joining with as many newlines as the gap, and where the gap falls
+    # between statements, say so with a call the interpreter knows (UNSEEN):
+    # what is before and after it are not next to each other.
     parts: list[str] = []
     prev = first
+    last = ""
     for no, text in lines:
-        parts.append("\n" * max(no - prev, 1 if parts else 0) + text)
+        gap = no - prev
+        if gap > 1 and parts and last.rstrip().endswith((";", "{", "}")):
+            parts.append("\n" + UNSEEN + "();" + "\n" * (gap - 1) + text)
+        else:
+            parts.append("\n" * max(gap, 1 if parts else 0) + text)
         prev = no
+        if text.strip():
+            last = text
     text = "".join(parts)
     if not has_start:
         # A fragment that begins inside a comment: blank it up to its end,

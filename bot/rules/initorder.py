@@ -80,15 +80,25 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics) -> None:
     """Every init-order finding of one patch, at most one per stored value."""
     lc = sem.facts.lifecycle
     done: set[str] = set()
-    pairs = sem.pairs()
+    # Only the pairs whose traces store, load or compute (a [lifecycle]
+    # defines call) the stored value say anything about it.
+    touched: dict[str, list[Pair]] = {}
+    for pair in sem.pairs():
+        names: set[str] = set()
+        for trace in (pair.before, pair.after):
+            for e in trace.events if trace is not None else ():
+                if e.storage:
+                    names.add(e.storage)
+                elif e.kind is Ev.CALL and e.name in lc.defines:
+                    names.update(lc.defines[e.name])
+        for storage in names:
+            touched.setdefault(storage, []).append(pair)
     for storage in lc.first_use:
-        if _stages(emit, pv, sem, pairs, storage, lc):
+        if _stages(emit, pv, sem, touched.get(storage, []), storage, lc):
             done.add(storage)
-    for pair in pairs:
-        if pair.before is None or pair.after is None:
-            continue
-        for storage in lc.first_use:
-            if storage in done:
+    for storage in lc.first_use:
+        for pair in touched.get(storage, []):
+            if pair.before is None or pair.after is None or storage in done:
                 continue
             if _read_early(emit, pv, pair, storage, lc) \
                     or _consumed(emit, pv, pair, storage, sem.model):

@@ -13,7 +13,7 @@ import re
 
 from bot.data import Series
 from bot.regmodel import Field, Register, RegisterModel
-from bot.rules import hostvalues
+from bot.rules import hostvalues, neverset
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -86,6 +86,11 @@ def polarity(series: Series, ctx: Context) -> list[Finding]:
                 if ln.added:
                     _intent(emit, pv, fv, ln, mdl)
                     _merge(emit, pv, fv, ln)
+        if isinstance(mdl, RegisterModel) and any(
+                ln.added and "&=" in ln.code for fv in pv.files for ln in fv.changed):
+            sem = semantics(sv, pv, ctx)
+            if sem is not None:
+                neverset.check(emit, pv, sem)
     return emit.out
 
 

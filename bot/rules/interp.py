@@ -45,6 +45,7 @@ from bot.rules.cexpr import (
     expr_text,
 )
 from bot.rules.cstmt import (
+    UNSEEN,
     Asm,
     Block,
     Decl,
@@ -91,6 +92,7 @@ class Ev(enum.StrEnum):
     DECL = "decl"               # a local declared with a type narrower than 64 bits
     RETURN = "return"           # a value returned
     GUARD = "guard"             # a configuration test (kvm.toml guard) in a condition
+    UNSEEN = "unseen"           # lines of the function between two hunks (cstmt.UNSEEN)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +125,8 @@ class Event:
     end: int = 0
     # A call not followed into its body: the values of its arguments.
     args: tuple[Bits, ...] = ()
+    # Memory mode: the path (Trace.path_events) the event happened on.
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,13 +155,14 @@ class _State:
     cond: bool = False
     # Memory mode: what this path's data conditions said (bot.rules.assume).
     assumed: Assumed = field(default_factory=Assumed)
+    pid: int = 0
 
     def copy(self, contexts: frozenset[Ctx] | None = None) -> _State:
         return _State(contexts=self.contexts if contexts is None else contexts,
                       env=dict(self.env), regs=dict(self.regs), irq_off=self.irq_off,
                       preempt_off=self.preempt_off, always=self.always,
                       returned=self.returned, ret=self.ret, guards=self.guards,
-                      cond=self.cond, assumed=self.assumed)
+                      cond=self.cond, assumed=self.assumed, pid=self.pid)
 
     def same_path_state(self, other: _State) -> bool:
         """Two paths that left everything the same, what they assumed too."""
@@ -179,8 +184,10 @@ class Outcome:
     # What the [[storage]] places (host copies, per-CPU values, the vcpu's
     # copies) hold when the function returns, where it stored them.
     stored: Mapping[str, Bits] = field(default_factory=dict)
-    # Memory mode: what the data conditions along this path said.
+    # Memory mode: what the data conditions along this path said, and the
+    # path's id (Trace.path_events).
     assumed: Assumed = field(default_factory=Assumed)
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +199,24 @@ class Trace:
     outcomes: tuple[Outcome, ...]
     unresolved: tuple[str, ...]      # calls followed nowhere
     complete: bool                   # the whole text, every call that matters followed
+    # Memory mode (paths kept apart): each path's id -> the path it forked from.
+    forks: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def apart(self) -> bool:
+        """The paths were followed apart: an outcome is one concrete path."""
+        return bool(self.forks)
+
+    def path_events(self, outcome: Outcome) -> list[Event]:
+        """The events on the way to `outcome` (every event unless apart)."""
+        if not self.forks:
+            return list(self.events)
+        chain = {outcome.pid}
+        pid = outcome.pid
+        while pid in self.forks:
+            pid = self.forks[pid]
+            chain.add(pid)
+        return [e for e in self.events if e.pid in chain]
 
     def written(self, ctx: Ctx, register: str) -> Written | None:
         for out in self.outcomes:
@@ -283,6 +308,7 @@ class Interpreter:
         self._narrow: dict[str, tuple[int, str]] = {}
         self._expanding: set[str] = set()
         self._params: dict[str, int] = {}    # the traced function's, by position
+        self._forks: dict[int, int] = {}     # memory mode: path id -> the one it forked from
 
     # -- entry point -------------------------------------------------------------
 
@@ -295,6 +321,7 @@ class Interpreter:
         self.unresolved = []
         self._locals = set()
         self._narrow = {}
+        self._forks = {}
         ctxs = contexts if contexts is not None else self.facts.contexts_of(fn.path)
         start = _State(contexts=ctxs, irq_off=irq_off)
         self._params = {p.name: i for i, p in enumerate(fn.params)}
@@ -313,6 +340,7 @@ class Interpreter:
         self.unresolved = []
         self._locals = set()
         self._narrow = {}
+        self._forks = {}
         start = _State(contexts=contexts)
         self._params = {p.name: i for i, p in enumerate(first.params)}
         for p in first.params:
@@ -328,11 +356,12 @@ class Interpreter:
         outcomes = tuple(Outcome(contexts=s.contexts, regs=dict(s.regs), ret=s.ret,
                                  irq_off=s.irq_off, preempt_off=s.preempt_off,
                                  stored={k[1:]: v for k, v in s.env.items()
-                                         if k.startswith("@")}, assumed=s.assumed)
+                                         if k.startswith("@")}, assumed=s.assumed,
+                                 pid=s.pid)
                          for s in states)
         return Trace(function=fn, events=tuple(self.events), outcomes=outcomes,
                      unresolved=tuple(dict.fromkeys(self.unresolved)),
-                     complete=fn.complete and not self.unresolved)
+                     complete=fn.complete and not self.unresolved, forks=dict(self._forks))
 
     def _call_body(self, fn: Function, states: list[_State], depth: int) -> list[_State]:
         self._stack.append(fn.name)
@@ -560,6 +589,8 @@ class Interpreter:
                 sub.always = False
                 sub.cond = True
                 sub.assumed = assumed
+                sub.pid = len(self._forks) + 1
+                self._forks[sub.pid] = st.pid
             out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
         return out
 
@@ -631,7 +662,8 @@ class Interpreter:
                                  cond=st.cond,
                                  irq_off=st.irq_off, preempt_off=st.preempt_off,
                                  seen=self._unseen == 0, guards=st.guards,
-                                 end=max(line, self._end), **kw))  # type: ignore[arg-type]
+                                 end=max(line, self._end), pid=st.pid,
+                                 **kw))  # type: ignore[arg-type]
 
     def _eval(self, expr: Expr, st: _State, fn: Function, depth: int, line: int) -> Bits:
         if isinstance(expr, Num):
@@ -833,6 +865,9 @@ class Interpreter:
                 self._eval(a, st, fn, depth, line)
             return Bits.unknown()
         args = expr.args
+        if name == UNSEEN:
+            self._emit(Ev.UNSEEN, st, fn, depth, line, name=name)
+            return Bits.unknown()
         kind = facts.op_kind(name)
         if kind is None:
             return self._plain_call(expr, name, st, fn, depth, line)

@@ -13,6 +13,8 @@ caller a changed register. Pure.
 
 from __future__ import annotations
 
+import re
+
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, PatchView
 from bot.rules.bits import MASK64, Bits
@@ -39,12 +41,30 @@ def _restored(trace: Trace, ctx: Ctx, reg: str) -> bool:
     return always and not value.differs(Bits.source("live:" + reg), MASK64)
 
 
+def _saved_out_of_view(trace: Trace, ctx: Ctx, reg: str) -> bool:
+    """The function, seen only from the middle (a hunk without the kernel
+    tree), leaves `reg` written on every path from a plain local whose
+    assignment the text does not show: most likely the value it saved."""
+    if trace.function.seen_from_start:
+        return False
+    left = _left(trace, ctx, reg)
+    if left is None or not left[1]:
+        return False
+    names = left[0].sources()
+    return bool(names) and all(re.fullmatch(r"load:[a-z_]\w*", n) for n in names)
+
+
 def check(emit: Emit, pv: PatchView, pair: Pair) -> bool:
     if pair.before is None or pair.after is None or not pair.changed:
         return False
     for reg in WATCHED:
         lost = [c for c in contexts_of(pair) if _restored(pair.before, c, reg)
                 and not _restored(pair.after, c, reg)]
+        guessed = not lost
+        if not lost:
+            lost = [c for c in contexts_of(pair) if _saved_out_of_view(pair.before, c, reg)
+                    and not _saved_out_of_view(pair.after, c, reg)
+                    and not _restored(pair.after, c, reg)]
         if not lost:
             continue
         left = _left(pair.after, lost[0], reg)
@@ -55,6 +75,12 @@ def check(emit: Emit, pv: PatchView, pair: Pair) -> bool:
         line = hit[1] if hit is not None else pair.anchor
         if line is None:
             continue
+        if guessed:
+            emit(Severity.QUESTION, pv, pv.file(pair.key.path), line, register=reg,
+                 message="%s() no longer writes %s back at the end from the value it kept "
+                 "(the patch does not show where it was saved; %s): does it still put back "
+                 "what it found?" % (pair.key.name, reg, modes(lost)))
+            return True
         emit(Severity.WARNING if decided(pair) else Severity.QUESTION, pv,
              pv.file(pair.key.path), line, register=reg,
              message="%s() no longer puts %s back as it found it (%s): it now leaves it %s, "

@@ -14,13 +14,15 @@ after it was modified, a restore made conditional). Pure.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.regmodel import Role
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.assume import Assumed
-from bot.rules.bits import MASK64
+from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
 from bot.rules.flow import modes, value_words
 from bot.rules.interp import Ev, Trace, Written
@@ -43,12 +45,26 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
             before = sem.round_trip("old", first, restore)
             after = sem.round_trip("new", first, restore)
             if before is None or after is None:
+                _half(emit, pv, sem, pair, save if key.name == restore else restore)
                 break
             anchor = _anchor(pairs, first, FnKey(path=key.path, name=restore))
             if anchor is not None:
                 _compare(emit, pv, anchor, "%s() and %s()" % (save, restore), before, after)
             break
         _callers(emit, pv, sem, pairs, save, restore, tlb)
+
+
+def _half(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, other: str) -> None:
+    """One half of a pair changed and the other not at hand (no kernel
+    tree, a hunk of one function): what this half leaves in the registers
+    and in the memory it shares with the other (the context structure),
+    path by path; a change there is asked about."""
+    if pair.anchor is None:
+        return
+    before, after = sem.memory_trace("old", pair.key), sem.memory_trace("new", pair.key)
+    if before is not None and after is not None:
+        _compare(emit, pv, (pair, pair.anchor), "%s()" % pair.key.name, before, after,
+                 other=other)
 
 
 def _callers(emit: Emit, pv: PatchView, sem: PatchSemantics, pairs: dict[FnKey, Pair],
@@ -84,11 +100,13 @@ def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
 def _paths(trace: Trace, ctx: Ctx, regs: list[str]) -> list[_End]:
     """What the pair leaves in `regs` in one configuration, path by path
     (the pair is followed with the paths kept apart), with what each path's
-    conditions said."""
+    conditions said. A slot named "mem:..." is memory the function leaves
+    (_shared)."""
     out: list[_End] = []
     for o in trace.outcomes:
         if ctx in o.contexts:
-            ws = {r: o.regs.get(r) for r in regs}
+            shared = _shared(trace, o.stored)
+            ws = {r: shared.get(r) if r.startswith("mem:") else o.regs.get(r) for r in regs}
             out.append(_End(key=tuple(_key(ws[r]) for r in regs), writes=ws,
                             assumed=o.assumed))
     return out
@@ -112,6 +130,24 @@ def _partner(end: _End, others: list[_End], regs: list[str], named: set[str]) ->
     if any(o.key == end.key for o in pool):
         return None
     return min(pool, key=lambda o: _distance(o.key, end.key, regs, named))
+
+
+def _shared(trace: Trace, stored: Mapping[str, Bits]) -> dict[str, Written]:
+    """Memory reached through the function's parameters (what one half of
+    a pair leaves for the other in the context structure), by parameter
+    position so that a renamed parameter is the same memory."""
+    params = {p.name: i for i, p in enumerate(trace.function.params)}
+    out: dict[str, Written] = {}
+    for key, value in stored.items():
+        m = re.match(r"mem:(?:param:)?(\w+)(->.+)$", key)
+        if m is None:
+            continue
+        # By position when the parameter is in view; else (a hunk that
+        # starts inside the function) by the pointer's name.
+        base = "%d" % params[m.group(1)] if m.group(1) in params else m.group(1)
+        out["mem:%s%s" % (base, m.group(2))] = Written(value=value, always=True, line=0,
+                                                       function="")
+    return out
 
 
 def _named(pair: Pair, before: Trace, after: Trace) -> set[str]:
@@ -149,7 +185,9 @@ def _key(w: Written | None) -> object:
 
 
 def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
-             before: Trace, after: Trace) -> None:
+             before: Trace, after: Trace, other: str | None = None) -> None:
+    """`other`: the half not at hand (compare what this one leaves in
+    memory too, and ask)."""
     pair, line = anchor
     named = _named(pair, before, after)
     changed: dict[str, list[Ctx]] = {}
@@ -159,6 +197,9 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
             continue
         regs = sorted({r for o in before.outcomes + after.outcomes if ctx in o.contexts
                        for r in o.regs})
+        if other is not None:
+            regs += sorted({m for t in (before, after) for o in t.outcomes if ctx in o.contexts
+                            for m in _shared(t, o.stored)})
         pb, pa = _paths(before, ctx, regs), _paths(after, ctx, regs)
         for mine, theirs, side in ((pa, pb, 1), (pb, pa, 0)):
             if not theirs:
@@ -181,11 +222,13 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
         irq_a = {o.irq_off for o in after.outcomes if ctx in o.contexts}
         if irq_b == {False} and irq_a != {False}:
             changed.setdefault("interrupts", []).append(ctx)
-    sev = Severity.WARNING if pair.from_tree else Severity.QUESTION
+    sev = Severity.WARNING if pair.from_tree and other is None else Severity.QUESTION
+    tail = "the two sides no longer undo each other." if other is None else (
+        "the patch does not show %s(): does it still undo exactly this?" % other)
     if "interrupts" in changed:
         emit(sev, pv, pv.file(pair.key.path), line, register=None,
              message="after %s, interrupts are no longer unmasked again as they were (%s): "
-             "the two sides no longer undo each other." % (label, modes(changed["interrupts"])))
+             "%s" % (label, modes(changed["interrupts"]), tail))
     regs_of = sorted((r for r in changed if r != "interrupts"),
                      key=lambda r: (r not in ("HCR_EL2", "MDCR_EL2"), r not in named, _order(r)))
     if not regs_of:
@@ -193,16 +236,24 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
     # One finding per pair: the first register in full, the others named.
     first = regs_of[0]
     gone, new = words.get(first, ([], []))
-    rest = regs_of[1:]
+    rest = [_slot_words(r) for r in regs_of[1:]]
     also = " (%s %s too)" % (", ".join(rest[:-1]) + " and " + rest[-1] if len(rest) > 1
                              else rest[0], "change" if len(rest) > 1 else "changes") \
         if rest else ""
     emit(sev, pv, pv.file(pair.key.path), line,
          register=next((r for r in regs_of if r in ("HCR_EL2", "MDCR_EL2")), None),
-         message="after %s, %s is now left %s on a path where it was left %s (%s)%s: the two "
-         "sides no longer undo each other." % (
-             label, first, " or ".join(new[:3]), " or ".join(gone[:3]), modes(changed[first]),
-             also))
+         message="after %s, %s is now left %s on a path where it was left %s (%s)%s: %s" % (
+             label, _slot_words(first), " or ".join(new[:3]), " or ".join(gone[:3]),
+             modes(changed[first]), also, tail))
+
+
+def _slot_words(slot: str) -> str:
+    """A register by name; memory as what the function saves there."""
+    if not slot.startswith("mem:"):
+        return slot
+    base, _, field = slot[4:].partition("->")
+    return "what it saves in %s->%s" % (
+        "its parameter %d" % (int(base) + 1) if base.isdigit() else base, field)
 
 
 def _order(reg: str) -> str:

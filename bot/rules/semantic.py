@@ -261,6 +261,8 @@ class PatchSemantics:
         self._pairs: list[Pair] | None = None
         self._contexts: dict[FnKey, frozenset[Ctx]] = {}
         self._graphs: dict[str, dict[FnKey, set[str]]] = {}
+        self._calls: dict[int, tuple[Function, set[str]]] = {}
+        self._side_lines: dict[tuple[str, str], list[tuple[int, str]]] = {}
 
     def evaluator(self, side: str) -> Evaluator:
         """The register model's evaluator with the patch's own #defines on
@@ -316,19 +318,28 @@ class PatchSemantics:
     def _graph(self, side: str) -> dict[FnKey, set[str]]:
         if side not in self._graphs:
             functions = (self.after if side == "new" else self.before).functions
-            self._graphs[side] = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
+            self._graphs[side] = {FnKey(path=fn.path, name=fn.name): self._calls_of(fn)
                                   for fns in functions.values() for fn in fns}
         return self._graphs[side]
+
+    def _calls_of(self, fn: Function) -> set[str]:
+        """calls_of(fn), once per function of this patch's sides."""
+        got = self._calls.get(id(fn))
+        if got is None or got[0] is not fn:
+            got = self._calls[id(fn)] = (fn, calls_of(fn))
+        return got[1]
 
     def _lines_before(self, path: str, start: int, side: str) -> list[str]:
         if self.from_tree:
             text = self.sv.file_after_index(self.pv.index - (side == "old"), path)
             return text.split("\n")[:max(start - 1, 0)] if text is not None else []
-        fv = self.pv.file(path)
-        if fv is None:
-            return []
-        return [ln.text for ln in fv.lines if (ln.new_side if side == "new" else ln.old_side)
-                and ((ln.new_no if side == "new" else ln.old_no) or 0) < start]
+        lines = self._side_lines.get((path, side))
+        if lines is None:
+            fv = self.pv.file(path)
+            lines = self._side_lines[(path, side)] = [] if fv is None else [
+                ((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in fv.lines
+                if (ln.new_side if side == "new" else ln.old_side)]
+        return [text for no, text in lines if no < start]
 
     def _trace(self, side: _Side, key: FnKey,
                contexts: frozenset[Ctx] | None = None) -> Trace | None:
@@ -400,7 +411,7 @@ class PatchSemantics:
         changed_names = {k.name for k in self.changed}
         out: dict[FnKey, set[FnKey]] = {k: {k} for k in self.changed}
         for side in (self.before, self.after):
-            graph = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
+            graph = {FnKey(path=fn.path, name=fn.name): self._calls_of(fn)
                      for fns in side.functions.values() for fn in fns}
             memo: dict[FnKey, set[str]] = {}
 

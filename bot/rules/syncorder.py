@@ -23,7 +23,7 @@ from bot.rules.flow import changed_line, decided, modes
 from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
 
-_ENDPOINTS = (Ev.WRITE, Ev.TLBI, Ev.AT, Ev.ERET)
+_ENDPOINTS = (Ev.WRITE, Ev.TLBI, Ev.AT, Ev.ERET, Ev.UNSEEN)
 _SYNCS = (Ev.ISB, Ev.ISB_ERRATA, Ev.DSB)
 _Triple = tuple[str, str, str]
 
@@ -34,7 +34,8 @@ def _key(e: Event | None) -> str:
     if e.kind is Ev.WRITE:
         return "a write of %s" % e.register
     return {Ev.TLBI: "the TLB invalidation", Ev.AT: "the address translation",
-            Ev.ERET: "the exception return"}.get(e.kind, e.kind.value)
+            Ev.ERET: "the exception return",
+            Ev.UNSEEN: "lines the patch does not show"}.get(e.kind, e.kind.value)
 
 
 def _sync_name(e: Event) -> str:
@@ -108,13 +109,23 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:] if text.startswith("the ") else text
 
 
+def _moved_within(pv: PatchView, path: str, ln: Line) -> bool:
+    """The removed line comes back in the same function: a reorder, which
+    the order of operations says something about."""
+    fv = pv.file(path)
+    key = normalize(ln.text)
+    return fv is not None and any(x.added and x.function == ln.function and
+                                  normalize(x.text) == key for x in fv.lines)
+
+
 def _spot(pv: PatchView, pair: Pair, sync: Event, prev: Event | None,
           nxt: Event | None) -> tuple[str, Line, bool] | None:
     """Where to say it: the barrier's removed line, else the line of an
     operation the patch moved across it (only when the whole path is seen)."""
     ln = changed_line(pv, sync, "old")
     if ln is not None and ln.removed:
-        if normalize(ln.text) in pv.moved and not pair.from_tree:
+        if normalize(ln.text) in pv.moved and not pair.from_tree \
+                and not _moved_within(pv, sync.path, ln):
             return None   # code moved elsewhere, barrier and all, as far as the text shows
         return sync.path, ln, True
     if not pair.from_tree:

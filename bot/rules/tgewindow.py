@@ -20,13 +20,26 @@ from bot.rules.interp import Ev, Event, Trace
 
 
 def _exposed(trace: Trace, ctx: Ctx, tge: int) -> Event | None:
-    """The first event at which TGE is known clear with interrupts unmasked."""
+    """The first event at which TGE is known clear with interrupts unmasked
+    (path by path when the trace kept paths apart: there a conditional
+    write is certain on its own path)."""
+    if trace.apart:
+        for o in trace.outcomes:
+            if ctx in o.contexts:
+                hit = _exposed_on(trace.path_events(o), ctx, tge, concrete=True)
+                if hit is not None:
+                    return hit
+        return None
+    return _exposed_on(list(trace.events), ctx, tge, concrete=False)
+
+
+def _exposed_on(events: list[Event], ctx: Ctx, tge: int, *, concrete: bool) -> Event | None:
     clear = False
-    for e in trace.events:
+    for e in events:
         if ctx not in e.contexts:
             continue
         if e.kind is Ev.WRITE and e.register == "HCR_EL2" and e.value is not None:
-            clear = bool(e.value.zeros & tge) and not e.cond
+            clear = bool(e.value.zeros & tge) and (concrete or not e.cond)
             continue
         # Unmasked, or no longer known to be masked (the caller decides): a
         # path that was masked before the patch is what is compared.
