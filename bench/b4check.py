@@ -20,10 +20,15 @@ cache of their own in the scratch directory (PYTHONPYCACHEPREFIX, and
 PYTHONDONTWRITEBYTECODE dropped), which that first run fills: an installed
 bot has its modules compiled, and compiling them again on every run (as a
 caller with PYTHONDONTWRITEBYTECODE=1 and no `__pycache__` would) is not
-what a maintainer waits for.
+what a maintainer waits for. Likewise the parsed register model
+(bot.regmodel.cache) goes to a cache directory of their own
+(XDG_CACHE_HOME), filled by that first run as a maintainer's first patch
+fills theirs.
 
-It prints the median and the spread of each, and `python -X importtime`'s
-ten most expensive imports of the per-patch path.
+It prints the median and the spread of each, in wall and CPU time, with the
+load average before and after each command's runs (on a busy machine the
+wall times wait for other processes; the CPU times do not), and
+`python -X importtime`'s ten most expensive imports of the per-patch path.
 """
 
 from __future__ import annotations
@@ -72,10 +77,15 @@ def tracking_file(msgs: list[object], work: Path) -> Path:
     return write_tracking(work / "tracking.json", track_series(repo, msgs))
 
 
+Times = tuple[list[float], list[float], list[float]]
+
+
 def timed(cmd: list[str], data: bytes, runs: int, cwd: Path,
-          env: dict[str, str]) -> tuple[tuple[list[float], list[float]], bytes]:
-    """Wall and CPU (user + system) seconds of each run, and the last output."""
+          env: dict[str, str]) -> tuple[Times, bytes]:
+    """Wall and CPU (user + system) seconds of each run, the 1-minute load
+    average before and after them, and the last output."""
     walls, cpus = [], []
+    loads = [os.getloadavg()[0]]
     out = subprocess.run(cmd, input=data, capture_output=True, cwd=cwd, env=env,
                          check=False).stdout  # fills caches (bytecode, page cache)
     for _ in range(runs):
@@ -87,16 +97,19 @@ def timed(cmd: list[str], data: bytes, runs: int, cwd: Path,
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         out = proc.stdout or proc.stderr
-    return (walls, cpus), out
+    loads.append(os.getloadavg()[0])
+    return (walls, cpus, loads), out
 
 
-def show(name: str, times: tuple[list[float], list[float]]) -> float:
+def show(name: str, times: Times) -> float:
     """Prints wall and CPU medians; the CPU time says what a busy machine's
     wall time hides (other processes sharing the cores)."""
-    walls, cpus = times
+    walls, cpus, loads = times
     med = statistics.median(walls)
-    print("  %-34s median %6.1f ms wall (min %.1f, max %.1f), %6.1f ms CPU" % (
-        name, med * 1e3, min(walls) * 1e3, max(walls) * 1e3, statistics.median(cpus) * 1e3))
+    print("  %-34s median %6.1f ms wall (min %.1f, max %.1f), %6.1f ms CPU (min %.1f);"
+          " load %.1f -> %.1f" % (
+              name, med * 1e3, min(walls) * 1e3, max(walls) * 1e3,
+              statistics.median(cpus) * 1e3, min(cpus) * 1e3, loads[0], loads[-1]))
     return med
 
 
@@ -110,7 +123,7 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("BOT_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(BOT_CONFIG=str(ROOT / "config.toml"), BOT_STATE_DIR=str(work / "state"),
-               PYTHONPYCACHEPREFIX=str(work / "pycache"))
+               PYTHONPYCACHEPREFIX=str(work / "pycache"), XDG_CACHE_HOME=str(work / "cache"))
     print("b4 per-patch check of %s (%d bytes as b4 hands it), %d runs each:"
           % (args.patch.name, len(data), args.runs))
     cmd = [str(BOT), "check", "--format", "b4", "-"]
@@ -118,6 +131,9 @@ def main(argv: list[str]) -> int:
     entry = json.loads(out)[0]
     med = show("bot check --format b4 -", ours)
     print("    -> %s: %s" % (entry["status"], entry["summary"]))
+    cached = sorted((work / "cache").glob("*/*.pickle"))
+    print("    register model cache: %s" % (", ".join(
+        "%s (%d KB)" % (p.name, p.stat().st_size // 1024) for p in cached) or "none written"))
     track = tracking_file(msgs, work)
     tenv = dict(env, B4_TRACKING_FILE=str(track))
     with_series, out = timed(cmd, data, args.runs, work / "linux", tenv)

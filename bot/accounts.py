@@ -45,6 +45,8 @@ class LoginResult(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Login:
+    """The outcome of a login attempt, and the user when it succeeded."""
+
     result: LoginResult
     user: WebUser | None = None
 

@@ -48,6 +48,8 @@ _HEAD = 1 << 16
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class B4Input:
+    """What a b4 check reads: its inputs, the message b4 asks about, and b4's context."""
+
     specs: list[str | StreamInput]
     # The Message-ID of the one message on stdin (what b4 asks about).
     target: str | None

@@ -38,6 +38,8 @@ MARKER = "--- b4-review-tracking ---"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Written:
+    """What an export wrote: the directory, its files and the drafts they hold."""
+
     directory: Path
     files: tuple[str, ...]
     drafts: tuple[int, ...]

@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckOptions:
+    """How `bot check` runs and reports, as the command line sets it."""
+
     fmt: str = "text"
     fail_on: str = "error"
     store: bool = False

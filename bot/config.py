@@ -23,6 +23,7 @@ The loaded `Config` is passed down explicitly; there is no module global.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import stat
@@ -73,6 +74,8 @@ class Secret:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoreConfig:
+    """[lore]: where and how the daemon polls lore, and its HTTP limits."""
+
     url: str = "https://lore.kernel.org/all"
     query: str = DEFAULT_QUERY
     lists: tuple[str, ...] = ()
@@ -92,18 +95,24 @@ class LoreConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseConfig:
+    """[database]: the SQLAlchemy URL (empty: SQLite in state_dir)."""
+
     url: str = ""
     echo: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputConfig:
+    """[input]: size limits on what the bot reads."""
+
     max_inflated_bytes: int = 2 * 1024 * 1024 * 1024
     max_message_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RulesConfig:
+    """[rules]: which rules run, their severities and the paths they apply to."""
+
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     severity: dict[str, str] = field(default_factory=dict)
@@ -112,12 +121,16 @@ class RulesConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KernelConfig:
+    """[kernel]: the kernel repository series are applied to, and where bases are looked for."""
+
     repo: str = ""
     base_range: str = "HEAD"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegmodelConfig:
+    """[regmodel]: a kernel tree to take the register layout from."""
+
     kernel_tree: str = ""
 
 
@@ -126,6 +139,8 @@ DEFAULT_SIGNATURE = "Drafted by kvm-sysreg-review-bot, checked by the sender bef
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DraftsConfig:
+    """[drafts]: who replies, to whom, and how much."""
+
     # The identity `bot drafts approve` uses when --as is not given (empty:
     # git's user.name/user.email); it becomes the reply's From.
     reviewer_name: str = ""
@@ -150,6 +165,8 @@ class DraftsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SmtpConfig:
+    """[smtp]: the server approved replies are sent through."""
+
     send_enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 25
@@ -164,6 +181,8 @@ class SmtpConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
+    """[daemon]: the polling interval and its time limits."""
+
     interval: int = 600
     stale_after: int = 3600
     max_backoff: int = 3600
@@ -172,6 +191,8 @@ class DaemonConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebConfig:
+    """[web]: the dashboard's address, sessions and logins."""
+
     listen: str = "127.0.0.1"
     port: int = 8080
     secret_key: Secret | None = None
@@ -193,6 +214,8 @@ class WebConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
+    """The whole configuration, one section per table of config.toml."""
+
     state_dir: str = "./var"
     log_level: str = "info"
     lore: LoreConfig = field(default_factory=LoreConfig)
@@ -372,6 +395,7 @@ def check_rule_names(cfg: Config, known: Iterable[str]) -> None:
                     " (did you mean %r?)" % close[0] if close else ""))
 
 
+@functools.cache   # load() and variables() both ask; the strings are evaluated once
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -83,6 +83,8 @@ _DIFF_START = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Mail:
+    """One message with its headers decoded and its text body chosen."""
+
     message_id: str
     subject: str
     from_name: str
@@ -143,6 +145,8 @@ class LineKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiffLine:
+    """One line of a hunk, with its line numbers in the old and new file."""
+
     kind: LineKind
     text: str
     old_no: int | None
@@ -151,6 +155,8 @@ class DiffLine:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hunk:
+    """One hunk of a file's diff: its header's ranges and its lines."""
+
     old_start: int
     old_len: int
     new_start: int
@@ -175,6 +181,8 @@ class Hunk:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileDiff:
+    """One file's part of a diff: its paths, hunks and blob ids."""
+
     old_path: str | None
     new_path: str | None
     hunks: tuple[Hunk, ...]
@@ -192,6 +200,8 @@ class FileDiff:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PatchBody:
+    """A patch mail's body split into commit message, diffstat and diff."""
+
     message: str
     diffstat: str
     files: tuple[FileDiff, ...]
@@ -233,6 +243,8 @@ class Trailer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Patch:
+    """One patch of a series: its mail, place in the series, body and trailers."""
+
     index: int
     total: int
     mail: Mail
@@ -259,6 +271,8 @@ class Patch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Series:
+    """One revision of a series as b4 assembles it: cover, patches, what is missing."""
+
     message_id: str
     subject: str
     revision: int
@@ -446,6 +460,8 @@ def _digest(*parts: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
+    """One problem a rule found, where it is and how it stands against earlier revisions."""
+
     rule: str
     category: Category
     severity: Severity
@@ -502,6 +518,8 @@ class Finding:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuleResult:
+    """What the rules said about a series: findings, pre-existing ones and rule errors."""
+
     findings: tuple[Finding, ...]
     pre_existing: tuple[Finding, ...]
     errors: tuple[str, ...]
@@ -572,6 +590,8 @@ class RevisionComparison:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Draft:
+    """A reply to one patch, rendered from its findings, waiting for a reviewer."""
+
     series_message_id: str
     patch: int
     in_reply_to: str
@@ -594,6 +614,8 @@ class Draft:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeriesResult:
+    """A checked series: the rules' result, drafts and what it was checked against."""
+
     series: Series
     rules: RuleResult
     drafts: tuple[Draft, ...]
@@ -627,6 +649,8 @@ class SeriesResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThreadResult:
+    """A thread and the result of each series found in it."""
+
     thread: Thread
     results: tuple[SeriesResult, ...]
 

@@ -63,6 +63,8 @@ def trailer_mail(result: SeriesResult, messages: tuple[Mail, ...]) -> tuple[RawM
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class _Known:
+    """An earlier revision of a series, found by its lineage and author."""
+
     lineage: str
     author_email: str
     earlier: EarlierRevision

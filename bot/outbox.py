@@ -52,6 +52,8 @@ MAX_ATTEMPTS = 5
 
 @dataclass(slots=True)
 class SendReport:
+    """What one run of the outbox did with each draft."""
+
     sent: list[tuple[int, str]] = field(default_factory=list)       # (draft, server reply)
     failed: list[tuple[int, str]] = field(default_factory=list)     # (draft, why)
     deferred: list[tuple[int, str]] = field(default_factory=list)   # back to approved

@@ -109,6 +109,8 @@ def _aware(when: dt.datetime) -> dt.datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Hit:
+    """One message a lore search returned, with what threading needs."""
+
     message_id: str
     refs: tuple[str, ...]
     patch: bool
@@ -116,6 +118,8 @@ class _Hit:
 
 @dataclass(slots=True, kw_only=True)
 class CycleReport:
+    """What one polling cycle fetched and stored."""
+
     start: dt.datetime
     position: dt.datetime
     longscan: bool

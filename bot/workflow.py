@@ -70,6 +70,8 @@ class Actor:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
+    """One step in a draft's history: who did what, and what changed."""
+
     at: dt.datetime
     actor: str
     action: DraftAction

@@ -25,10 +25,11 @@ REAL = DATA / "labelled" / "problem-width-genmask-hcr-imm.mbox"
 SERIES = DATA / "rules" / "series" / "resolved-in-series.mbox"
 
 # Libraries and bot modules the b4 formats never use: HTTP, mail sending,
-# attestation, the database, templates and drafts, the web, git plumbing
-# (no kernel repository configured), lore fetching, re-review history.
-UNUSED = ("requests", "urllib3", "charset_normalizer", "idna", "smtplib", "ssl", "dkim",
-          "dns", "sqlalchemy", "alembic", "psycopg", "jinja2", "markupsafe", "flask",
+# attestation, local mail folders, the database, templates and drafts, the
+# web, git plumbing (no kernel repository configured), lore fetching,
+# re-review history.
+UNUSED = ("requests", "urllib3", "charset_normalizer", "idna", "smtplib", "ssl", "dkim", "patatt",
+          "mailbox", "dns", "sqlalchemy", "alembic", "psycopg", "jinja2", "markupsafe", "flask",
           "werkzeug", "waitress", "bot.store", "bot.drafts", "bot.web", "bot.kernel",
           "bot.lore.client", "bot.history", "bot.workflow", "bot.outbox", "bot.poller")
 

@@ -105,6 +105,8 @@ def _attribution(mail: Mail) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Head:
+    """A reply's threading and address headers, and its subject."""
+
     in_reply_to: str
     references: tuple[str, ...]
     to: tuple[str, ...]

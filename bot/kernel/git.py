@@ -47,6 +47,8 @@ class RepoError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
+    """A git object's id, type and size, from the header `git cat-file --batch-command` prints."""
+
     oid: str
     type: str
     size: int

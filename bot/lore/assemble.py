@@ -36,12 +36,14 @@ from bot.lore.deferred import deferred
 from bot.parse.diff import split_body
 from bot.parse.mail import MailError, message_from_bytes, parse_mail
 
-# b4 imports dkim (and through it dnspython) for attestation, requests for
-# its HTTP client and smtplib for sending mail when it loads; assembly uses
-# none of them (b4.can_network is off below). Deferring them halves b4's
-# load time, which every `bot check --format b4` pays (bench/b4check.py);
-# whatever does use them loads them on first use.
-with deferred({"dkim": (), "requests": ("Session",), "smtplib": ("SMTP", "SMTP_SSL")}):
+# b4 imports dkim (and through it dnspython) and patatt for attestation,
+# requests for its HTTP client, smtplib for sending mail and mailbox for
+# reading local mail folders when it loads; assembly uses none of them
+# (b4.can_network is off below). Deferring them halves b4's load time, which
+# every `bot check --format b4` pays (bench/b4check.py); whatever does use
+# them loads them on first use.
+with deferred({"dkim": (), "patatt": (), "mailbox": (), "requests": ("Session",),
+               "smtplib": ("SMTP", "SMTP_SSL")}):
     import b4
 
 logger = logging.getLogger(__name__)

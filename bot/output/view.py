@@ -20,6 +20,8 @@ README_RULES = "#the-rules"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SeriesView:
+    """One checked series as every output format shows it."""
+
     result: SeriesResult
     # The series object of the JSON contract (`bot.report.series_dict`).
     doc: dict[str, Any]

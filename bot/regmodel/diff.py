@@ -45,6 +45,8 @@ class DiffKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disagreement:
+    """One place where a kernel tree and the model (or the tree's tools/sysreg) differ."""
+
     kind: DiffKind
     register: str
     field: str | None
@@ -61,6 +63,8 @@ class Disagreement:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiffReport:
+    """Everything a kernel tree disagrees with, and notes on what was not compared."""
+
     tree: Path
     version: tuple[int, ...] | None
     disagreements: tuple[Disagreement, ...]

@@ -59,6 +59,8 @@ EL1 = frozenset(c for c in Ctx if c.el == 1)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Place:
+    """Files whose code runs in the given contexts ([[places]] of kvm.toml)."""
+
     files: tuple[str, ...]
     contexts: frozenset[Ctx]
     source: str = ""
@@ -70,6 +72,8 @@ class Place:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Guard:
+    """A test that tells contexts apart, and where it holds ([[guards]])."""
+
     name: str
     arg: str | None
     true_in: frozenset[Ctx]
@@ -86,6 +90,8 @@ class Guard:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Storage:
+    """Where KVM keeps a register's value between uses ([[storage]])."""
+
     pattern: re.Pattern[str]
     name: str
     register: str
@@ -138,6 +144,8 @@ class Lifecycle:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KvmFacts:
+    """Everything kvm.toml says about how KVM's code runs and stores registers."""
+
     places: tuple[Place, ...] = ()
     guards: tuple[Guard, ...] = ()
     storage: tuple[Storage, ...] = ()

@@ -44,6 +44,8 @@ class MacroField:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MacroLayout:
+    """A register's fields and RES0/RES1 masks as kvm_arm.h's macros define them."""
+
     register: str
     fields: tuple[MacroField, ...]
     res0: tuple[Macro, ...]

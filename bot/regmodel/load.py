@@ -1,7 +1,8 @@
 """Loading the register model: the shipped data files, or a kernel tree.
 
 The shipped model is hcr_mdcr.sysreg (layout, tools/sysreg format) plus
-kvm.toml (everything else); it is parsed once per process and cached. A
+kvm.toml (everything else); it is parsed once per process, and kept parsed
+between processes in the user's cache directory (bot.regmodel.cache). A
 kernel tree replaces the layout: a register its arch/arm64/tools/sysreg
 describes is taken from there, otherwise from the hand-written macros of its
 arch/arm64/include/asm/kvm_arm.h; kvm.toml still supplies polarity, aliases,
@@ -19,9 +20,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from bot.errors import BadInput, ConfigError
+from bot.regmodel import cache
 from bot.regmodel.defines import evaluate_defines
 from bot.regmodel.facts import KvmFacts, read_facts
 from bot.regmodel.kvmarm import MacroLayout, generated_macros, macro_layout
@@ -59,6 +61,8 @@ _MODES = ("vhe", "nvhe", "both")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldInfo:
+    """What kvm.toml says about one field, beyond its layout."""
+
     name: str
     polarity: Polarity
     feature: str | None
@@ -74,6 +78,8 @@ class FieldInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterInfo:
+    """What kvm.toml says about one register and its fields."""
+
     name: str
     description: str
     prefixes: tuple[str, ...]
@@ -90,6 +96,8 @@ class RegisterInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KvmData:
+    """kvm.toml, checked and parsed."""
+
     sources: Mapping[str, str]
     registers: Mapping[str, RegisterInfo]
     flag_sets: tuple[dict[str, Any], ...]
@@ -316,16 +324,42 @@ def build_model(sysreg_text: str, kvm_text: str, origin: str) -> RegisterModel:
                          snapshot_files=data.snapshot_files)
 
 
+Parsed = tuple[dict[str, Register], KvmData, tuple[FlagSet, ...]]
+
+
 @functools.lru_cache(maxsize=1)
+def _shipped() -> Parsed:
+    return cached_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
+
+
 def shipped_parts() -> tuple[dict[str, Register], KvmData]:
-    """The shipped layout and kvm.toml, parsed once per process."""
-    return build_parts(_read_package(SYSREG_FILE), _read_package(KVM_FILE))
+    """The shipped layout and kvm.toml, parsed once per process; across
+    processes, once per change of the files or the code (bot.regmodel.cache)."""
+    registers, data, _ = _shipped()
+    return registers, data
+
+
+def cached_parts(sysreg_text: str, kvm_text: str, directory: Path | None = None) -> Parsed:
+    """build_parts() and the flag sets, or what an earlier process stored for
+    the same text (bot.regmodel.cache; `directory` defaults to the user's cache)."""
+    def build() -> Parsed:
+        registers, data = build_parts(sysreg_text, kvm_text)
+        return registers, data, tuple(_flag_sets(data, registers))
+    return cache.cached("regmodel", (sysreg_text.encode(), kvm_text.encode()), build,
+                        _is_parsed, directory=directory)
+
+
+def _is_parsed(value: object) -> TypeGuard[Parsed]:
+    return (isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], dict)
+            and all(isinstance(r, Register) for r in value[0].values())
+            and isinstance(value[1], KvmData)
+            and isinstance(value[2], tuple) and all(isinstance(f, FlagSet) for f in value[2]))
 
 
 @functools.lru_cache(maxsize=1)
 def _shipped_model() -> RegisterModel:
-    registers, data = shipped_parts()
-    return RegisterModel(registers=registers, flag_sets=_flag_sets(data, registers),
+    registers, data, flag_sets = _shipped()
+    return RegisterModel(registers=registers, flag_sets=flag_sets,
                          functions=data.functions, values=data.values, sources=data.sources,
                          facts=data.facts,
                          origin="shipped (%s, %s)" % (SYSREG_FILE, KVM_FILE),
@@ -344,6 +378,8 @@ def load_model(kernel_tree: str | None = None) -> RegisterModel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KernelTree:
+    """What the model takes from a kernel tree: version, tools/sysreg, kvm_arm.h."""
+
     root: Path
     version: tuple[int, ...] | None
     sysreg: Mapping[str, Register] | None   # None: the tree has no tools/sysreg

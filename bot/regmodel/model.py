@@ -57,6 +57,8 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Field:
+    """One field of a register: its bits, names, polarity and where that is known from."""
+
     register: str
     name: str
     msb: int
@@ -111,6 +113,8 @@ class Field:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Register:
+    """One system register: its layout and the macro names the kernel gives it."""
+
     name: str
     encoding: tuple[int, ...] | None
     width: int
@@ -150,6 +154,8 @@ class Register:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlagSet:
+    """A value KVM writes to a register (HCR_GUEST_FLAGS...), in a kernel era."""
+
     name: str
     register: str
     era: str
@@ -164,6 +170,8 @@ class FlagSet:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionRole:
+    """A kernel function with a part in save/restore (entry, exit, TLB...)."""
+
     name: str
     role: Role
     layout: str   # "pre-5.9" | "post-5.9" | "any"

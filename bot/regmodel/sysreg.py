@@ -30,6 +30,8 @@ _VALUE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 @dataclass(slots=True)
 class _Block:
+    """A Sysreg or SysregFields block while it is being read."""
+
     kind: str            # "Sysreg" or "SysregFields"
     name: str
     line: int
@@ -45,6 +47,8 @@ class _Block:
 
 @dataclass(slots=True)
 class _Enum:
+    """An Enum field while its values are being read."""
+
     name: str
     msb: int
     lsb: int

@@ -38,6 +38,8 @@ Version = tuple[int, ...]
 
 @dataclass(frozen=True, slots=True)
 class _Fact:
+    """A range of kernel versions a series fits, and why."""
+
     lo: Version | None
     hi: Version | None
     why: str

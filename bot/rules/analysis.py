@@ -50,6 +50,8 @@ def normalize(text: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Line:
+    """One line of a file's diff, with what it does and where a reviewer would point."""
+
     kind: LineKind
     text: str
     code: str                 # comment stripped
@@ -79,6 +81,8 @@ class Line:
 
 @dataclass(frozen=True, kw_only=True)
 class FileView:
+    """One file of a patch as the rules read it, line by line."""
+
     path: str
     old_path: str | None
     new_path: str | None
@@ -126,6 +130,8 @@ class FileView:
 
 @dataclass(frozen=True, kw_only=True)
 class PatchView:
+    """One patch as the rules read it: whether it matters, and its files."""
+
     patch: Patch
     relevant: bool
     files: tuple[FileView, ...] = ()
@@ -334,6 +340,8 @@ def patch_view(patch: Patch, mapped: frozenset[str] = frozenset()) -> PatchView:
 
 @dataclass(frozen=True, kw_only=True)
 class SeriesView:
+    """A series as the rules read it, patch by patch."""
+
     series: Series
     patches: tuple[PatchView, ...]
     tree: object = None

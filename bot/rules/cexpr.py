@@ -80,28 +80,38 @@ def tokenize(text: str, first_line: int = 1) -> list[Tok]:
 
 @dataclass(frozen=True, slots=True)
 class Num:
+    """An integer constant."""
+
     value: int
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Name:
+    """An identifier."""
+
     id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Str:
+    """A string or character literal."""
+
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
+    """A function or macro call."""
+
     func: Expr
     args: tuple[Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
+    """A member access, with . or ->."""
+
     base: Expr
     field: str
     arrow: bool
@@ -109,24 +119,32 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Index:
+    """An array subscript."""
+
     base: Expr
     index: Expr
 
 
 @dataclass(frozen=True, slots=True)
 class Unary:
+    """A unary operator and its operand."""
+
     op: str        # - ~ ! * & ++ -- sizeof, and "post++"/"post--"
     operand: Expr
 
 
 @dataclass(frozen=True, slots=True)
 class Cast:
+    """A cast to a type."""
+
     type: str
     operand: Expr
 
 
 @dataclass(frozen=True, slots=True)
 class Binary:
+    """A binary operator and its operands."""
+
     op: str
     left: Expr
     right: Expr
@@ -134,6 +152,8 @@ class Binary:
 
 @dataclass(frozen=True, slots=True)
 class Ternary:
+    """A conditional expression (cond ? then : other)."""
+
     cond: Expr
     then: Expr
     other: Expr
@@ -141,6 +161,8 @@ class Ternary:
 
 @dataclass(frozen=True, slots=True)
 class Assign:
+    """An assignment, plain or compound."""
+
     op: str        # = |= &= ^= += -= <<= >>= ...
     target: Expr
     value: Expr
@@ -148,6 +170,8 @@ class Assign:
 
 @dataclass(frozen=True, slots=True)
 class Unknown:
+    """Text the expression parser could not read."""
+
     text: str
 
 

@@ -23,6 +23,8 @@ RuleFunc = Callable[[Series, "Context"], Iterable[Finding]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuleSpec:
+    """A registered rule: its metadata and the function that runs it."""
+
     id: str
     category: Category
     severity: Severity

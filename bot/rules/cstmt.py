@@ -17,12 +17,16 @@ from bot.rules.cexpr import TYPE_WORDS, Expr, Tok, Unknown, parse_expr, tokenize
 
 @dataclass(frozen=True, slots=True)
 class Block:
+    """A compound statement."""
+
     stmts: tuple[Stmt, ...]
     line: int
 
 
 @dataclass(frozen=True, slots=True)
 class If:
+    """An if statement, with its else branch if any."""
+
     cond: Expr
     then: Stmt
     other: Stmt | None
@@ -32,6 +36,8 @@ class If:
 
 @dataclass(frozen=True, slots=True)
 class Loop:
+    """A for, while or do loop."""
+
     kind: str          # for, while, do
     cond: Expr
     body: Stmt
@@ -40,6 +46,8 @@ class Loop:
 
 @dataclass(frozen=True, slots=True)
 class Switch:
+    """A switch statement."""
+
     expr: Expr
     body: Stmt
     line: int
@@ -47,6 +55,8 @@ class Switch:
 
 @dataclass(frozen=True, slots=True)
 class Return:
+    """A return statement."""
+
     value: Expr | None
     line: int
     end: int = 0
@@ -54,12 +64,16 @@ class Return:
 
 @dataclass(frozen=True, slots=True)
 class Jump:
+    """A break, continue or goto."""
+
     kind: str          # break, continue, goto
     line: int
 
 
 @dataclass(frozen=True, slots=True)
 class Declarator:
+    """One name a declaration declares, with its initialiser."""
+
     name: str
     init: Expr | None
     pointer: bool
@@ -68,6 +82,8 @@ class Declarator:
 
 @dataclass(frozen=True, slots=True)
 class Decl:
+    """A declaration of one or more variables of a type."""
+
     type: str
     names: tuple[Declarator, ...]
     line: int
@@ -76,6 +92,8 @@ class Decl:
 
 @dataclass(frozen=True, slots=True)
 class ExprStmt:
+    """An expression statement."""
+
     expr: Expr
     line: int
     end: int
@@ -83,18 +101,24 @@ class ExprStmt:
 
 @dataclass(frozen=True, slots=True)
 class Asm:
+    """An inline assembler statement."""
+
     text: str          # the string literals and operands, joined
     line: int
 
 
 @dataclass(frozen=True, slots=True)
 class Preproc:
+    """A preprocessor line inside a function."""
+
     text: str
     line: int
 
 
 @dataclass(frozen=True, slots=True)
 class Label:
+    """A goto label."""
+
     name: str
     line: int
 
@@ -447,6 +471,8 @@ _PARAM_NAME = re.compile(r"([A-Za-z_]\w*)\s*(\[[^\]]*\])?\s*$")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Param:
+    """One parameter of a function definition."""
+
     type: str
     name: str
 

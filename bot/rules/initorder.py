@@ -40,6 +40,8 @@ from bot.rules.semantic import Pair, PatchSemantics
 
 @dataclass(frozen=True, slots=True)
 class _Def:
+    """Where a stored value is computed in a function pair's trace."""
+
     pair: Pair
     event: Event          # the computation (at any call depth)
     top: Event            # the statement of the pair's own function it happens in

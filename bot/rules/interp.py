@@ -97,6 +97,8 @@ class Ev(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
+    """One thing a traced function does (a register write, a barrier, a call...), and where."""
+
     kind: Ev
     line: int
     function: str
@@ -129,6 +131,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Written:
+    """The value a path last wrote to a register, and where."""
+
     value: Bits
     always: bool
     line: int
@@ -137,6 +141,8 @@ class Written:
 
 @dataclass(slots=True)
 class _State:
+    """The interpreter's state along one path: locals, register writes, masking."""
+
     contexts: frozenset[Ctx]
     env: dict[str, Bits] = field(default_factory=dict)
     regs: dict[str, Written] = field(default_factory=dict)
@@ -186,6 +192,8 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Trace:
+    """What running a function symbolically found: its events and outcomes."""
+
     function: Function
     events: tuple[Event, ...]
     outcomes: tuple[Outcome, ...]

@@ -148,6 +148,8 @@ def _paths(trace: Trace, ctx: Ctx, regs: list[str]) -> list[_End]:
 
 @dataclass(frozen=True, slots=True)
 class _End:
+    """What one path of a pair leaves in the registers, and what it assumed."""
+
     key: tuple[object, ...]
     writes: dict[str, Written | None]
     assumed: Assumed

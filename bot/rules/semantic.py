@@ -51,6 +51,8 @@ _IRQS_AT_START: dict[Role | None, bool | None] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FnKey:
+    """A function named by its file and name."""
+
     path: str
     name: str
 
@@ -198,6 +200,8 @@ def _call_names(expr: object) -> Iterator[str]:
 
 @dataclass(slots=True)
 class _Side:
+    """The functions of one side (before or after the patch) and their evaluator."""
+
     functions: dict[str, list[Function]] = field(default_factory=dict)
     evaluator: Evaluator | None = None
 

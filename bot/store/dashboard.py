@@ -42,6 +42,8 @@ class InboxState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxFilter:
+    """What the inbox shows: state, list, author, category, severity, search, page."""
+
     state: InboxState = InboxState.ATTENTION
     list_id: str = ""
     author: str = ""
@@ -54,6 +56,8 @@ class InboxFilter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxRow:
+    """One series in the inbox, with its findings and drafts counted."""
+
     series: Series
     open_by_severity: dict[str, int] = field(default_factory=dict)
     new_findings: int = 0
@@ -67,6 +71,8 @@ class InboxRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPage:
+    """One page of the inbox, and the counts of the whole database."""
+
     rows: tuple[InboxRow, ...]
     total: int              # series matching the filter
     page: int

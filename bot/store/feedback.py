@@ -25,6 +25,8 @@ from bot.store.models import (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuleFigures:
+    """How often a rule fired, and what maintainers said about it."""
+
     rule: str
     fired: int       # distinct findings (a finding repeated by revisions counts once)
     dismissed: int   # of those, dismissed by a maintainer as false

@@ -79,6 +79,8 @@ def _int_ok(*values: int | None) -> bool:
 
 @dataclass(slots=True)
 class StoreStats:
+    """How many rows of each kind a store operation wrote."""
+
     messages: int = 0
     series: int = 0
     patches: int = 0

@@ -32,6 +32,8 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Health:
+    """Whether the daemon is healthy, and why (the age of the last successful poll)."""
+
     healthy: bool
     reason: str
 

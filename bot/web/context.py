@@ -12,6 +12,8 @@ from bot.store.db import Database
 
 @dataclass(frozen=True, slots=True)
 class BotState:
+    """What every request of the dashboard needs: the configuration and the database."""
+
     cfg: Config
     database: Database
 

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Line:
+    """One line of a diff on the patch page, with the findings at it."""
+
     kind: str            # "+", "-", " "
     text: str
     old_no: int | None
@@ -31,12 +33,16 @@ class Line:
 
 @dataclass(slots=True)
 class HunkView:
+    """One hunk on the patch page."""
+
     header: str
     lines: list[Line]
 
 
 @dataclass(slots=True)
 class FileView:
+    """One file of a patch on the patch page, with findings at no line of it."""
+
     path: str
     hunks: list[HunkView]
     binary: bool
@@ -45,6 +51,8 @@ class FileView:
 
 @dataclass(slots=True)
 class PatchView:
+    """One patch as its page shows it: diff, findings and their kinds."""
+
     index: int
     subject: str
     message_id: str

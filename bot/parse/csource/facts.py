@@ -93,6 +93,8 @@ class Decl:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LineFacts:
+    """What one line of C does to registers: accesses, assignments, barriers, masking."""
+
     accesses: tuple[RegAccess, ...] = ()
     assigns: tuple[Assign, ...] = ()
     decls: tuple[Decl, ...] = ()
@@ -269,6 +271,8 @@ def line_facts(text: str, *, asm_file: bool = False) -> LineFacts:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Define:
+    """One #define of a source text, continuation lines joined."""
+
     name: str
     params: str
     expr: str
