@@ -32,6 +32,7 @@ from bot.parse.csource import (
     line_facts,
     strip_comment,
 )
+from bot.regmodel import RegisterModel
 from bot.rules.core import Category, Context, Finding, Severity, Status
 
 # Code that can save, restore or define these registers lives here; QEMU's
@@ -230,22 +231,21 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def mapped_names(model: object) -> frozenset[str]:
+def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     """The names of the save/restore map's functions, of the functions the
     stored values' lifecycle goes through (kvm.toml [lifecycle]), of the
     save/restore pairs ([[round_trips]]) and of the register loaders
     ([[loaders]])."""
-    names = {fr.name for fr in getattr(model, "functions", ()) or ()}
-    facts = getattr(model, "facts", None)
-    lc = getattr(facts, "lifecycle", None)
-    if lc is not None:
-        names.update(lc.stage_of)
-        names.update(lc.defines)
-    for save, restore in getattr(facts, "round_trips", ()):
+    if model is None:
+        return frozenset()
+    names = {fr.name for fr in model.functions}
+    facts = model.facts
+    names.update(facts.lifecycle.stage_of)
+    names.update(facts.lifecycle.defines)
+    for save, restore in facts.round_trips:
         names.update((save, restore))
-    names.update(getattr(facts, "loaders", {}))
-    ops = getattr(facts, "ops", {})
-    for reg in ops.get("e2h_redirected", ()):
+    names.update(facts.loaders)
+    for reg in facts.ops.get("e2h_redirected", ()):
         names.add(_HYP_MARK + reg)
     return frozenset(names)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.data import Category, Finding, Series, Severity, Status
+from bot.regmodel import RegisterModel
 
 __all__ = ["REGISTRY", "Category", "Context", "Finding", "Registry", "RuleFunc", "RuleSpec",
            "Severity", "Status", "rule"]
@@ -38,7 +39,7 @@ class RuleSpec:
 class Context:
     """What rules receive besides the series: the model and the settings."""
 
-    regmodel: Any = None
+    regmodel: RegisterModel | None = None
     tree: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     # Per-series analysis shared by the rules (bot.rules.analysis.view).

@@ -82,7 +82,8 @@ def _evaluator(sv: SeriesView, pv: PatchView, ctx: Context) -> Evaluator:
     return sem.evaluator("new")
 
 
-def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
+def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: RegisterModel | None,
+                 ev: Evaluator) -> None:
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
             if not _FIELD_DEF.match(d.name) or _NOT_FIELD.search(d.name) or d.params:
@@ -142,7 +143,7 @@ def _macro_lines(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evalu
                      evidence=(d.text,))
 
 
-def _stem_field(mdl: object, name: str, reg: str) -> bool:
+def _stem_field(mdl: RegisterModel | None, name: str, reg: str) -> bool:
     parts = name.split("_")
     for cut in range(len(parts) - 1, 1, -1):
         if M.lookup(mdl, "_".join(parts[:cut]), reg) is not None:
@@ -154,7 +155,8 @@ def _span(msb: int | None, lsb: int | None) -> str:
     return str(msb) if msb == lsb else "%s:%s" % (msb, lsb)
 
 
-def _sysreg_lines(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _sysreg_lines(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView,
+                  mdl: RegisterModel | None) -> None:
     block: str | None = None
     hunk = -1
     for ln in fv.lines:
@@ -243,7 +245,8 @@ def reserved_bit(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-def _res0_macros(emit: Emit, pv: PatchView, fv: FileView, mdl: object, ev: Evaluator) -> None:
+def _res0_macros(emit: Emit, pv: PatchView, fv: FileView, mdl: RegisterModel | None,
+                 ev: Evaluator) -> None:
     """A field macro the patch adds that names only RES0 bits."""
     for first, run in _define_runs(fv):
         for d in defines([(ln.new_no or 0, ln.text) for ln in run]):
@@ -328,7 +331,7 @@ def _target(e: Event) -> str | None:
     return None
 
 
-def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object,
+def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: RegisterModel | None,
                      ev: Evaluator) -> None:
     loads: dict[str, str] = {}
     # asm: immediates ORed into a register since it was last loaded, and
@@ -368,7 +371,7 @@ def _constant_writes(emit: Emit, pv: PatchView, fv: FileView, mdl: object,
                              d.expr, name=d.name)
 
 
-def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
+def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: RegisterModel | None,
                  ev: Evaluator, reg: str, expr: str, name: str = "") -> None:
     value = ev.value(strip_comment(expr))
     if value is None:
@@ -385,7 +388,7 @@ def _check_value(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object,
 _RES0_MACROS = ("HCR_RES0", "MDCR_EL2_RES0", "HCR_EL2_RES0")
 
 
-def _res0_masks(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object,
+def _res0_masks(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: RegisterModel | None,
                 ev: Evaluator) -> None:
     version = sv.base_version
     for first, name, text in _res0_defines(sv, pv, fv):
@@ -484,7 +487,7 @@ def _define_value(text: str, name: str, ev: Evaluator) -> int | None:
     return None
 
 
-def _known_mask(mdl: object, reg: str, version: str | None, extra: set[str]) -> int:
+def _known_mask(mdl: RegisterModel | None, reg: str, version: str | None, extra: set[str]) -> int:
     """The bits of fields a kernel of `version` knew (every field without a
     version), plus the fields named in `extra`."""
     known = getattr(mdl, "known_fields", None)
@@ -502,7 +505,7 @@ def _known_mask(mdl: object, reg: str, version: str | None, extra: set[str]) -> 
     return mask
 
 
-def _series_fields(sv: SeriesView, mdl: object, reg: str) -> set[str]:
+def _series_fields(sv: SeriesView, mdl: RegisterModel | None, reg: str) -> set[str]:
     """Fields of `reg` the series itself defines (a macro or a tools/sysreg line)."""
     out: set[str] = set()
     for pv in sv.relevant():

@@ -61,7 +61,7 @@ def _changed_defines(fv: FileView) -> set[str]:
     return names
 
 
-def _set_fields(mdl: object, expr: str) -> dict[str, M.FieldRef]:
+def _set_fields(mdl: RegisterModel | None, expr: str) -> dict[str, M.FieldRef]:
     body = expr.split(None, 2)[-1] if expr else ""
     return {f.name: f for f in M.fields_in(mdl, body)}
 
@@ -94,7 +94,7 @@ def polarity(series: Series, ctx: Context) -> list[Finding]:
     return emit.out
 
 
-def _guest_flags(emit: Emit, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _guest_flags(emit: Emit, pv: PatchView, fv: FileView, mdl: RegisterModel | None) -> None:
     old, _ = _define_text(fv, "HCR_GUEST_FLAGS", "old")
     new, where = _define_text(fv, "HCR_GUEST_FLAGS", "new")
     if not old or not new or where is None:
@@ -143,7 +143,7 @@ _FN_TRAPS = re.compile(r"(?i)(set|enable|activate|add)\w*_traps?\b|(clear|disabl
                        r"_traps?\b")
 
 
-def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: object) -> None:
+def _intent(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: RegisterModel | None) -> None:
     """The intent a statement's context gives, against what it does: the
     comment above it, the function's name, the guard it sits under, and
     the statement it replaces."""

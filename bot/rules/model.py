@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+
+from bot.regmodel import Register, RegisterModel, Role
 
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 
 _MACRO = re.compile(r"(?<![A-Za-z0-9_])((?:HCR|MDCR)_[A-Z0-9_]+)")
-_GENERIC = ("_MASK", "_SHIFT", "_WIDTH")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,63 +48,34 @@ def register_of_macro(name: str) -> str | None:
     return None
 
 
-def _field_name_guess(name: str) -> str:
-    for prefix in ("HCR_EL2_", "HCR_", "MDCR_EL2_", "MDCR_"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
-    for suffix in _GENERIC:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
-
-
-def _attr(obj: Any, name: str, default: Any = None) -> Any:
-    return getattr(obj, name, default) if obj is not None else default
-
-
-def lookup(model: Any, name: str, register: str | None = None) -> FieldRef | None:
-    """The field a macro names (HCR_TGE, MDCR_EL2_E2PB_MASK, ...)."""
-    reg = register or register_of_macro(name)
-    if model is not None:
-        try:
-            fld = model.lookup(name, register=reg) if reg else model.lookup(name)
-        except (KeyError, ValueError, TypeError):
-            fld = None
-        if fld is not None:
-            freg = str(_attr(fld, "register", reg) or reg)
-            pol = str(_attr(fld, "polarity", "") or "")
-            return FieldRef(register=freg, name=str(fld.name), msb=fld.msb, lsb=fld.lsb,
-                            polarity=pol)
-        return None
-    if reg is None or re.search(r"_(FLAGS|RES0|RES1)$|_HOST_|_GUEST_", name):
-        return None
-    return FieldRef(register=reg, name=_field_name_guess(name), msb=None, lsb=None, polarity="")
-
-
-def flag_set_fields(model: Any, name: str) -> list[FieldRef] | None:
-    """The fields of a named flag set (HCR_HOST_VHE_FLAGS, ...), if it is one."""
+def lookup(model: RegisterModel | None, name: str,
+           register: str | None = None) -> FieldRef | None:
+    """The field a macro names (HCR_TGE, MDCR_EL2_E2PB_MASK, ...); None
+    without a model, or for a name the model does not know."""
     if model is None:
         return None
-    try:
-        fs = model.flag_set(name)
-    except (KeyError, ValueError, TypeError):
-        fs = None
+    reg = register or register_of_macro(name)
+    fld = model.lookup(name, register=reg) if reg else model.lookup(name)
+    if fld is None:
+        return None
+    return FieldRef(register=fld.register or reg or "", name=fld.name, msb=fld.msb,
+                    lsb=fld.lsb, polarity=str(fld.polarity or ""))
+
+
+def flag_set_fields(model: RegisterModel | None, name: str) -> list[FieldRef] | None:
+    """The fields of a named flag set (HCR_HOST_VHE_FLAGS, ...), if it is one."""
+    fs = model.flag_set(name) if model is not None else None
     if fs is None:
         return None
-    reg = str(_attr(fs, "register", "") or register_of_macro(name) or "")
     out: list[FieldRef] = []
-    for f in _attr(fs, "fields", ()) or ():
-        ref = lookup(model, f if isinstance(f, str) else f.name, reg) if (
-            isinstance(f, str) or not hasattr(f, "msb")) else FieldRef(
-            register=reg, name=f.name, msb=f.msb, lsb=f.lsb,
-            polarity=str(_attr(f, "polarity", "") or ""))
+    for f in fs.fields:
+        ref = lookup(model, f, fs.register)
         if ref is not None:
             out.append(ref)
     return out
 
 
-def fields_in(model: Any, expr: str) -> list[FieldRef]:
+def fields_in(model: RegisterModel | None, expr: str) -> list[FieldRef]:
     """Every field an expression names, flag sets expanded."""
     out: list[FieldRef] = []
     for name in macros(expr):
@@ -118,59 +89,36 @@ def fields_in(model: Any, expr: str) -> list[FieldRef]:
     return out
 
 
-def field_names(model: Any, expr: str) -> list[str]:
+def field_names(model: RegisterModel | None, expr: str) -> list[str]:
     return list(dict.fromkeys(f.name for f in fields_in(model, expr)))
 
 
-def polarity(model: Any, register: str, name: str) -> str:
-    if model is None:
+def polarity(model: RegisterModel | None, register: str, name: str) -> str:
+    if model is None or model.register(register) is None:
         return ""
-    try:
-        return str(model.polarity(register, name) or "")
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return ""
+    return str(model.polarity(register, name) or "")
 
 
-def role(model: Any, function: str | None, path: str = "") -> str | None:
+def role(model: RegisterModel | None, function: str | None, path: str = "") -> Role | None:
     """The role (entry, exit, tlb-to-guest, ...) of a function, if it has one."""
-    if not function:
+    if not function or model is None:
         return None
-    if model is not None:
-        try:
-            fr = (model.role(function, path) if path else None) or model.role(function)
-        except (KeyError, ValueError, TypeError, AttributeError):
-            fr = None
-        if fr is not None:
-            return str(_attr(fr, "role", "") or "") or None
-    return None
+    fr = (model.role(function, path) if path else None) or model.role(function)
+    return fr.role if fr is not None else None
 
 
-def res0_violations(model: Any, register: str, value: int) -> int:
-    if model is None:
+def res0_violations(model: RegisterModel | None, register: str, value: int) -> int:
+    """The RES0 bits `value` sets, as a mask."""
+    if model is None or model.register(register) is None:
         return 0
-    try:
-        bad = model.res0_violations(register, value)
-    except (KeyError, ValueError, TypeError):
-        return 0
-    if isinstance(bad, int):
-        return bad
     mask = 0
-    for item in bad or ():
-        if isinstance(item, int):
-            mask |= 1 << item
-        elif isinstance(item, tuple) and len(item) == 2:
-            hi, lo = item
-            mask |= ((1 << (hi - lo + 1)) - 1) << lo
+    for hi, lo in model.res0_violations(register, value):
+        mask |= ((1 << (hi - lo + 1)) - 1) << lo
     return mask
 
 
-def register_info(model: Any, register: str) -> Any:
-    if model is None:
-        return None
-    try:
-        return model.register(register)
-    except (KeyError, ValueError, TypeError):
-        return None
+def register_info(model: RegisterModel | None, register: str) -> Register | None:
+    return model.register(register) if model is not None else None
 
 
 def bits_text(mask: int) -> str:

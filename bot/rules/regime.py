@@ -44,7 +44,7 @@ _PAIRS = {"local_irq_save": "local_irq_restore", "local_irq_disable": "local_irq
           "local_irq_restore": "local_irq_save", "local_irq_enable": "local_irq_disable"}
 
 
-def _regime_names(mdl: object, text: str) -> list[str]:
+def _regime_names(mdl: RegisterModel | None, text: str) -> list[str]:
     """TGE/E2H named in an expression, directly or through a flag set."""
     names = _REGIME.findall(text)
     for name in M.macros(text):
@@ -54,7 +54,8 @@ def _regime_names(mdl: object, text: str) -> list[str]:
     return names
 
 
-def _regime_write(ln: Line, fn_lines: list[Line], mdl: object = None) -> tuple[str, ...]:
+def _regime_write(ln: Line, fn_lines: list[Line],
+                  mdl: RegisterModel | None = None) -> tuple[str, ...]:
     """TGE/E2H when this added line writes HCR_EL2 with a value that names them."""
     out: list[str] = []
     for acc in ln.facts.writes("HCR_EL2"):
@@ -346,7 +347,8 @@ def _what(role: Role | None) -> str:
     return "the TLB maintenance that relies on it"
 
 
-def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: object) -> None:
+def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView,
+                 mdl: RegisterModel | None) -> None:
     """Assembly (head.S, hyp-init.S, el2_setup.h): line facts, as before."""
     for ln in fv.changed:
         if ln.removed and ln.facts.isb:
@@ -392,7 +394,7 @@ def _asm_operands(lines: list[str], reg: str) -> str:
 
 
 def _removed_isb(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, ln: Line,
-                 mdl: object) -> None:
+                 mdl: RegisterModel | None) -> None:
     """An isb() the patch removes that synchronised a TGE/E2H change."""
     if M.role(mdl, ln.function, fv.path) in ("entry", "exit", "early-exit"):
         return
@@ -460,10 +462,10 @@ def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
     mdl = ctx.regmodel
     for pv in sv.relevant():
         for fv in pv.files:
-            names: dict[str, str] = {}
+            names: dict[str, Role] = {}
             for fname in fv.functions():
                 role = M.role(mdl, fname, fv.path)
-                if role in ("tlb-to-guest", "tlb-to-host"):
+                if role in (Role.TLB_TO_GUEST, Role.TLB_TO_HOST):
                     names[fname] = role
             if not names or fv.deleted:
                 continue
