@@ -470,7 +470,7 @@ def tlb_symmetry(series: Series, ctx: Context) -> list[Finding]:
             if not names or fv.deleted:
                 continue
             for fname, role in names.items():
-                _tlb_function(emit, sv, pv, fv, fname, role)
+                _tlb_function(emit, sv, pv, fv, fname, role, mdl)
         if isinstance(mdl, RegisterModel) and not any(f.patch == pv.index for f in emit.out):
             sem = semantics(sv, pv, ctx)
             if sem is not None:
@@ -506,7 +506,7 @@ def _net(pv: PatchView, fv: FileView, fname: str) -> dict[str, tuple[set[str], L
 
 
 def _tlb_function(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, fname: str,
-                  role: str) -> None:
+                  role: str, mdl: RegisterModel | None) -> None:
     net = _net(pv, fv, fname)
     other_role = "tlb-to-host" if role == "tlb-to-guest" else "tlb-to-guest"
     for sign in ("+", "-"):
@@ -515,7 +515,7 @@ def _tlb_function(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, fname
         ln = ln_r or ln_i
         if ln is None:
             continue
-        other = _counterpart(sv, pv, fv, fname)
+        other = _counterpart(sv, pv, fv, fname, mdl)
         if other is None or not other.lines:
             emit(Severity.QUESTION, pv, fv, ln, register=_first(regs),
                  message="%s() %s %s; the patch does not show its %s counterpart: does it "
@@ -550,16 +550,12 @@ def _first(regs: set[str]) -> str | None:
     return sorted(regs)[0] if regs else None
 
 
-_SWAP = (("to_guest", "to_host"), ("enter_vmid", "exit_vmid"))
-
-
-def _counterpart(sv: SeriesView, pv: PatchView, fv: FileView, name: str) -> FunctionText | None:
-    other = None
-    for a, b in _SWAP:
-        if a in name:
-            other = name.replace(a, b)
-        elif b in name:
-            other = name.replace(b, a)
-    if other is None:
-        return None
-    return sv.function(pv, fv, other)
+def _counterpart(sv: SeriesView, pv: PatchView, fv: FileView, name: str,
+                 mdl: RegisterModel | None) -> FunctionText | None:
+    """The other half of the kvm.toml [[round_trips]] pair `name` belongs to
+    (a suffix kept: __tlb_switch_to_guest_vhe -> __tlb_switch_to_host_vhe)."""
+    for save, restore in mdl.facts.round_trips if mdl is not None else ():
+        for mine, theirs in ((save, restore), (restore, save)):
+            if name.startswith(mine):
+                return sv.function(pv, fv, theirs + name[len(mine):])
+    return None
