@@ -35,6 +35,7 @@ without it:
   helper that now tests the vcpu's flags or features;
 - asmbarrier (barrier, bot/rules/regime.py, syncorder.py): the isb after an E2H change
   in an assembler macro of a header, or moved past lines two hunks leave out;
+  an ISR_EL1 read right after a dsb with no isb between;
 - el2test (vhe-nvhe, bot/rules/paths.py, redirect.py): is_kernel_in_hyp_mode()
   as a VHE test in a helper the hunk shows by its definition only; an EL1
   register the hyp code reaches through the encoding E2H redirects;
@@ -72,7 +73,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "putback": ("host-restore", lambda f: "_EL2" in f.message),
     "reserved": ("reserved-bit", lambda f: "reserve" in f.message),
     "hotpath": ("hot-path-load", lambda f: "loads" in f.message),
-    "asmbarrier": ("barrier", lambda f: "isb()" in f.message),
+    "asmbarrier": ("barrier", lambda f: "isb" in f.message),
     "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message or "_EL12" in f.message),
     "neverset": ("polarity", lambda f: "changes nothing" in f.message),
 }

@@ -194,8 +194,8 @@ def _relevant(patch: Patch, mapped: frozenset[str] = frozenset()) -> bool:
 
 def _hyp_names(patch: Patch, mapped: frozenset[str]) -> bool:
     """A changed line of hyp code names a register of `mapped` that the
-    hyp code reaches differently under VHE ([ops] e2h_redirected, spelt
-    `SYS_TFSR_EL1` or `tfsr_el1`)."""
+    hyp code reaches differently under VHE or reads after a dsb ([ops]
+    e2h_redirected, dsb_observers; spelt `SYS_TFSR_EL1` or `tfsr_el1`)."""
     for fd in patch.files:
         if "/hyp/" not in fd.path or not fd.path.startswith(KERNEL_PREFIXES):
             continue
@@ -204,7 +204,12 @@ def _hyp_names(patch: Patch, mapped: frozenset[str]) -> bool:
                 if ln.kind is not LineKind.CONTEXT and not mapped.isdisjoint(
                         _IDENT.findall(ln.text)):
                     return True
+                if ln.kind is LineKind.REMOVED and _ISB_LINE.match(ln.text):
+                    return True   # a barrier taken out of hyp code
     return False
+
+
+_ISB_LINE = re.compile(r"\s*(?:isb\b|isb\(\);)")
 
 
 def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
@@ -245,7 +250,8 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     for save, restore in facts.round_trips:
         names.update((save, restore))
     names.update(facts.loaders)
-    for reg in facts.ops.get("e2h_redirected", ()):
+    for reg in facts.ops.get("e2h_redirected", frozenset()) | facts.ops.get(
+            "dsb_observers", frozenset()):
         names.add(_HYP_MARK + reg)
     return frozenset(names)
 

@@ -350,6 +350,7 @@ def _what(role: Role | None) -> str:
 def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView,
                  mdl: RegisterModel | None) -> None:
     """Assembly (head.S, hyp-init.S, el2_setup.h): line facts, as before."""
+    _read_after_dsb(emit, pv, fv, mdl)
     for ln in fv.changed:
         if ln.removed and ln.facts.isb:
             _removed_isb(emit, sv, pv, fv, ln, mdl)
@@ -372,6 +373,41 @@ def _asm_barrier(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView,
                  "%s: the new regime is not guaranteed to be in effect for what comes "
                  "next." % ("/".join(names), ln.function,
                             "" if decided_ else " as far as the patch shows"))
+
+
+_MRS = re.compile(r"^\s*mrs\s+x\d+\s*,\s*(\w+)", re.I)
+_DSB_ISB = re.compile(r"^\s*(dsb|isb)\b", re.I)
+
+
+def _read_after_dsb(emit: Emit, pv: PatchView, fv: FileView, mdl: RegisterModel | None) -> None:
+    """An added read of a register that shows what a dsb completed (ISR_EL1:
+    a pending SError), with a dsb before it and no isb between: the read has
+    no side effect, so it may be performed before the dsb completes."""
+    observers = mdl.facts.ops.get("dsb_observers", frozenset()) if mdl is not None else ()
+    if not observers:
+        return
+    lines = fv.lines
+    for i, ln in enumerate(lines):
+        m = _MRS.match(ln.code) if ln.new_side else None
+        if m is None or m.group(1).upper() not in observers:
+            continue
+        removed_isb = None
+        for x in reversed(lines[max(0, i - 12):i]):
+            sync = _DSB_ISB.match(x.code)
+            if sync is None:
+                continue
+            if not x.new_side:   # an isb or dsb the patch takes away
+                if sync.group(1).lower() == "isb":
+                    removed_isb = removed_isb or x
+                continue
+            if sync.group(1).lower() == "dsb" and (ln.added or removed_isb is not None):
+                emit(Severity.QUESTION, pv, fv, ln if ln.added else removed_isb,
+                     register=None,
+                     message="%s is read right after the dsb with no isb between: a read "
+                     "without side effects may be performed before the dsb completes, and "
+                     "miss what it was meant to see. Is an isb needed after the dsb?"
+                     % m.group(1).lower())
+            break
 
 
 _XREG = re.compile(r"x\d+")
