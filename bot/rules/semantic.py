@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bot.parse.csource import c_functions, is_asm
@@ -25,7 +24,7 @@ from bot.regmodel import RegisterModel, Role
 from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import Ctx, KvmFacts
 from bot.rules.analysis import FileView, Line, PatchView, SeriesView
-from bot.rules.cexpr import Call, Name
+from bot.rules.cexpr import Assign, Binary, Call, Cast, Expr, Index, Member, Name, Ternary, Unary
 from bot.rules.cstmt import (
     Decl,
     ExprStmt,
@@ -166,36 +165,54 @@ def calls_of(fn: Function) -> set[str]:
     """Names of the functions `fn` calls."""
     out: set[str] = set()
     for stmt in walk(fn.body):
-        exprs = []
         if isinstance(stmt, ExprStmt):
-            exprs.append(stmt.expr)
+            _call_names(stmt.expr, out)
         elif isinstance(stmt, Decl):
-            exprs.extend(d.init for d in stmt.names if d.init is not None)
+            for d in stmt.names:
+                if d.init is not None:
+                    _call_names(d.init, out)
         elif isinstance(stmt, If | Loop):
-            exprs.append(stmt.cond)
+            _call_names(stmt.cond, out)
         elif isinstance(stmt, Return) and stmt.value is not None:
-            exprs.append(stmt.value)
-        for expr in exprs:
-            out.update(_call_names(expr))
+            _call_names(stmt.value, out)
     return out
 
 
-def _call_names(expr: object) -> Iterator[str]:
-    stack = [expr]
+def _call_names(expr: Expr, out: set[str]) -> None:
+    """Add the names of the functions `expr` calls to `out`."""
+    stack: list[Expr] = [expr]
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
-        node = stack.pop()
-        if isinstance(node, Call):
-            if isinstance(node.func, Name):
-                yield node.func.id
-            stack.extend(node.args)
-            stack.append(node.func)
-        elif hasattr(node, "__slots__"):
-            for slot in node.__slots__:
-                value = getattr(node, slot, None)
-                if isinstance(value, tuple):
-                    stack.extend(value)
-                elif value is not None and not isinstance(value, str | int | bool):
-                    stack.append(value)
+        node = pop()
+        kind = type(node)
+        if kind is Call:
+            assert isinstance(node, Call)
+            if type(node.func) is Name:
+                out.add(node.func.id)
+            else:
+                push(node.func)
+            extend(node.args)
+        elif kind is Binary:
+            assert isinstance(node, Binary)
+            push(node.left)
+            push(node.right)
+        elif kind is Assign:
+            assert isinstance(node, Assign)
+            push(node.target)
+            push(node.value)
+        elif kind is Unary or kind is Cast:
+            push(node.operand)  # type: ignore[union-attr]
+        elif kind is Member:
+            push(node.base)  # type: ignore[union-attr]
+        elif kind is Index:
+            assert isinstance(node, Index)
+            push(node.base)
+            push(node.index)
+        elif kind is Ternary:
+            assert isinstance(node, Ternary)
+            push(node.cond)
+            push(node.then)
+            push(node.other)
 
 
 @dataclass(slots=True)
