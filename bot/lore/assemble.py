@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 from bot.data import Mail, MessageError, Patch, RawMessage, Series, Subject, Thread, Trailer
 from bot.parse.diff import split_body
-from bot.parse.mail import MailError, message_from_bytes, parse_mail
+from bot.parse.mail import MailError, parse_mail
 
 
 class _OnFirstUse(types.ModuleType):
@@ -80,20 +80,17 @@ _MAYBE_TRAILER = re.compile(r"^\s*\w\S+:\s+\S.*(@\S+\.|https?://)|^\s*(fixes|obs
                             re.M | re.I)
 
 
-def _identity_headers(msg: email.message.Message, mail: Mail) -> None:
-    """Replace what b4 reads of the headers by what we read (see above)."""
-    values = {
-        "Message-ID": "<%s>" % mail.message_id,
-        "In-Reply-To": "<%s>" % mail.in_reply_to if mail.in_reply_to else None,
-        "References": " ".join("<%s>" % r for r in mail.references) or None,
-        "Date": email.utils.format_datetime(mail.date) if mail.date else None,
-        "Subject": mail.subject,
-        "From": mail.author or None,
-    }
-    for name, value in values.items():
-        del msg[name]
-        if value is not None:
-            msg[name] = value
+def _identity_headers(mail: Mail) -> list[tuple[str, str]]:
+    """What b4 reads of the headers, as we read it (see above)."""
+    values = (
+        ("Message-ID", "<%s>" % mail.message_id),
+        ("In-Reply-To", "<%s>" % mail.in_reply_to if mail.in_reply_to else None),
+        ("References", " ".join("<%s>" % r for r in mail.references) or None),
+        ("Date", email.utils.format_datetime(mail.date) if mail.date else None),
+        ("Subject", mail.subject),
+        ("From", mail.author or None),
+    )
+    return [(name, value) for name, value in values if value is not None]
 
 
 _DIFF_LINE = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -103,12 +100,17 @@ _SERIES_TRAILER = re.compile(r"^(base-commit|change-id|prerequisite-[\w-]+):.*$"
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@", re.M)
 
 
-def _set_body(msg: email.message.Message, text: str) -> None:
-    """Replace what b4 reads of a message with `text` (already decoded), as
-    one plain-text part."""
-    for name in ("Content-Type", "Content-Transfer-Encoding"):
-        del msg[name]
-    msg.set_payload(text, charset="utf-8")
+def _for_b4(mail: Mail, body: str) -> email.message.Message:
+    """The message b4 reads: our reading of its identity headers over
+    `body` (already decoded), one plain-text part. Built from the `Mail`,
+    so nothing is parsed again: b4 decodes it as it is."""
+    msg = email.message.Message()
+    for name, value in _identity_headers(mail):
+        msg[name] = value
+    msg["Content-Type"] = 'text/plain; charset="utf-8"'
+    msg["Content-Transfer-Encoding"] = "8bit"
+    msg.set_payload(body.encode("utf-8"))
+    return msg
 
 
 def _patch_hash(body: str) -> str:
@@ -142,27 +144,26 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
     return needed
 
 
-def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mail,
-                    reply: bool) -> None:
-    """Hand one parsed message to b4, with only the part of its body b4
-    uses: b4 decodes every body again and scans every line of it for
-    trailers, which would cost more than the rest of the pipeline."""
-    _identity_headers(msg, mail)
-    diff = _DIFF_LINE.search(mail.body)
+def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool) -> None:
+    """Hand one message to b4, with only the part of its body b4 uses: b4
+    scans every line of a body for trailers, which would cost more than
+    the rest of the pipeline."""
+    body = mail.body
+    diff = _DIFF_LINE.search(body)
     if diff is not None and not reply:
         # A patch: b4 needs to know it is one (the first file header of its
         # diff, in whichever form b4 recognises) and the series trailers it
         # reads from its body (base-commit:, change-id:); the commit message
         # and the patch's own trailers are ours to read, not b4's.
-        hunk = mail.body.find("\n@@", diff.start())
-        first = mail.body[diff.start():hunk if hunk >= 0 else None][:4096]
-        tail = "\n".join(m.group(0) for m in _SERIES_TRAILER.finditer(mail.body))
-        _set_body(msg, "%s\n\n%s\n" % (first, tail))
-    elif diff is None and reply and not _MAYBE_TRAILER.search(mail.body):
+        hunk = body.find("\n@@", diff.start())
+        first = body[diff.start():hunk if hunk >= 0 else None][:4096]
+        tail = "\n".join(m.group(0) for m in _SERIES_TRAILER.finditer(body))
+        body = "%s\n\n%s\n" % (first, tail)
+    elif diff is None and reply and not _MAYBE_TRAILER.search(body):
         # Only a link in the thread (an ancestor of a trailer): headers do.
-        _set_body(msg, "")
+        body = ""
     # b4 annotates EmailMessage but reads only the compat32 Message API.
-    lmbox.add_message(msg)  # type: ignore[arg-type]
+    lmbox.add_message(_for_b4(mail, body))  # type: ignore[arg-type]
     lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
         lmsg._git_patch_id = _patch_hash(mail.body)
@@ -174,15 +175,14 @@ def assemble(raws: list[RawMessage]) -> Thread:
     errors: list[MessageError] = []
     lmbox = b4.LoreMailbox()
     by_id: dict[str, Mail] = {}
-    parsed: list[tuple[RawMessage, email.message.Message, Mail]] = []
+    parsed: list[tuple[RawMessage, Mail]] = []
     for raw in raws:
         if raw.error is not None:
             errors.append(MessageError(origin=raw.origin, message_id=raw.message_id,
                                        reason=raw.error, raw=raw.data))
             continue
         try:
-            msg = message_from_bytes(raw.data)
-            mail = parse_mail(raw.data, msg, raw.message_id)
+            mail = parse_mail(raw.data, message_id=raw.message_id)
         except MailError as exc:
             errors.append(MessageError(origin=raw.origin, message_id=None,
                                        reason=str(exc), raw=raw.data))
@@ -196,14 +196,14 @@ def assemble(raws: list[RawMessage]) -> Thread:
             continue
         by_id[mail.message_id] = mail
         mails.append(mail)
-        parsed.append((raw, msg, mail))
+        parsed.append((raw, mail))
     replies = {m.message_id: b4.LoreSubject(m.subject).reply for m in mails}
     needed = _needed_by_b4(mails, replies)
-    for raw, msg, mail in parsed:
+    for raw, mail in parsed:
         if mail.message_id not in needed:
             continue
         try:
-            _add_to_mailbox(lmbox, msg, mail, replies[mail.message_id])
+            _add_to_mailbox(lmbox, mail, replies[mail.message_id])
         except Exception as exc:  # noqa: BLE001 - b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
@@ -269,19 +269,17 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
         if raw.error is not None or raw.message_id in current:
             continue
         try:
-            msg = message_from_bytes(raw.data)
-            mail = parse_mail(raw.data, msg, raw.message_id)
+            mail = parse_mail(raw.data, message_id=raw.message_id)
             subject = b4.LoreSubject(mail.subject)
             if mail.has_diff and not subject.reply and subject.revision >= series.revision:
                 continue  # not an earlier revision: b4 would mix it into this one
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, msg, mail, subject.reply)
+            _add_to_mailbox(lmbox, mail, subject.reply)
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
-        _add_to_mailbox(lmbox, message_from_bytes(mail.raw), mail,
-                        b4.LoreSubject(mail.subject).reply)
+        _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply)
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried
