@@ -145,6 +145,11 @@ def decode_header(value: object) -> str:
     """A header value as one clean line of text, whatever its encoding."""
     if value is None:
         return ""
+    if isinstance(value, str) and value.isascii() and value.isprintable() \
+            and "=?" not in value:
+        # No encoded word and nothing to replace (nearly every header): the
+        # white space collapsed, as below.
+        return " ".join(value.split())
     raw = value if isinstance(value, email.header.Header) else str(value)
     try:
         pieces = email.header.decode_header(raw)
@@ -197,8 +202,9 @@ def addresses(value: str) -> tuple[tuple[str, str], ...]:
 def _plain_addresses(value: str) -> tuple[tuple[str, str], ...] | None:
     """The header's addresses when every one has the plain shape; None when
     the full parser must read it."""
-    if _NOT_PLAIN.search(value) or _CTRL.search(value) or not value.isascii():
+    if _NOT_PLAIN.search(value) or not value.isascii():
         return None
+    value = _CTRL.sub(" ", value)  # as the full parser is given it (a folded header)
     out: list[tuple[str, str]] = []
     for item in value.split(","):
         if not item.strip():
@@ -258,7 +264,8 @@ def _date(value: str) -> dt.datetime | None:
 
 def _payload(msg: email.message.Message) -> tuple[str, str]:
     """The body text and its charset; see the module docstring."""
-    top_charset = _charset(msg) or "utf-8"
+    own = _charset(msg)
+    top_charset = own or "utf-8"
     chosen: tuple[str, str] | None = None
     for part in msg.walk():
         ctype = part.get_content_type()
@@ -271,7 +278,7 @@ def _payload(msg: email.message.Message) -> tuple[str, str]:
             payload = None
         if not isinstance(payload, bytes):
             continue
-        charset = _charset(part) or top_charset
+        charset = (own if part is msg else _charset(part)) or top_charset
         text = _decode_chunk(payload, charset)
         if chosen is None or (_DIFF_START.search(text) and not _DIFF_START.search(chosen[0])):
             chosen = (text, charset)
