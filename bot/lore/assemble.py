@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import email.message
 import email.utils
+import functools
 import hashlib
 import importlib
 import logging
@@ -71,6 +72,13 @@ def parse_subject(subject: str) -> Subject:
     return Subject(text=ls.subject, revision=ls.revision, counter=ls.counter,
                    expected=ls.expected, reply=ls.reply, resend=ls.resend, rfc=ls.rfc,
                    patch=ls.patch, prefixes=tuple(ls.prefixes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_reply(subject: str) -> bool:
+    """Whether b4 reads `subject` as a reply's (a thread's replies share a
+    few subjects: each is read once)."""
+    return bool(b4.LoreSubject(subject).reply)
 
 
 # A line b4 could read as a follow-up trailer: a person's address, a link,
@@ -197,7 +205,7 @@ def assemble(raws: list[RawMessage]) -> Thread:
         by_id[mail.message_id] = mail
         mails.append(mail)
         parsed.append((raw, mail))
-    replies = {m.message_id: b4.LoreSubject(m.subject).reply for m in mails}
+    replies = {m.message_id: _is_reply(m.subject) for m in mails}
     needed = _needed_by_b4(mails, replies)
     for raw, mail in parsed:
         if mail.message_id not in needed:
