@@ -47,7 +47,10 @@ from bot.store import db  # noqa: E402
 from bot.store.models import Message, Series  # noqa: E402
 from tests.pi import Inbox, PublicInbox, messages  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
+# ../shared/corpus beside the checkout (or beside a worktree's parent).
+DEFAULT = next((d / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz" for d in ROOT.parents
+                if (d / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz").exists()),
+               ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz")
 EVERY_MESSAGE = "rt:100000.."  # every message received after 1970-01-02
 _DATE = re.compile(rb"^Date:[ \t]*(.*)$", re.M | re.I)
 _REQUESTS = re.compile(r"(\d+) requests")
