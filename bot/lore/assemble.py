@@ -19,6 +19,10 @@ handed ours instead: the Message-ID, In-Reply-To and capped References,
 Date, Subject and From that `bot.parse.mail` read. Odd headers then never
 keep a usable patch from being checked, and b4 sees the same message the
 rest of the bot does.
+
+So b4 never parses mail: it gets a message built from our `Mail` (those
+headers over the decoded body, or the part of it b4 uses), and each message
+is parsed by the email library once (`bot.parse.mail`).
 """
 
 from __future__ import annotations
