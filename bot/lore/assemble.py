@@ -125,17 +125,17 @@ def _for_b4(mail: Mail, body: str) -> email.message.Message:
     return msg
 
 
-def _patch_hash(body: str) -> str:
+def _patch_hash(body: str, diff: re.Match[str] | None) -> str:
     """A stable content hash of a patch's diff: what b4 needs to match
     follow-up trailers to patches across revisions within one mailbox (b4
     would run `git patch-id` once per patch for it)."""
-    m = _DIFF_LINE.search(body)
-    diff = _HUNK_NUMBERS.sub("@@", body[m.start():] if m else body)
-    lines = (ln.rstrip() for ln in diff.split("\n") if ln[:1] in ("+", "-", "@", "d"))
+    diff_text = _HUNK_NUMBERS.sub("@@", body[diff.start():] if diff else body)
+    lines = (ln.rstrip() for ln in diff_text.split("\n") if ln[:1] in ("+", "-", "@", "d"))
     return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
 
 
-def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
+def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
+                  diffs: dict[str, re.Match[str] | None]) -> set[str]:
     """The messages b4 must see: patches, cover letters and other new
     topics, replies that carry a diff or may give a trailer, and the replies
     between those and the patch they answer (b4 walks In-Reply-To up to the
@@ -147,7 +147,7 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
         if not replies[mail.message_id]:
             needed.add(mail.message_id)
             continue
-        if _DIFF_LINE.search(mail.body) is None and _MAYBE_TRAILER.search(mail.body) is None:
+        if diffs[mail.message_id] is None and _MAYBE_TRAILER.search(mail.body) is None:
             continue
         node: Mail | None = mail
         while node is not None and node.message_id not in needed:
@@ -156,12 +156,12 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
     return needed
 
 
-def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool) -> None:
+def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool,
+                    diff: re.Match[str] | None) -> None:
     """Hand one message to b4, with only the part of its body b4 uses: b4
     scans every line of a body for trailers, which would cost more than
-    the rest of the pipeline."""
+    the rest of the pipeline. (`diff`: where its diff starts, if it has one.)"""
     body = mail.body
-    diff = _DIFF_LINE.search(body)
     if diff is not None and not reply:
         # A patch: b4 needs to know it is one (the first file header of its
         # diff, in whichever form b4 recognises) and the series trailers it
@@ -178,7 +178,7 @@ def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool) -> None:
     lmbox.add_message(_for_b4(mail, body))  # type: ignore[arg-type]
     lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
-        lmsg._git_patch_id = _patch_hash(mail.body)
+        lmsg._git_patch_id = _patch_hash(mail.body, diff)
 
 
 def assemble(raws: list[RawMessage]) -> Thread:
@@ -210,12 +210,13 @@ def assemble(raws: list[RawMessage]) -> Thread:
         mails.append(mail)
         parsed.append((raw, mail))
     replies = {m.message_id: _is_reply(m.subject) for m in mails}
-    needed = _needed_by_b4(mails, replies)
+    diffs = {m.message_id: _DIFF_LINE.search(m.body) for m in mails}
+    needed = _needed_by_b4(mails, replies, diffs)
     for raw, mail in parsed:
         if mail.message_id not in needed:
             continue
         try:
-            _add_to_mailbox(lmbox, mail, replies[mail.message_id])
+            _add_to_mailbox(lmbox, mail, replies[mail.message_id], diffs[mail.message_id])
         except Exception as exc:  # noqa: BLE001 - b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
@@ -286,12 +287,13 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
             if mail.has_diff and not subject.reply and subject.revision >= series.revision:
                 continue  # not an earlier revision: b4 would mix it into this one
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, mail, subject.reply)
+            _add_to_mailbox(lmbox, mail, subject.reply, _DIFF_LINE.search(mail.body))
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
-        _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply)
+        _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply,
+                        _DIFF_LINE.search(mail.body))
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried
