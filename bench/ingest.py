@@ -16,7 +16,9 @@ Default archive: ../shared/corpus/kvmarm-2019-2020.mbox.gz (all of it).
    drafts, storage) and the default query (what a deployment runs). For
    each: messages stored per second end to end, HTTP requests per new
    series, and the process's peak resident memory (half vs all shows
-   whether it grows with the archive).
+   whether it grows with the archive), and the `bot poll` process's CPU
+   time (a busy machine disturbs the wall clock; the archive's server is
+   another process, so its work is not counted there).
 3. Steady state: the archive minus its last N days is imported and polled
    once; then each of those days is delivered as new mail (fresh Received
    headers) and polled, as the daemon would, counting requests per new series.
@@ -47,7 +49,10 @@ from bot.store import db  # noqa: E402
 from bot.store.models import Message, Series  # noqa: E402
 from tests.pi import Inbox, PublicInbox, messages  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
+# ../shared/corpus beside the checkout (or beside a worktree's parent).
+DEFAULT = next((d / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz" for d in ROOT.parents
+                if (d / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz").exists()),
+               ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz")
 EVERY_MESSAGE = "rt:100000.."  # every message received after 1970-01-02
 _DATE = re.compile(rb"^Date:[ \t]*(.*)$", re.M | re.I)
 _REQUESTS = re.compile(r"(\d+) requests")
@@ -144,13 +149,15 @@ def poll_once(tmp: Path, label: str, url: str, query: str | None,
                                "poll"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
     if proc.returncode != 0:
         raise SystemExit("bot poll failed: %s" % err_path.read_text(errors="replace"))
-    elapsed, maxrss_kb, output = proc.stdout.decode().split("\n", 2)
+    elapsed, usage, output = proc.stdout.decode().split("\n", 2)
+    maxrss_kb, cpu = usage.split()
     (state / "poll.out").write_text(output)
     cfg = botconfig.load(ROOT / "config.toml", environ=env)
     stored, series = counts(cfg)
     m = _REQUESTS.search(output)
     return {"messages": stored, "series": series, "seconds": float(elapsed),
-            "requests": int(m.group(1)) if m else 0, "rss_mb": int(maxrss_kb) / 1024}
+            "requests": int(m.group(1)) if m else 0, "rss_mb": int(maxrss_kb) / 1024,
+            "cpu": float(cpu)}
 
 
 # Runs `bot poll` from a small process: a child forked straight from this
@@ -161,16 +168,18 @@ start = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)
 elapsed = time.perf_counter() - start
 print(elapsed)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 sys.stdout.write(proc.stdout.decode())
 sys.exit(proc.returncode)
 """
 
 
 def show_poll(label: str, r: dict[str, float]) -> None:
-    print("%-26s %9d %7d %8.1f %7.0f %9d %8.2f %8.0f" % (
+    print("%-26s %9d %7d %8.1f %7.0f %9d %8.2f %8.0f %7.1f %9.0f" % (
         label, r["messages"], r["series"], r["seconds"], r["messages"] / r["seconds"],
-        r["requests"], r["requests"] / max(r["series"], 1), r["rss_mb"]), flush=True)
+        r["requests"], r["requests"] / max(r["series"], 1), r["rss_mb"], r["cpu"],
+        r["messages"] / max(r["cpu"], 1e-9)), flush=True)
 
 
 def polls(tmp: Path, inbox: Inbox, label: str, template: str | None, lookback: int) -> None:
@@ -220,9 +229,9 @@ def main() -> int:
         print("import of the first half: %d messages, fast-import + public-inbox-index "
               "%.1f s (%.0f msg/s)" % (half, seconds, half / seconds), flush=True)
         print()
-        print("%-26s %9s %7s %8s %7s %9s %8s %8s" % (
+        print("%-26s %9s %7s %8s %7s %9s %8s %8s %7s %9s" % (
             "poll from empty", "messages", "series", "seconds", "msg/s", "requests",
-            "req/ser", "peak MB"))
+            "req/ser", "peak MB", "CPU s", "msg/CPU-s"))
         polls(tmp, inbox, "half", args.database_url, lookback)
         seconds = timed_import(inbox, older)
         print("(import of %d more messages: %.1f s)" % (len(older), seconds), flush=True)

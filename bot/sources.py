@@ -32,7 +32,10 @@ from bot.threads import ThreadIndex, own_thread, threading_ids
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-_HDR = re.compile(rb"^(message-id|in-reply-to|references)[ \t]*:(.*)$", re.I | re.M)
+# A field at the start of a line (the block is given a leading newline),
+# with its folded continuation lines.
+_HDR = re.compile(rb"\n(message-id|in-reply-to|references)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)",
+                  re.I)
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 _MBOXRD = re.compile(rb"^>(>*From )", re.M)
 # Messages in an mbox are separated by a blank line followed by a From_ line.
@@ -90,12 +93,14 @@ def _header_block(data: bytes) -> bytes:
 
 
 def _thread_headers(data: bytes) -> tuple[str | None, list[str]]:
-    block = _FOLD.sub(b" ", _header_block(data))
+    # Only the three fields are unfolded, not the whole header block (list
+    # mail carries kilobytes of Received: and DKIM lines).
+    block = b"\n" + _header_block(data)
     found = {"message-id": "", "in-reply-to": "", "references": ""}
     for m in _HDR.finditer(block):
         name = m.group(1).decode("ascii").lower()
         if not found[name]:
-            found[name] = m.group(2).decode("utf-8", "replace")
+            found[name] = _FOLD.sub(b" ", m.group(2)).decode("utf-8", "replace")
     if not found["message-id"].strip():
         return None, []
     mid, refs = threading_ids(found["message-id"], found["in-reply-to"], found["references"])
@@ -246,40 +251,45 @@ class _Source:
         keep = len(_SEP) - 1
         count = 0
         last = pending
+        # The unread part of the input is pending[pos:]: an offset, so that
+        # cutting a message off does not copy the rest of the block.
+        pos = 0
         while True:
             # At the start of a From_ line: skip it, remembering its start.
             head = b""
-            nl = pending.find(b"\n")
+            nl = pending.find(b"\n", pos)
             while nl < 0:
-                head = (head + pending)[:128]
-                pending = read(_CHUNK)
+                head = (head + pending[pos:])[:128]
+                pending, pos = read(_CHUNK), 0
                 if not pending:
                     raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
                 last = pending
                 nl = pending.find(b"\n")
-            patch_file = _FORMAT_PATCH.match(head + pending[:nl]) is not None
-            pending = pending[nl + 1:]
+            patch_file = _FORMAT_PATCH.match(head + pending[pos:nl]) is not None
+            pos = nl + 1
             parts: list[bytes] = []
             size = 0
             while True:
-                j = pending.find(_SEP)
+                j = pending.find(_SEP, pos)
                 if j >= 0:
-                    piece, pending = pending[:j + 1], pending[j + 2:]
+                    piece, pos = pending[pos:j + 1], j + 2
                 else:
                     more = read(_CHUNK)
+                    rest = pending[pos:]
                     if more:
                         last = more
-                        piece, pending = pending[:-keep], pending[-keep:] + more
+                        piece, pending = rest[:-keep], rest[-keep:] + more
                     else:
-                        piece, pending = pending, b""
+                        piece, pending = rest, b""
+                    pos = 0
                 size += len(piece)
                 if size <= limit:
                     parts.append(piece)
                 elif not parts:  # too large already: keep its head for the reason's sake
                     parts.append(piece[:1 << 16])
-                if j >= 0 or not pending:
+                if j >= 0 or pos >= len(pending):
                     break
-            if not pending:  # the last message
+            if pos >= len(pending):  # the last message
                 if not last.endswith(b"\n"):
                     raise BadInput("%s: truncated mbox: the last message ends mid-line" % name)
                 data = b"".join(parts)
@@ -290,7 +300,7 @@ class _Source:
                     parts = [data[:-1]]
             yield self._finish(parts, size, name, count, patch_file, mboxrd=True)
             count += 1
-            if not pending:
+            if pos >= len(pending):
                 return
 
     def _finish(self, parts: list[bytes], size: int, name: str, count: int,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
@@ -86,6 +87,8 @@ def address(name: str, addr: str) -> str | None:
     return str(parsed)
 
 
+# A series' mails repeat the same recipients and List-Id: each is parsed once.
+@functools.lru_cache(maxsize=8192)
 def bare(addr: str) -> str:
     """The lower-cased addr-spec of an address."""
     return email.utils.parseaddr(addr)[1].lower()
@@ -104,6 +107,7 @@ def addresses(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=256)
 def list_address(list_id: str | None) -> str | None:
     """The posting address a List-Id names ("kvmarm.lists.cs.columbia.edu"
     -> "kvmarm@lists.cs.columbia.edu"), or None."""

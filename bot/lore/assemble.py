@@ -19,6 +19,10 @@ handed ours instead: the Message-ID, In-Reply-To and capped References,
 Date, Subject and From that `bot.parse.mail` read. Odd headers then never
 keep a usable patch from being checked, and b4 sees the same message the
 rest of the bot does.
+
+So b4 never parses mail: it gets a message built from our `Mail` (those
+headers over the decoded body, or the part of it b4 uses), and each message
+is parsed by the email library once (`bot.parse.mail`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import email.message
 import email.utils
+import functools
 import hashlib
 import logging
 import re
@@ -34,7 +39,7 @@ from collections.abc import Sequence
 from bot.data import Mail, MessageError, Patch, RawMessage, Series, Subject, Thread, Trailer
 from bot.lore.deferred import deferred
 from bot.parse.diff import split_body
-from bot.parse.mail import MailError, message_from_bytes, parse_mail
+from bot.parse.mail import MailError, parse_mail
 
 # b4 imports dkim (and through it dnspython) and patatt for attestation,
 # requests for its HTTP client, smtplib for sending mail and mailbox for
@@ -61,6 +66,13 @@ def parse_subject(subject: str) -> Subject:
                    patch=ls.patch, prefixes=tuple(ls.prefixes))
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_reply(subject: str) -> bool:
+    """Whether b4 reads `subject` as a reply's (a thread's replies share a
+    few subjects: each is read once)."""
+    return bool(b4.LoreSubject(subject).reply)
+
+
 # A line b4 could read as a follow-up trailer: a person's address, a link,
 # or Fixes:/Obsoleted-by: (a superset of what b4.LoreMessage.find_trailers
 # keeps for replies).
@@ -68,20 +80,17 @@ _MAYBE_TRAILER = re.compile(r"^\s*\w\S+:\s+\S.*(@\S+\.|https?://)|^\s*(fixes|obs
                             re.M | re.I)
 
 
-def _identity_headers(msg: email.message.Message, mail: Mail) -> None:
-    """Replace what b4 reads of the headers by what we read (see above)."""
-    values = {
-        "Message-ID": "<%s>" % mail.message_id,
-        "In-Reply-To": "<%s>" % mail.in_reply_to if mail.in_reply_to else None,
-        "References": " ".join("<%s>" % r for r in mail.references) or None,
-        "Date": email.utils.format_datetime(mail.date) if mail.date else None,
-        "Subject": mail.subject,
-        "From": mail.author or None,
-    }
-    for name, value in values.items():
-        del msg[name]
-        if value is not None:
-            msg[name] = value
+def _identity_headers(mail: Mail) -> list[tuple[str, str]]:
+    """What b4 reads of the headers, as we read it (see above)."""
+    values = (
+        ("Message-ID", "<%s>" % mail.message_id),
+        ("In-Reply-To", "<%s>" % mail.in_reply_to if mail.in_reply_to else None),
+        ("References", " ".join("<%s>" % r for r in mail.references) or None),
+        ("Date", email.utils.format_datetime(mail.date) if mail.date else None),
+        ("Subject", mail.subject),
+        ("From", mail.author or None),
+    )
+    return [(name, value) for name, value in values if value is not None]
 
 
 _DIFF_LINE = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -91,25 +100,30 @@ _SERIES_TRAILER = re.compile(r"^(base-commit|change-id|prerequisite-[\w-]+):.*$"
 _HUNK_NUMBERS = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@", re.M)
 
 
-def _set_body(msg: email.message.Message, text: str) -> None:
-    """Replace what b4 reads of a message with `text` (already decoded), as
-    one plain-text part."""
-    for name in ("Content-Type", "Content-Transfer-Encoding"):
-        del msg[name]
-    msg.set_payload(text, charset="utf-8")
+def _for_b4(mail: Mail, body: str) -> email.message.Message:
+    """The message b4 reads: our reading of its identity headers over
+    `body` (already decoded), one plain-text part. Built from the `Mail`,
+    so nothing is parsed again: b4 decodes it as it is."""
+    msg = email.message.Message()
+    for name, value in _identity_headers(mail):
+        msg[name] = value
+    msg["Content-Type"] = 'text/plain; charset="utf-8"'
+    msg["Content-Transfer-Encoding"] = "8bit"
+    msg.set_payload(body.encode("utf-8"))
+    return msg
 
 
-def _patch_hash(body: str) -> str:
+def _patch_hash(body: str, diff: re.Match[str] | None) -> str:
     """A stable content hash of a patch's diff: what b4 needs to match
     follow-up trailers to patches across revisions within one mailbox (b4
     would run `git patch-id` once per patch for it)."""
-    m = _DIFF_LINE.search(body)
-    diff = _HUNK_NUMBERS.sub("@@", body[m.start():] if m else body)
-    lines = (ln.rstrip() for ln in diff.split("\n") if ln[:1] in ("+", "-", "@", "d"))
+    diff_text = _HUNK_NUMBERS.sub("@@", body[diff.start():] if diff else body)
+    lines = (ln.rstrip() for ln in diff_text.split("\n") if ln[:1] in ("+", "-", "@", "d"))
     return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
 
 
-def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
+def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
+                  diffs: dict[str, re.Match[str] | None]) -> set[str]:
     """The messages b4 must see: patches, cover letters and other new
     topics, replies that carry a diff or may give a trailer, and the replies
     between those and the patch they answer (b4 walks In-Reply-To up to the
@@ -121,7 +135,7 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
         if not replies[mail.message_id]:
             needed.add(mail.message_id)
             continue
-        if _DIFF_LINE.search(mail.body) is None and _MAYBE_TRAILER.search(mail.body) is None:
+        if diffs[mail.message_id] is None and _MAYBE_TRAILER.search(mail.body) is None:
             continue
         node: Mail | None = mail
         while node is not None and node.message_id not in needed:
@@ -130,30 +144,29 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool]) -> set[str]:
     return needed
 
 
-def _add_to_mailbox(lmbox: b4.LoreMailbox, msg: email.message.Message, mail: Mail,
-                    reply: bool) -> None:
-    """Hand one parsed message to b4, with only the part of its body b4
-    uses: b4 decodes every body again and scans every line of it for
-    trailers, which would cost more than the rest of the pipeline."""
-    _identity_headers(msg, mail)
-    diff = _DIFF_LINE.search(mail.body)
+def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool,
+                    diff: re.Match[str] | None) -> None:
+    """Hand one message to b4, with only the part of its body b4 uses: b4
+    scans every line of a body for trailers, which would cost more than
+    the rest of the pipeline. (`diff`: where its diff starts, if it has one.)"""
+    body = mail.body
     if diff is not None and not reply:
         # A patch: b4 needs to know it is one (the first file header of its
         # diff, in whichever form b4 recognises) and the series trailers it
         # reads from its body (base-commit:, change-id:); the commit message
         # and the patch's own trailers are ours to read, not b4's.
-        hunk = mail.body.find("\n@@", diff.start())
-        first = mail.body[diff.start():hunk if hunk >= 0 else None][:4096]
-        tail = "\n".join(m.group(0) for m in _SERIES_TRAILER.finditer(mail.body))
-        _set_body(msg, "%s\n\n%s\n" % (first, tail))
-    elif diff is None and reply and not _MAYBE_TRAILER.search(mail.body):
+        hunk = body.find("\n@@", diff.start())
+        first = body[diff.start():hunk if hunk >= 0 else None][:4096]
+        tail = "\n".join(m.group(0) for m in _SERIES_TRAILER.finditer(body))
+        body = "%s\n\n%s\n" % (first, tail)
+    elif diff is None and reply and not _MAYBE_TRAILER.search(body):
         # Only a link in the thread (an ancestor of a trailer): headers do.
-        _set_body(msg, "")
+        body = ""
     # b4 annotates EmailMessage but reads only the compat32 Message API.
-    lmbox.add_message(msg)  # type: ignore[arg-type]
+    lmbox.add_message(_for_b4(mail, body))  # type: ignore[arg-type]
     lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
-        lmsg._git_patch_id = _patch_hash(mail.body)
+        lmsg._git_patch_id = _patch_hash(mail.body, diff)
 
 
 def assemble(raws: list[RawMessage]) -> Thread:
@@ -162,15 +175,14 @@ def assemble(raws: list[RawMessage]) -> Thread:
     errors: list[MessageError] = []
     lmbox = b4.LoreMailbox()
     by_id: dict[str, Mail] = {}
-    parsed: list[tuple[RawMessage, email.message.Message, Mail]] = []
+    parsed: list[tuple[RawMessage, Mail]] = []
     for raw in raws:
         if raw.error is not None:
             errors.append(MessageError(origin=raw.origin, message_id=raw.message_id,
                                        reason=raw.error, raw=raw.data))
             continue
         try:
-            msg = message_from_bytes(raw.data)
-            mail = parse_mail(raw.data, msg, raw.message_id)
+            mail = parse_mail(raw.data, message_id=raw.message_id)
         except MailError as exc:
             errors.append(MessageError(origin=raw.origin, message_id=None,
                                        reason=str(exc), raw=raw.data))
@@ -184,14 +196,15 @@ def assemble(raws: list[RawMessage]) -> Thread:
             continue
         by_id[mail.message_id] = mail
         mails.append(mail)
-        parsed.append((raw, msg, mail))
-    replies = {m.message_id: b4.LoreSubject(m.subject).reply for m in mails}
-    needed = _needed_by_b4(mails, replies)
-    for raw, msg, mail in parsed:
+        parsed.append((raw, mail))
+    replies = {m.message_id: _is_reply(m.subject) for m in mails}
+    diffs = {m.message_id: _DIFF_LINE.search(m.body) for m in mails}
+    needed = _needed_by_b4(mails, replies, diffs)
+    for raw, mail in parsed:
         if mail.message_id not in needed:
             continue
         try:
-            _add_to_mailbox(lmbox, msg, mail, replies[mail.message_id])
+            _add_to_mailbox(lmbox, mail, replies[mail.message_id], diffs[mail.message_id])
         except Exception as exc:  # noqa: BLE001 - b4 chokes on it: keep the mail, report the failure
             logger.warning("%s: b4 could not read %s: %s", raw.origin, mail.message_id, exc)
             errors.append(MessageError(origin=raw.origin, message_id=mail.message_id,
@@ -257,19 +270,18 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
         if raw.error is not None or raw.message_id in current:
             continue
         try:
-            msg = message_from_bytes(raw.data)
-            mail = parse_mail(raw.data, msg, raw.message_id)
+            mail = parse_mail(raw.data, message_id=raw.message_id)
             subject = b4.LoreSubject(mail.subject)
             if mail.has_diff and not subject.reply and subject.revision >= series.revision:
                 continue  # not an earlier revision: b4 would mix it into this one
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, msg, mail, subject.reply)
+            _add_to_mailbox(lmbox, mail, subject.reply, _DIFF_LINE.search(mail.body))
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
-        _add_to_mailbox(lmbox, message_from_bytes(mail.raw), mail,
-                        b4.LoreSubject(mail.subject).reply)
+        _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply,
+                        _DIFF_LINE.search(mail.body))
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried

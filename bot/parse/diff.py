@@ -118,6 +118,23 @@ def _short(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# DiffLine's slots, set directly: a frozen dataclass's __init__ sets each
+# field through object.__setattr__, which costs more than the rest of
+# reading a diff line. (Every diff line of a series is built here.)
+_NEW = object.__new__
+_SET_KIND, _SET_TEXT, _SET_OLD, _SET_NEW = (
+    DiffLine.__dict__[name].__set__ for name in ("kind", "text", "old_no", "new_no"))
+
+
+def _line(kind: LineKind, text: str, old_no: int | None, new_no: int | None) -> DiffLine:
+    d: DiffLine = _NEW(DiffLine)
+    _SET_KIND(d, kind)
+    _SET_TEXT(d, text)
+    _SET_OLD(d, old_no)
+    _SET_NEW(d, new_no)
+    return d
+
+
 def _read_hunk(hm: re.Match[str], lines: list[str], i: int) -> tuple[Hunk, int]:
     old_start, new_start = _number(hm.group(1)), _number(hm.group(3))
     old_len = _number(hm.group(2)) if hm.group(2) is not None else 1
@@ -125,29 +142,34 @@ def _read_hunk(hm: re.Match[str], lines: list[str], i: int) -> tuple[Hunk, int]:
     old_left, new_left = old_len, new_len
     old_no, new_no = old_start, new_start
     out: list[DiffLine] = []
+    append = out.append
+    added, removed, context = LineKind.ADDED, LineKind.REMOVED, LineKind.CONTEXT
     n = len(lines)
-    while i < n and (old_left > 0 or new_left > 0):
+    # (Every diff line of a series passes here: the loop is kept tight.)
+    while i < n and (old_left or new_left):
         line = lines[i]
         tag = line[:1]
-        if tag == "\\":  # "\ No newline at end of file"
-            i += 1
-            continue
-        if tag == "+" and new_left > 0:
-            out.append(DiffLine(kind=LineKind.ADDED, text=line[1:], old_no=None, new_no=new_no))
+        if tag == "+":
+            if not new_left:
+                break
+            append(_line(added, line[1:], None, new_no))
             new_no += 1
             new_left -= 1
-        elif tag == "-" and old_left > 0:
-            out.append(DiffLine(kind=LineKind.REMOVED, text=line[1:], old_no=old_no, new_no=None))
-            old_no += 1
-            old_left -= 1
-        elif (tag == " " or line == "") and old_left > 0 and new_left > 0:
-            out.append(DiffLine(kind=LineKind.CONTEXT, text=line[1:], old_no=old_no,
-                                new_no=new_no))
+        elif tag == " " or not line:
+            if not (old_left and new_left):
+                break
+            append(_line(context, line[1:], old_no, new_no))
             old_no += 1
             new_no += 1
             old_left -= 1
             new_left -= 1
-        else:
+        elif tag == "-":
+            if not old_left:
+                break
+            append(_line(removed, line[1:], old_no, None))
+            old_no += 1
+            old_left -= 1
+        elif tag != "\\":  # "\ No newline at end of file" is skipped
             break  # the hunk is shorter than its header says: stop, do not guess
         i += 1
     while i < n and lines[i].startswith("\\"):

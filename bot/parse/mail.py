@@ -29,6 +29,7 @@ import datetime as dt
 import email
 import email.header
 import email.message
+import email.parser
 import email.policy
 import email.utils
 import functools
@@ -68,10 +69,55 @@ _NOT_QP = re.compile(r"=(?![0-9A-Fa-f]{2}|\r?\n|\Z)|[^\x00-\x7f]|[^\r\n]{79}|[ \
                      re.M)
 
 
+# The header fields read from a parsed message: those kept, and those the
+# body is decoded by. List mail carries dozens of others (Received:, DKIM,
+# ARC, X-...), three quarters of its header bytes, which no stage reads (the
+# raw bytes keep them); parsing them cost more than the rest of the message.
+PARSED_HEADERS = KEPT_HEADERS + ("content-type", "content-transfer-encoding", "mime-version")
+_PARSED_FIELD = re.compile(rb"\n((?:%s):[^\n]*(?:\n[ \t][^\n]*)*)"
+                           % b"|".join(re.escape(h.encode()) for h in PARSED_HEADERS), re.I)
+# A line of a header block that is neither a field (RFC 5322 name and
+# colon, what the email library's header pattern accepts) nor a folded
+# continuation: the library ends the header block there.
+_NOT_A_FIELD = re.compile(rb"\n(?![ \t])[!-9;-~]*+(?!:)")
+
+
+def _split_parsed(raw: bytes) -> tuple[bytes, bytes] | None:
+    """The fields of `raw`'s header block named in PARSED_HEADERS, and its
+    body: parsing them gives for those fields and the body what parsing
+    `raw` gives. None for a header block the library would read otherwise
+    than field by field (a From_ line, a line that is no field, bare CR
+    line ends): that is parsed whole."""
+    end = raw.find(b"\n\n")
+    if end <= 0:
+        return None
+    head = b"\n" + raw[:end]
+    if b"\r" in head or head[1:2] in (b" ", b"\t") or _NOT_A_FIELD.search(head):
+        return None
+    return b"\n".join(_PARSED_FIELD.findall(head)), raw[end + 2:]
+
+
+_HEADER_PARSER = email.parser.BytesParser(policy=email.policy.compat32)
+
+
 def message_from_bytes(raw: bytes) -> email.message.Message:
     """Parse bytes with the compat32 policy (lenient and fast on real
-    lists), relabelling a body b4 already decoded (module docstring)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    lists), relabelling a body b4 already decoded (module docstring).
+
+    Only the header fields in PARSED_HEADERS are parsed. A body of one part
+    (nearly every list mail) is not fed through the parser line by line:
+    the parser would keep it as it is, so it is set as it is."""
+    split = _split_parsed(raw)
+    if split is None:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    else:
+        head, body = split
+        msg = _HEADER_PARSER.parsebytes(head + b"\n\n", headersonly=True)
+        if msg.get_content_maintype() in ("multipart", "message"):
+            msg = email.message_from_bytes(head + b"\n\n" + body,
+                                           policy=email.policy.compat32)
+        else:
+            msg.set_payload(body.decode("ascii", "surrogateescape"))
     if not msg.is_multipart():
         _relabel_decoded(msg)
     return msg
@@ -99,6 +145,11 @@ def decode_header(value: object) -> str:
     """A header value as one clean line of text, whatever its encoding."""
     if value is None:
         return ""
+    if isinstance(value, str) and value.isascii() and value.isprintable() \
+            and "=?" not in value:
+        # No encoded word and nothing to replace (nearly every header): the
+        # white space collapsed, as below.
+        return " ".join(value.split())
     raw = value if isinstance(value, email.header.Header) else str(value)
     try:
         pieces = email.header.decode_header(raw)
@@ -151,8 +202,9 @@ def addresses(value: str) -> tuple[tuple[str, str], ...]:
 def _plain_addresses(value: str) -> tuple[tuple[str, str], ...] | None:
     """The header's addresses when every one has the plain shape; None when
     the full parser must read it."""
-    if _NOT_PLAIN.search(value) or _CTRL.search(value) or not value.isascii():
+    if _NOT_PLAIN.search(value) or not value.isascii():
         return None
+    value = _CTRL.sub(" ", value)  # as the full parser is given it (a folded header)
     out: list[tuple[str, str]] = []
     for item in value.split(","):
         if not item.strip():
@@ -212,7 +264,8 @@ def _date(value: str) -> dt.datetime | None:
 
 def _payload(msg: email.message.Message) -> tuple[str, str]:
     """The body text and its charset; see the module docstring."""
-    top_charset = _charset(msg) or "utf-8"
+    own = _charset(msg)
+    top_charset = own or "utf-8"
     chosen: tuple[str, str] | None = None
     for part in msg.walk():
         ctype = part.get_content_type()
@@ -225,7 +278,7 @@ def _payload(msg: email.message.Message) -> tuple[str, str]:
             payload = None
         if not isinstance(payload, bytes):
             continue
-        charset = _charset(part) or top_charset
+        charset = (own if part is msg else _charset(part)) or top_charset
         text = _decode_chunk(payload, charset)
         if chosen is None or (_DIFF_START.search(text) and not _DIFF_START.search(chosen[0])):
             chosen = (text, charset)
