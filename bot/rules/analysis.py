@@ -177,7 +177,8 @@ class FunctionText:
 _IDENT = re.compile(r"[A-Za-z_]\w{3,}")
 
 
-def _relevant(patch: Patch, mapped: frozenset[str] = frozenset()) -> bool:
+def _relevant(patch: Patch, mapped: frozenset[str] = frozenset(),
+              hyp: frozenset[str] = frozenset()) -> bool:
     """The patch can matter to these registers: it names them, changes the
     TLB switch helpers, or its changed lines name a function of the model's
     save/restore map (a call to a vcpu-init function removed from an
@@ -187,7 +188,7 @@ def _relevant(patch: Patch, mapped: frozenset[str] = frozenset()) -> bool:
     if "hcr" not in low and "mdcr" not in low and (
             "tlb.c" not in body or not _TLB_TOUCH.search(body)) and not (
             mapped and _names_mapped(patch, mapped)) and not (
-            "/hyp/" in body and mapped and _hyp_names(patch, _hyp_registers(mapped))):
+            "/hyp/" in body and hyp and _hyp_names(patch, hyp)):
         return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
 
@@ -209,7 +210,7 @@ def _hyp_names(patch: Patch, mapped: frozenset[str]) -> bool:
     return False
 
 
-_ISB_LINE = re.compile(r"\s*(?:isb\b|isb\(\);)")
+_ISB_LINE = re.compile(r"\s*isb\b")
 
 
 def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
@@ -250,18 +251,18 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     for save, restore in facts.round_trips:
         names.update((save, restore))
     names.update(facts.loaders)
-    for reg in facts.ops.get("e2h_redirected", frozenset()) | facts.ops.get(
-            "dsb_observers", frozenset()):
-        names.add(_HYP_MARK + reg)
     return frozenset(names)
 
 
-# Marks the e2h_redirected registers among mapped_names() (_hyp_registers).
-_HYP_MARK = "e2h:"
-
-
-def _hyp_registers(mapped: frozenset[str]) -> frozenset[str]:
-    regs = [n[len(_HYP_MARK):] for n in mapped if n.startswith(_HYP_MARK)]
+@functools.lru_cache(maxsize=4)
+def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
+    """How hyp code spells the registers it reaches differently under VHE or
+    reads after a dsb ([ops] e2h_redirected, dsb_observers): `SYS_TFSR_EL1`,
+    `tfsr_el1`."""
+    if model is None:
+        return frozenset()
+    ops = model.facts.ops
+    regs = ops.get("e2h_redirected", frozenset()) | ops.get("dsb_observers", frozenset())
     return frozenset(x for r in regs for x in ("SYS_" + r, r.lower()))
 
 
@@ -336,8 +337,9 @@ def _next_new_numbers(hunk: Hunk) -> list[int]:
     return out
 
 
-def patch_view(patch: Patch, mapped: frozenset[str] = frozenset()) -> PatchView:
-    if not _relevant(patch, mapped):
+def patch_view(patch: Patch, mapped: frozenset[str] = frozenset(),
+               hyp: frozenset[str] = frozenset()) -> PatchView:
+    if not _relevant(patch, mapped, hyp):
         return PatchView(patch=patch, relevant=False)
     files = tuple(_file_view(fd) for fd in patch.files
                   if not fd.binary and fd.path.startswith(KERNEL_PREFIXES))
@@ -418,9 +420,9 @@ def view(series: Series, ctx: Context) -> SeriesView:
     key = ("view", id(series), id(ctx.tree))
     sv = memo.get(key)
     if sv is None or sv.series is not series or sv.tree is not ctx.tree:
-        mapped = mapped_names(ctx.regmodel) if ctx.regmodel is not None else frozenset()
+        mapped, hyp = mapped_names(ctx.regmodel), hyp_register_names(ctx.regmodel)
         sv = SeriesView(series=series, tree=ctx.tree,
-                        patches=tuple(patch_view(p, mapped) for p in series.patches))
+                        patches=tuple(patch_view(p, mapped, hyp) for p in series.patches))
         memo.clear()
         memo[key] = sv
     return sv

@@ -1030,7 +1030,7 @@ class Interpreter:
         name = v.srcs[0][0]
         kind, _, rest = name.partition(":")
         if kind == "param":
-            return "param#%d" % self._params.get(rest, -1)
+            return "param#%d" % self._params[rest] if rest in self._params else "?"
         if is_memory(source_kind(name)):
             return "memory"
         return name

@@ -31,7 +31,6 @@ from bot.rules.cstmt import (
     Function,
     If,
     Loop,
-    Param,
     Return,
     function_from_lines,
     walk,
@@ -387,20 +386,15 @@ class PatchSemantics:
         two = s.get(FnKey(path=first.path, name=second))
         if one is None or two is None or s.evaluator is None:
             return None
-        def arg(p: Param) -> Name:
-            # The second gets what the first was given of the same type.
-            same = next((q for q in one.params if q.type == p.type), p)
-            return Name(id=same.name)
-
-        body = tuple(ExprStmt(expr=Call(func=Name(id=fn.name),
-                                        args=tuple(arg(p) for p in fn.params)),
-                              line=fn.start, end=fn.start) for fn in (one, two))
+        # The second gets what the first was given of the same type.
+        handed = {p.name: next((q.name for q in one.params if q.type == p.type), p.name)
+                  for p in two.params}
+        # The trace's function: the pair as one (its name, span, parameters).
         both = Function(name="%s+%s" % (one.name, two.name), path=first.path, params=one.params,
-                        returns="", qualifiers=("static",), body=body, start=one.start,
+                        returns="", qualifiers=("static",), body=(), start=one.start,
                         end=two.end, has_start=True, has_end=True)
         interp = Interpreter(self.facts, s.evaluator, s.functions, memory=True)
-        return interp.run_pair(both, one, two, self.contexts(first),
-                               {p.name: arg(p).id for p in two.params})
+        return interp.run_pair(both, one, two, self.contexts(first), handed)
 
     def _moves(self) -> dict[FnKey, dict[FnKey, frozenset[Ctx]]]:
         """Code the patch moves into another file: a definition new in file
