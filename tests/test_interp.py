@@ -14,7 +14,8 @@ from bot.regmodel.facts import Ctx
 from bot.rules.bits import Bits, SourceKind, source_kind
 from bot.rules.cexpr import Assign, Binary, Call, Cast, Member, Unary, expr_from_text, expr_text
 from bot.rules.cstmt import Decl, ExprStmt, If, function_from_lines, walk
-from bot.rules.interp import Ev, Interpreter
+from bot.rules.interp import Interpreter
+from bot.rules.trace import Ev
 
 HYP = "arch/arm64/kvm/hyp"
 TGE = 1 << 27

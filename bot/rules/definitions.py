@@ -17,7 +17,7 @@ from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import line_at, semantics
-from bot.rules.interp import Ev, Event
+from bot.rules.trace import Ev, Event
 
 # Field macros: HCR_TGE, HCR_EL2_TGE, MDCR_EL2_E2PB_MASK, and the
 # architecture's mixed-case names (HCR_TWEDEn, HCR_EnSCXT).

@@ -18,8 +18,8 @@ from bot.regmodel.facts import Ctx
 from bot.rules.analysis import FileView, Line, PatchView, SeriesView
 from bot.rules.bits import MASK64, Bits, SourceKind, source_kind
 from bot.rules.core import Context
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair, PatchSemantics
+from bot.rules.trace import Ev, Event, Trace
 
 WATCHED = ("HCR_EL2", "MDCR_EL2")
 # Roles that hand the host its registers back (REVIEW-GUIDE section 4).

@@ -21,8 +21,8 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.bits import Bits
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line
-from bot.rules.interp import Ev, Trace
 from bot.rules.semantic import Pair, PatchSemantics
+from bot.rules.trace import Ev, Trace
 
 _CONFIG_WORDS = {"nvhe": "the nVHE host", "pkvm": "the protected host", "hvhe": "the hVHE host",
                  "vhe": "the VHE host"}

@@ -34,8 +34,8 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.bits import Bits
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, field_names, line_at, source_words
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair, PatchSemantics
+from bot.rules.trace import Ev, Event, Trace
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from bot.rules import initorder
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import changed_line, line_at, semantics
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, Event, Trace
 
 # Roles that run with preemption disabled by their callers (vcpu load/put
 # under the run loop's preempt_disable, init on each CPU by IPI).

@@ -18,8 +18,9 @@ from bot.rules.cexpr import Assign, expr_text
 from bot.rules.core import Severity
 from bot.rules.cstmt import ExprStmt, Function, walk
 from bot.rules.flow import changed_line
-from bot.rules.interp import Ev, Interpreter
+from bot.rules.interp import Interpreter
 from bot.rules.semantic import PatchSemantics
+from bot.rules.trace import Ev
 
 
 def check(emit: Emit, pv: PatchView, sem: PatchSemantics) -> None:

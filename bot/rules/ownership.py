@@ -30,8 +30,8 @@ from bot.rules.flow import (
     source_words,
     value_words,
 )
-from bot.rules.interp import Ev, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, Trace
 
 OWNED = ("HPMN", "E2PB", "E2TB")
 _REG = "MDCR_EL2"

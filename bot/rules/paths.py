@@ -31,8 +31,8 @@ from bot.rules.flow import (
     semantics,
     series_stores,
 )
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, Event, Trace
 
 _OTHER_SIDE = re.compile(r"(?i)\bn?vhe\b|non-vhe|both (paths|modes)|hVHE|protected mode")
 _VHE_GUARD = re.compile(r"\b(has_vhe|is_kernel_in_hyp_mode|is_hyp_mode_available|"

@@ -21,8 +21,8 @@ from bot.rules.analysis import Emit, PatchView
 from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
 from bot.rules.flow import changed_event, contexts_of, decided, modes, value_words
-from bot.rules.interp import WATCHED, Ev, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import WATCHED, Ev, Trace
 
 
 def _left(trace: Trace, ctx: Ctx, reg: str) -> tuple[Bits, bool] | None:

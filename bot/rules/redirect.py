@@ -19,8 +19,8 @@ from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, PatchView, normalize
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line
-from bot.rules.interp import Ev
 from bot.rules.semantic import PatchSemantics
+from bot.rules.trace import Ev
 
 # The access saves into or restores from the guest's context (its copy of
 # the register): hyp code that means its own EL2 register under VHE

@@ -30,8 +30,8 @@ from bot.rules.analysis import (
 from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import contexts_of, decided, line_at, semantics
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import FnKey, Pair, PatchSemantics
+from bot.rules.trace import Ev, Event, Trace
 
 _REGIME = re.compile(r"HCR_(?:EL2_)?(TGE|E2H)\b")
 _CLEAR_TGE = re.compile(r"~\s*\(?\s*HCR_(?:EL2_)?TGE|&=\s*~\s*HCR_(?:EL2_)?TGE")

@@ -42,8 +42,8 @@ from bot.rules.flow import (
     source_words,
     value_words,
 )
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, Event, Trace
 
 _PATH_ROLES = ("entry", "exit", "panic", "early-exit", "tlb-to-guest", "tlb-to-host")
 _OWNED = ("HPMN", "E2PB", "E2TB")

@@ -25,8 +25,8 @@ from bot.rules.assume import Assumed
 from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
 from bot.rules.flow import line_at, modes, value_words
-from bot.rules.interp import Ev, Trace, Written
 from bot.rules.semantic import FnKey, Pair, PatchSemantics, calls_of
+from bot.rules.trace import Ev, Trace, Written
 
 
 def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:

@@ -35,7 +35,8 @@ from bot.rules.cstmt import (
     function_from_lines,
     walk,
 )
-from bot.rules.interp import Interpreter, Trace
+from bot.rules.interp import Interpreter
+from bot.rules.trace import Trace
 
 _DEF_LINE = r"^[A-Za-z_][^;]*\b%s\s*\("
 # Interrupts as the callers of each role leave them: the world switch runs

@@ -17,8 +17,8 @@ from collections import Counter
 
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules.interp import WATCHED, Ev, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import WATCHED, Ev, Trace
 
 SIDED_ROLES = (Role.ENTRY, Role.EXIT, Role.VCPU_LOAD, Role.VCPU_PUT, Role.TLB_TO_GUEST,
                 Role.TLB_TO_HOST)

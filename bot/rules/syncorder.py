@@ -20,8 +20,8 @@ from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView, normalize
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, modes
-from bot.rules.interp import Ev, Event, Trace
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, Event, Trace
 
 _ENDPOINTS = (Ev.WRITE, Ev.TLBI, Ev.AT, Ev.ERET, Ev.UNSEEN)
 _SYNCS = (Ev.ISB, Ev.ISB_ERRATA, Ev.DSB)

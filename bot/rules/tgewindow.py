@@ -16,7 +16,7 @@ from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, modes
-from bot.rules.interp import Ev, Event, Trace
+from bot.rules.trace import Ev, Event, Trace
 
 
 def _exposed(trace: Trace, ctx: Ctx, tge: int) -> Event | None:

@@ -20,8 +20,8 @@ from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.bits import MASK64
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, source_words
-from bot.rules.interp import Ev, type_width
 from bot.rules.semantic import Pair
+from bot.rules.trace import Ev, type_width
 
 _DEFINE_PER_CPU = re.compile(r"\bDEFINE_PER_CPU\s*\(\s*([\w ]+?)\s*,\s*(\w+)\s*\)")
 
