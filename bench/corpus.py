@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 from bot import config as botconfig  # noqa: E402
 from bot.data import Series  # noqa: E402
 from bot.lore.assemble import assemble  # noqa: E402
+from bot.regmodel.facts import KvmFacts  # noqa: E402
 from bot.sources import InputSet  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared" / "corpus" / "kvmarm-2019-2020.mbox.gz"
@@ -35,3 +36,11 @@ def touches_watched(body: str) -> bool:
     """The patch adds or removes a line naming HCR_EL2 or MDCR_EL2 (any
     case) or a macro of theirs."""
     return _WATCHED_LINE.search(body) is not None
+
+
+def changes_el2_code(paths: tuple[str, ...], facts: KvmFacts) -> bool:
+    """The patch changes a file whose code runs only at EL2 (kvm.toml
+    [[places]]: the hyp objects, the world switch, the TLB-switch helpers,
+    the EL2 boot code): code that runs under HCR_EL2/MDCR_EL2 as they are
+    switched between host and guest, even where its lines name neither."""
+    return any(all(c.el == 2 for c in facts.contexts_of(p)) for p in paths)

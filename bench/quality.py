@@ -4,10 +4,16 @@
     bench/quality.py [MBOX...]   (default: ../shared/corpus/kvmarm-2019-2020.mbox.gz)
 
 Runs every series of the archive through the rules (with the register
-model) and prints findings per category and severity, findings per 100
-patches that add or remove HCR_EL2/MDCR_EL2 lines, and findings on patches
-that touch neither, which should be 0 at error or warning. Open,
-resolved-in-series and pre-existing findings are counted apart.
+model) and prints findings per category and severity, and open findings
+for three kinds of patch, counted apart:
+- patches that add or remove a line naming HCR_EL2/MDCR_EL2 or one of their
+  macros: at most 5 error/warning findings per 100 of them;
+- patches that name neither but change code that runs only at EL2 (the
+  world switch, the TLB-switch helpers, hyp init: kvm.toml [[places]]),
+  which runs under those registers as KVM switches them; each finding is
+  listed, for a reader to judge;
+- patches that touch neither: 0 findings at any severity.
+Open, resolved-in-series and pre-existing findings are counted apart.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from corpus import series_of, touches_watched
+from corpus import changes_el2_code, series_of, touches_watched
 
 from bot import config as botconfig
 from bot.pipeline import load_regmodel
@@ -24,32 +30,43 @@ from bot.rules import Context, Severity, Status, run
 
 def main(argv: list[str]) -> int:
     cfg = botconfig.Config()
-    ctx = Context(regmodel=load_regmodel(cfg))
+    model = load_regmodel(cfg)
+    if model is None:
+        print("quality: the register model did not load", file=sys.stderr)
+        return 1
+    ctx = Context(regmodel=model)
     by_cat: Counter[tuple[str, str]] = Counter()
     status: Counter[str] = Counter()
-    patches = watched = 0
+    patches = watched = el2 = 0
     on_watched: Counter[str] = Counter()
+    on_el2: Counter[str] = Counter()
     on_other: Counter[str] = Counter()
-    loud: list[str] = []
+    el2_list: list[str] = []
+    other_list: list[str] = []
     for series in series_of(argv):
         result = run(series, ctx, cfg.rules)
         touching = {p.index for p in series.patches if touches_watched(p.mail.body)}
+        in_el2 = {p.index for p in series.patches if p.index not in touching
+                  and changes_el2_code(p.paths, model.facts)}
         patches += len(series.patches)
         watched += len(touching)
+        el2 += len(in_el2)
         for f in result.findings + result.pre_existing:
             status[str(f.status)] += 1
             if f.status is not Status.OPEN:
                 continue
             by_cat[(str(f.category), str(f.severity))] += 1
+            line = "%s %s %s:%s %s" % (f.severity, f.rule, f.file, f.line, f.message_id)
             if f.patch in touching:
                 on_watched[str(f.severity)] += 1
+            elif f.patch in in_el2:
+                on_el2[str(f.severity)] += 1
+                el2_list.append(line)
             else:
                 on_other[str(f.severity)] += 1
-                if f.severity.rank >= Severity.WARNING.rank:
-                    loud.append("%s %s %s:%s %s" % (f.severity, f.rule, f.file, f.line,
-                                                    f.message_id))
-    print("patches: %d, touching HCR_EL2/MDCR_EL2: %d" % (patches, watched))
-    print("model: %s" % ("loaded" if ctx.regmodel is not None else "NOT AVAILABLE"))
+                other_list.append(line)
+    print("patches: %d, touching HCR_EL2/MDCR_EL2: %d, naming neither but changing "
+          "EL2-only code: %d" % (patches, watched, el2))
     print("\nopen findings per category and severity:")
     cats = sorted({c for c, _ in by_cat})
     sevs = [str(s) for s in Severity]
@@ -57,15 +74,23 @@ def main(argv: list[str]) -> int:
     for c in cats:
         print("  %-18s %s" % (c, " ".join("%8d" % by_cat[(c, s)] for s in sevs)))
     print("\nby status: %s" % ", ".join("%s %d" % kv for kv in sorted(status.items())))
+
+    def counts(c: Counter[str]) -> str:
+        return ", ".join("%s %d" % (s, c[s]) for s in sevs)
+
     total = sum(on_watched.values())
+    loud = on_watched["error"] + on_watched["warning"]
     print("\nopen findings per 100 patches touching HCR_EL2/MDCR_EL2: %.1f (%s)" % (
-        100.0 * total / watched if watched else 0.0,
-        ", ".join("%s %d" % (s, on_watched[s]) for s in sevs)))
-    print("open findings on patches touching neither: %s" % (
-        ", ".join("%s %d" % (s, on_other[s]) for s in sevs)))
-    bad = on_other["error"] + on_other["warning"]
-    print("  at error or warning: %d (target 0)" % bad)
-    for line in loud[:20]:
+        100.0 * total / watched if watched else 0.0, counts(on_watched)))
+    print("  error/warning per 100 of them: %.1f (target at most 5)" % (
+        100.0 * loud / watched if watched else 0.0))
+    print("open findings on patches naming neither that change EL2-only code: %s" % (
+        counts(on_el2)))
+    for line in el2_list:
+        print("    " + line)
+    print("open findings on patches touching neither: %s" % counts(on_other))
+    print("  in all: %d (target 0)" % sum(on_other.values()))
+    for line in other_list[:20]:
         print("    " + line)
     return 0
 
