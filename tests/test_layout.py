@@ -262,6 +262,7 @@ GLOBBED = {
     "asmbarrier": "tests/test_rules_values.py",
     "el2test": "tests/test_rules_values.py",
     "neverset": "tests/test_rules_values.py",
+    "guestregime": "tests/test_rules_values.py",
 }
 
 

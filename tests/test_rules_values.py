@@ -76,6 +76,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "asmbarrier": ("barrier", lambda f: "isb" in f.message),
     "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message or "_EL12" in f.message),
     "neverset": ("polarity", lambda f: "changes nothing" in f.message),
+    "guestregime": ("shadow-vs-live", lambda f: "stage-2" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -17,6 +17,7 @@ from bot.rules import initorder
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import changed_line, line_at, semantics
+from bot.rules.hostregime import live_host_into_guest_regime
 from bot.rules.semantic import Pair
 from bot.rules.trace import Ev, Event, Trace
 
@@ -164,9 +165,13 @@ def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
         sem = semantics(sv, pv, ctx)
         if sem is None:
             continue
-        for pair in sem.pairs():
+        pairs = sem.pairs()
+        for pair in pairs:
+            in_window = pair.role in _IN_WINDOW or any(
+                p.role in _IN_WINDOW and pair.key in p.reaches for p in pairs)
             if pair.after is not None and pair.role not in _IN_WINDOW:
                 _live_into_copy(emit, pv, pair)
+            live_host_into_guest_regime(emit, pv, pair, sem, sem.model, in_window)
             if pair.before is None or pair.after is None:
                 continue
             _swapped(emit, pv, pair)

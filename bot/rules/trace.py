@@ -221,7 +221,9 @@ def join_states(a: PathState, b: PathState, pre: PathState | None = None) -> Pat
                   always=outer, returned=a.returned and b.returned,
                   ret=join_bits(a.ret, b.ret),
                   cond=pre.cond if pre is not None else (a.cond or b.cond),
-                  assumed=a.assumed.meet(b.assumed))
+                  assumed=a.assumed.meet(b.assumed),
+                  # The path both sides came from (memory mode's path ids).
+                  pid=pre.pid if pre is not None else (a.pid if a.pid == b.pid else 0))
 
 
 def merge_paths(states: list[PathState]) -> list[PathState]:

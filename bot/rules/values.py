@@ -293,7 +293,10 @@ def _constant_shape(expr: Expr) -> bool:
 def _mem_key(text: str, st: PathState) -> str:
     """The env key of memory named by `text` (`cxt->tcr`): through a pointer
     a caller handed in, named by what was handed in, so that two functions
-    calling their parameter differently reach the same object."""
+    calling their parameter differently reach the same object; through a
+    pointer holding an object's address (`&config` handed to a helper that
+    fills `config->hcr`), as that object's field (`config.hcr`)."""
+    text = _through_address(text, st)
     m = re.match(r"(\w+)(->|\.)(.+)$", text)
     if m is not None:
         v = st.env.get(m.group(1))
