@@ -263,6 +263,7 @@ GLOBBED = {
     "el2test": "tests/test_rules_values.py",
     "neverset": "tests/test_rules_values.py",
     "guestregime": "tests/test_rules_values.py",
+    "capmerge": "tests/test_rules_values.py",
 }
 
 

@@ -77,6 +77,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "el2test": ("vhe-nvhe", lambda f: "has_vhe()" in f.message or "_EL12" in f.message),
     "neverset": ("polarity", lambda f: "changes nothing" in f.message),
     "guestregime": ("shadow-vs-live", lambda f: "stage-2" in f.message),
+    "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

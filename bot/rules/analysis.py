@@ -256,14 +256,19 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=4)
 def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
-    """How hyp code spells the registers it reaches differently under VHE or
-    reads after a dsb ([ops] e2h_redirected, dsb_observers): `SYS_TFSR_EL1`,
-    `tfsr_el1`."""
+    """Names that make a changed line of hyp code matter: how it spells the
+    registers it reaches differently under VHE or reads after a dsb ([ops]
+    e2h_redirected, dsb_observers: `SYS_TFSR_EL1`, `tfsr_el1`), and the
+    configuration tests of [[guards]] (`has_vhe`, or the capability a
+    `cpus_have_final_cap()` guard tests), which decide what each
+    configuration's save/restore runs."""
     if model is None:
         return frozenset()
     ops = model.facts.ops
     regs = ops.get("e2h_redirected", frozenset()) | ops.get("dsb_observers", frozenset())
-    return frozenset(x for r in regs for x in ("SYS_" + r, r.lower()))
+    names = {x for r in regs for x in ("SYS_" + r, r.lower())}
+    names.update(g.arg or g.name for g in model.facts.guards)
+    return frozenset(names)
 
 
 def _file_view(fd: FileDiff) -> FileView:

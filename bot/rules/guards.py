@@ -26,7 +26,8 @@ def cap_test(facts: KvmFacts, cond: Expr) -> tuple[str, bool] | None:
 
 
 def guard_names(facts: KvmFacts, cond: Expr) -> list[str]:
-    """The kvm.toml guards a condition tests ("!" in front when negated)."""
+    """The kvm.toml guards a condition tests ("!" in front when negated;
+    `name(ARG)` for a guard of one argument, as one_side_only reads it)."""
     out: list[str] = []
     stack: list[tuple[Expr, bool]] = [(cond, False)]
     while stack:
@@ -40,8 +41,10 @@ def guard_names(facts: KvmFacts, cond: Expr) -> list[str]:
                 stack.append((node.args[0], neg))
                 continue
             arg = node.args[0].id if node.args and isinstance(node.args[0], Name) else None
-            if facts.guard(node.func.id, arg) is not None:
-                out.append(("!" if neg else "") + node.func.id)
+            g = facts.guard(node.func.id, arg)
+            if g is not None:
+                out.append(("!" if neg else "") + node.func.id
+                           + ("(%s)" % g.arg if g.arg else ""))
         elif isinstance(node, Name) and facts.guard(node.id) is not None:
             out.append(("!" if neg else "") + node.id)
     return out
@@ -86,3 +89,17 @@ def guard_split(facts: KvmFacts, cond: Expr, contexts: frozenset[Ctx]
     return can_true, can_false, not guard.maybe_in
 
 # -- expressions ---------------------------------------------------------------
+
+
+def one_side_only(facts: KvmFacts, guards: tuple[str, ...]) -> bool:
+    """Code under a test that only VHE, or only the nVHE family (nVHE,
+    protected, hVHE), can pass: `vcpu_has_nv()`, an erratum capability of
+    CPUs without VHE. The other side cannot reach it."""
+    for name in guards:
+        if name.startswith("!"):
+            continue
+        fn, _, arg = name.partition("(")
+        g = facts.guard(fn, arg.rstrip(")") or None)
+        if g is not None and len({c.mode == "vhe" for c in g.true_in | g.maybe_in}) == 1:
+            return True
+    return False

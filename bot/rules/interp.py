@@ -286,17 +286,36 @@ class Interpreter(Calls):
         names = guard_names(self.facts, stmt.cond)
         for n in names:
             self._emit(Ev.GUARD, st, fn, depth, stmt.line, name=n.lstrip("!"))
-        out: list[PathState] = []
-        for ctxs, branch, tag in ((true_ctx, stmt.then, ""), (false_ctx, stmt.other, "!")):
-            if not ctxs:
-                continue
+        def branch_of(ctxs: frozenset[Ctx], branch: Stmt | None, tag: str,
+                      decided: bool) -> list[PathState]:
             sub = st.copy(ctxs)
             sub.guards = st.guards + tuple(n[1:] if tag and n.startswith("!") else tag + n
                                            for n in names)
-            if not pure:
+            if not decided:
                 sub.always = False
                 sub.cond = True
-            out.extend(self._stmt(branch, sub, fn, depth) if branch is not None else [sub])
+            return self._stmt(branch, sub, fn, depth) if branch is not None else [sub]
+
+        # Contexts only one side can take (a capability only nVHE CPUs have
+        # is false on VHE) take it as surely as they run the test.
+        out = branch_of(true_ctx - false_ctx, stmt.then, "", True) if true_ctx - false_ctx \
+            else []
+        if false_ctx - true_ctx:
+            out.extend(branch_of(false_ctx - true_ctx, stmt.other, "!", True))
+        both = true_ctx & false_ctx
+        if not both:
+            return out
+        # Those that can take either side take each on some paths, and what
+        # follows runs on every path again, as after a data-dependent test.
+        outs_then = branch_of(both, stmt.then, "", False)
+        outs_else = branch_of(both, stmt.other, "!", False)
+        if self.memory:
+            return out + outs_then + outs_else
+        pre = st.copy(both)
+        for x in outs_then:
+            y = next((z for z in outs_else if z.contexts == x.contexts), None)
+            out.append(join_states(x, y, pre) if y is not None else x)
+        out.extend(y for y in outs_else if not any(y.contexts == x.contexts for x in outs_then))
         return out
 
     def _data_if(self, stmt: If, st: PathState, fn: Function, depth: int) -> list[PathState]:

@@ -13,8 +13,8 @@ import re
 from bot.data import Series
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
+from bot.rules import capmerge, redirect, sides, width
 from bot.rules import model as M
-from bot.rules import redirect, sides, width
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -31,6 +31,7 @@ from bot.rules.flow import (
     semantics,
     series_stores,
 )
+from bot.rules.guards import one_side_only
 from bot.rules.semantic import Pair
 from bot.rules.trace import Ev, Event, Trace
 
@@ -81,6 +82,7 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         redirect.check(emit, pv, sem)
         for pair in sem.pairs():
             _el2_test(emit, pv, pair, mdl)
+            capmerge.check(emit, pv, pair)
             if pair.role not in sides.SIDED_ROLES or pair.before is None or pair.after is None:
                 continue
             moved = [p for p in sem.pairs() if p.key.name == pair.key.name and p is not pair]
@@ -163,7 +165,7 @@ def _value_change_mode(pv: PatchView, pair: Pair, reg: str, mdl: RegisterModel,
               if (e.kind in (Ev.WRITE, Ev.STORE, Ev.RETURN) or (e.kind is Ev.CALL and e.args))
               and (e.register == reg or e.kind is not Ev.WRITE)
               and _changed_line(pv, e.path, e.line) is not None]
-    if writes and all(_one_mode_only(e.guards, mdl) for e in writes):
+    if writes and all(one_side_only(mdl.facts, e.guards) for e in writes):
         return None
     removed = pair.before is not None and any(
         e.kind is Ev.WRITE and e.register == reg and (ln := line_at(pv, e.path, e.line, "old"))
@@ -184,17 +186,6 @@ def _handed(trace: Trace | None, c: Ctx, reg: str, mdl: RegisterModel) -> tuple[
                  if e.kind is Ev.CALL and c in e.contexts and e.args
                  and any(reg in r.registers for r in mdl.roles(e.name))
                  for a in e.args)
-
-
-def _one_mode_only(guards: tuple[str, ...], mdl: RegisterModel) -> bool:
-    """Code under a test only one configuration can pass (vcpu_has_nv())."""
-    for name in guards:
-        if name.startswith("!"):
-            continue
-        g = mdl.facts.guard(name)
-        if g is not None and len({c.mode for c in g.true_in | g.maybe_in}) == 1:
-            return True
-    return False
 
 
 def _pair_line(pv: PatchView, pair: Pair, reg: str) -> tuple[FileView | None, Line | None]:

@@ -17,6 +17,7 @@ from collections import Counter
 
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
+from bot.rules.guards import one_side_only
 from bot.rules.semantic import Pair
 from bot.rules.trace import WATCHED, Ev, Trace
 
@@ -91,6 +92,15 @@ def order_change_mode(pair: Pair, mdl: RegisterModel) -> str | None:
         if _reordered(signature(pair.before, ctx, mdl), signature(pair.after, ctx, mdl)):
             changed.add(ctx)
     if not changed or all(c.mode in ("pkvm", "hvhe") for c in changed):
+        return None
+    # What the patch adds only under a test one side alone can pass (an
+    # erratum of CPUs without VHE) is no change the other side could need.
+    added = {ln.new_no for ln in pair.changed if ln.added}
+    tests = {g.name for g in mdl.facts.guards}
+    events = [e for e in pair.after.events if e.line in added and e.path == pair.key.path
+              and (e.kind in _KINDS or (e.kind is Ev.CALL and e.name not in tests
+                                        and not mdl.facts.op("patched", e.name)))]
+    if events and all(one_side_only(mdl.facts, e.guards) for e in events):
         return None
     modes = {"vhe" if c.mode == "vhe" else "nvhe" for c in changed}
     return modes.pop() if len(modes) == 1 else None

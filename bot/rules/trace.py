@@ -223,7 +223,9 @@ def join_states(a: PathState, b: PathState, pre: PathState | None = None) -> Pat
                   cond=pre.cond if pre is not None else (a.cond or b.cond),
                   assumed=a.assumed.meet(b.assumed),
                   # The path both sides came from (memory mode's path ids).
-                  pid=pre.pid if pre is not None else (a.pid if a.pid == b.pid else 0))
+                  pid=pre.pid if pre is not None else (a.pid if a.pid == b.pid else 0),
+                  guards=pre.guards if pre is not None else (
+                      a.guards if a.guards == b.guards else ()))
 
 
 def merge_paths(states: list[PathState]) -> list[PathState]:
