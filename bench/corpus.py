@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot import config as botconfig  # noqa: E402
-from bot.data import Series  # noqa: E402
+from bot.data import Patch, Series  # noqa: E402
 from bot.lore.assemble import assemble  # noqa: E402
 from bot.regmodel.facts import KvmFacts  # noqa: E402
 from bot.sources import InputSet  # noqa: E402
@@ -38,9 +38,18 @@ def touches_watched(body: str) -> bool:
     return _WATCHED_LINE.search(body) is not None
 
 
-def changes_el2_code(paths: tuple[str, ...], facts: KvmFacts) -> bool:
+def changes_switched_state(patch: Patch, facts: KvmFacts) -> bool:
     """The patch changes a file whose code runs only at EL2 (kvm.toml
     [[places]]: the hyp objects, the world switch, the TLB-switch helpers,
-    the EL2 boot code): code that runs under HCR_EL2/MDCR_EL2 as they are
-    switched between host and guest, even where its lines name neither."""
-    return any(all(c.el == 2 for c in facts.contexts_of(p)) for p in paths)
+    the EL2 boot code), which runs under HCR_EL2/MDCR_EL2 as they are
+    switched between host and guest, or adds or removes a line naming a
+    register KVM switches with them (kvm.toml [ops] vhe_loaded,
+    e2h_redirected, dsb_observers: the guest's EL1 state), even where its
+    lines name neither."""
+    if any(all(c.el == 2 for c in facts.contexts_of(p)) for p in patch.paths):
+        return True
+    regs = set().union(*(facts.ops.get(k, frozenset())
+                         for k in ("vhe_loaded", "e2h_redirected", "dsb_observers")))
+    names = re.compile(r"(?m)^[+-](?![+-]).*\b(SYS_)?(%s)\b" % "|".join(
+        sorted(regs | {r.lower() for r in regs}, key=len, reverse=True)))
+    return names.search(patch.mail.body) is not None

@@ -264,6 +264,7 @@ GLOBBED = {
     "neverset": "tests/test_rules_values.py",
     "guestregime": "tests/test_rules_values.py",
     "capmerge": "tests/test_rules_values.py",
+    "loadedcopy": "tests/test_rules_values.py",
 }
 
 

@@ -78,6 +78,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "neverset": ("polarity", lambda f: "changes nothing" in f.message),
     "guestregime": ("shadow-vs-live", lambda f: "stage-2" in f.message),
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
+    "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -240,8 +240,10 @@ def _names_mapped(patch: Patch, mapped: frozenset[str]) -> bool:
 def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     """The names of the save/restore map's functions, of the functions the
     stored values' lifecycle goes through (kvm.toml [lifecycle]), of the
-    save/restore pairs ([[round_trips]]) and of the register loaders
-    ([[loaders]])."""
+    save/restore pairs ([[round_trips]]), of the register loaders
+    ([[loaders]]) and of the vcpu register accessors that tell the copy in
+    memory from the register VHE keeps loaded ([ops] memory_copy,
+    loaded_aware)."""
     if model is None:
         return frozenset()
     names = {fr.name for fr in model.functions}
@@ -251,6 +253,8 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     for save, restore in facts.round_trips:
         names.update((save, restore))
     names.update(facts.loaders)
+    names.update(facts.ops.get("memory_copy", frozenset()))
+    names.update(facts.ops.get("loaded_aware", frozenset()))
     return frozenset(names)
 
 
