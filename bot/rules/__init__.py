@@ -3,11 +3,14 @@
 from bot.data import RuleResult
 from bot.rules import (  # noqa: F401  (registration)
     definitions,
+    hotpath,
     intent,
     lifecycle,
+    ownership,
     paths,
     regime,
     restore,
+    tlbsym,
 )
 from bot.rules.core import REGISTRY, Category, Context, Finding, RuleSpec, Severity, Status, rule
 from bot.rules.engine import run, selected

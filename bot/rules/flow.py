@@ -262,3 +262,19 @@ def contexts_of(pair: Pair) -> list[Ctx]:
                 if c not in seen:
                     seen.append(c)
     return seen
+
+
+def pair_line(pv: PatchView, pair: Pair, register: str, side: str) -> tuple[FileView | None,
+                                                                        Line | None]:
+    """The diff line a finding about `register` in this pair is quoted at:
+    the changed write of it, else the changed line that feeds it."""
+    trace = pair.after if side == "new" else pair.before
+    if trace is not None:
+        hit = changed_event(pv, trace.events, side, (Ev.WRITE,), register)
+        if hit is not None:
+            return pv.file(hit[0].path), hit[1]
+    ln = pair.anchor
+    for fv in pv.files:
+        if ln is not None and ln in fv.lines:
+            return fv, ln
+    return pv.file(pair.key.path), ln
