@@ -9,6 +9,7 @@ from bot.rules import (  # noqa: F401  (registration)
     ownership,
     paths,
     regime,
+    reserved,
     restore,
     tlbsym,
 )
