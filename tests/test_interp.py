@@ -13,8 +13,9 @@ from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import Ctx
 from bot.rules.bits import Bits, SourceKind, source_kind
 from bot.rules.cexpr import Assign, Binary, Call, Cast, Member, Unary, expr_from_text, expr_text
-from bot.rules.cstmt import Decl, ExprStmt, If, function_from_lines, walk
+from bot.rules.cstmt import Decl, ExprStmt, If, walk
 from bot.rules.interp import Interpreter
+from bot.rules.stmtparse import function_from_lines
 from bot.rules.trace import Ev
 
 HYP = "arch/arm64/kvm/hyp"

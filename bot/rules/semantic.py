@@ -32,10 +32,10 @@ from bot.rules.cstmt import (
     If,
     Loop,
     Return,
-    function_from_lines,
     walk,
 )
 from bot.rules.interp import Interpreter
+from bot.rules.stmtparse import function_from_lines
 from bot.rules.trace import Trace
 
 _DEF_LINE = r"^[A-Za-z_][^;]*\b%s\s*\("
