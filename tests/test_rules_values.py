@@ -79,6 +79,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "guestregime": ("shadow-vs-live", lambda f: "stage-2" in f.message),
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
+    "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -115,7 +115,8 @@ class Loader:
 _OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "irq_on",
         "preempt_off", "preempt_on", "warn", "percpu", "regime", "percpu_write", "loads",
         "patched", "consume", "address_of", "e2h_redirected", "el1_accessors",
-        "dsb_observers", "vhe_loaded", "memory_copy", "loaded_aware", "loaded_test")
+        "dsb_observers", "vhe_loaded", "memory_copy", "loaded_aware", "loaded_test",
+        "per_vm_registers", "per_vm_tests")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -262,7 +262,9 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
 def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     """Names that make a changed line of hyp code matter: how it spells the
     registers it reaches differently under VHE or reads after a dsb ([ops]
-    e2h_redirected, dsb_observers: `SYS_TFSR_EL1`, `tfsr_el1`), and the
+    e2h_redirected, dsb_observers: `SYS_TFSR_EL1`, `tfsr_el1`), the
+    registers of features only some VMs use and the tests of the VM that
+    gate them (per_vm_registers, per_vm_tests), and the
     configuration tests of [[guards]] (`has_vhe`, or the capability a
     `cpus_have_final_cap()` guard tests), which decide what each
     configuration's save/restore runs."""
@@ -271,6 +273,8 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     ops = model.facts.ops
     regs = ops.get("e2h_redirected", frozenset()) | ops.get("dsb_observers", frozenset())
     names = {x for r in regs for x in ("SYS_" + r, r.lower())}
+    names.update(ops.get("per_vm_registers", frozenset()))
+    names.update(ops.get("per_vm_tests", frozenset()))
     names.update(g.arg or g.name for g in model.facts.guards)
     return frozenset(names)
 

@@ -16,6 +16,7 @@ import re
 from bot.data import Series
 from bot.regmodel import Role
 from bot.regmodel.facts import Ctx
+from bot.rules import featurecost
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.bits import Bits, SourceKind, source_kind
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -64,6 +65,7 @@ def hot_path_load(series: Series, ctx: Context) -> list[Finding]:
                 _constant_to_load(emit, pv, pair, stored)
             if pair.role in SWITCH_ROLES and not _new_warn(emit, pv, pair):
                 _new_loads(emit, pv, pair, patched)
+        featurecost.check(emit, pv, sem.pairs(), sem.model)
     return emit.out
 
 
