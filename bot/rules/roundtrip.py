@@ -18,13 +18,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.regmodel import Role
+from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.assume import Assumed
 from bot.rules.bits import MASK64, Bits
 from bot.rules.core import Severity
-from bot.rules.flow import line_at, modes, value_words
+from bot.rules.flow import field_names, line_at, modes, value_words
 from bot.rules.semantic import FnKey, Pair, PatchSemantics, calls_of
 from bot.rules.trace import Ev, Trace, Written
 
@@ -52,7 +52,8 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics, *, tlb: bool) -> None:
                 break
             anchor = _anchor(pairs, first, FnKey(path=key.path, name=restore))
             if anchor is not None:
-                _compare(emit, pv, anchor, "%s() and %s()" % (save, restore), before, after)
+                _compare(emit, pv, anchor, "%s() and %s()" % (save, restore), before, after,
+                         model=sem.model)
             break
         _callers(emit, pv, sem, pairs, save, restore, tlb)
 
@@ -98,7 +99,7 @@ def _half(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, other: str
     before, after = sem.memory_trace("old", pair.key), sem.memory_trace("new", pair.key)
     if before is not None and after is not None:
         _compare(emit, pv, (pair, pair.anchor), "%s()" % pair.key.name, before, after,
-                 other=other)
+                 other=other, model=sem.model)
 
 
 def _callers(emit: Emit, pv: PatchView, sem: PatchSemantics, pairs: dict[FnKey, Pair],
@@ -120,7 +121,7 @@ def _callers(emit: Emit, pv: PatchView, sem: PatchSemantics, pairs: dict[FnKey, 
         before, after = sem.memory_trace("old", key), sem.memory_trace("new", key)
         if before is not None and after is not None:
             _compare(emit, pv, (pair, pair.anchor), "%s() (its %s() and %s())" % (
-                key.name, save, restore), before, after)
+                key.name, save, restore), before, after, model=sem.model)
 
 
 def _anchor(pairs: dict[FnKey, Pair], *keys: FnKey) -> tuple[Pair, Line] | None:
@@ -219,13 +220,15 @@ def _key(w: Written | None) -> object:
 
 
 def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
-             before: Trace, after: Trace, other: str | None = None) -> None:
+             before: Trace, after: Trace, other: str | None = None,
+             model: RegisterModel | None = None) -> None:
     """`other`: the half not at hand (compare what this one leaves in
-    memory too, and ask)."""
+    memory too, and ask). A register's end states are described by the
+    bits that differ, named as the model's fields when it knows them."""
     pair, line = anchor
     named = _named(pair, before, after)
     changed: dict[str, list[Ctx]] = {}
-    words: dict[str, tuple[list[str], list[str]]] = {}
+    ends: dict[str, list[tuple[Written | None, Written | None]]] = {}
     for ctx in sorted({c for o in after.outcomes for c in o.contexts}):
         if not any(ctx in o.contexts for o in before.outcomes):
             continue
@@ -247,11 +250,8 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
                         continue
                     if ctx not in changed.setdefault(reg, []):
                         changed[reg].append(ctx)
-                    seen = words.setdefault(reg, ([], []))
                     was, now = (near, end) if side else (end, near)
-                    for k, w in ((0, was.writes[reg]), (1, now.writes[reg])):
-                        if _state(w) not in seen[k]:
-                            seen[k].append(_state(w))
+                    ends.setdefault(reg, []).append((was.writes[reg], now.writes[reg]))
         irq_b = {o.irq_off for o in before.outcomes if ctx in o.contexts}
         irq_a = {o.irq_off for o in after.outcomes if ctx in o.contexts}
         if irq_b == {False} and irq_a != {False}:
@@ -269,15 +269,15 @@ def _compare(emit: Emit, pv: PatchView, anchor: tuple[Pair, Line], label: str,
         return
     # One finding per pair: the first register in full, the others named.
     first = regs_of[0]
-    gone, new = words.get(first, ([], []))
+    gone, new, bits = _end_words(first, ends.get(first, []), model)
     rest = [_slot_words(r) for r in regs_of[1:]]
     also = " (%s %s too)" % (", ".join(rest[:-1]) + " and " + rest[-1] if len(rest) > 1
                              else rest[0], "change" if len(rest) > 1 else "changes") \
         if rest else ""
     emit(sev, pv, pv.file(pair.key.path), line,
          register=next((r for r in regs_of if r in ("HCR_EL2", "MDCR_EL2")), None),
-         message="after %s, %s is now left %s on a path where it was left %s (%s)%s: %s" % (
-             label, _slot_words(first), " or ".join(new[:3]), " or ".join(gone[:3]),
+         message="after %s, %s%s is now left %s on a path where it was left %s (%s)%s: %s" % (
+             label, _slot_words(first), bits, " or ".join(new[:3]), " or ".join(gone[:3]),
              modes(changed[first]), also, tail))
 
 
@@ -295,7 +295,25 @@ def _order(reg: str) -> str:
     return reg.replace("VTTBR", "VT0")
 
 
-def _state(w: Written | None) -> str:
+def _state(w: Written | None, mask: int = MASK64) -> str:
     if w is None:
         return "untouched"
-    return value_words(w.value, MASK64)
+    return value_words(w.value, mask)
+
+
+def _end_words(slot: str, ends: list[tuple[Written | None, Written | None]],
+               model: RegisterModel | None) -> tuple[list[str], list[str], str]:
+    """How the register was left and is now left, in words, over the bits
+    that differ; and those bits as the register's fields (" (its VM bit)"),
+    when they are not the whole value."""
+    mask = 0
+    for a, b in ends:
+        if a is not None and b is not None:
+            mask |= a.value.differs(b.value)
+    mask = mask or MASK64
+    gone = list(dict.fromkeys(_state(a, mask) for a, _ in ends))
+    new = list(dict.fromkeys(_state(b, mask) for _, b in ends))
+    names = field_names(model, slot, mask) if model is not None and mask != MASK64 else ()
+    bits = " (its %s %s)" % ("/".join(names), "bit" if len(names) == 1 and mask & (mask - 1) == 0
+                              else "field" if len(names) == 1 else "fields") if names else ""
+    return gone, new, bits
