@@ -12,6 +12,8 @@ enable the feature. The registers and the VM tests are kvm.toml data
 
 from __future__ import annotations
 
+import re
+
 from bot.regmodel import RegisterModel
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.cexpr import expr_text
@@ -21,21 +23,13 @@ from bot.rules.flow import changed_line, line_at
 from bot.rules.semantic import Pair
 from bot.rules.trace import Ev, Event, Trace
 
+_IDENT = re.compile(r"[A-Za-z_]\w*")
 _PARTICIPLE = {"save and restore": "saved and restored", "save": "saved", "restore": "restored"}
 
 
 def _words(text: str) -> set[str]:
     """The identifiers of a condition's text."""
-    out: set[str] = set()
-    word = ""
-    for ch in text + " ":
-        if ch.isalnum() or ch == "_":
-            word += ch
-        else:
-            if word:
-                out.add(word)
-            word = ""
-    return out
+    return set(_IDENT.findall(text))
 
 
 def _tests_by_line(stmts: tuple[Stmt, ...], outer: tuple[frozenset[str], tuple[int, ...]],
