@@ -32,6 +32,9 @@ whole or not at all and the cursor where it was, so the next cycle
 searches the same window again and fetches every hit not recorded as
 seen: nothing is lost or stored twice, whatever else (`bot check
 --store`, a merged thread) put some of its messages in the database.
+These transactions are not synced to disk one by one (`durable=False`):
+a power loss may undo the last of them, the cursor's with them, which is
+the same as a cycle cut short there.
 A message the pipeline cannot use is quarantined with the reason; a
 thread the database refuses is stored again message by message and
 series by series, so that only what is refused is left out.
@@ -54,7 +57,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Checker, carried
+from bot.pipeline import Carrier, Checker
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -176,6 +179,7 @@ class Poller:
         self.progress = progress
         self.name = cursor_name(cfg.lore, client.base)
         self._earlier = stored_lookup(database)
+        self._carry = Carrier()
 
     def cycle(self) -> CycleReport:
         lore = self.cfg.lore
@@ -293,6 +297,7 @@ class Poller:
         work = _Work(thread_id=msgid, raws=raws)
         try:
             work.result = self.checker.check_thread(raws, self._earlier)
+            self._carry.remember(work.result)
         except BotError:
             raise  # the database went away (or cannot be used) reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
@@ -341,10 +346,15 @@ class Poller:
     def _transaction(self, work: _Work | None, cursor: dt.datetime | None,
                      isolate: bool = False) -> StoreStats:
         stats = StoreStats()
-        with self.database.transaction() as session:
+        # Not durable (a commit without a sync to disk, bot.store.db): a power
+        # loss may undo the last threads stored, but then the cursor too,
+        # which moves in the same transactions and after them, so the next
+        # cycle fetches them again.
+        with self.database.transaction(durable=False) as session:
             if work is not None:
                 if work.result is not None:
-                    stats += save_thread(session, work.result, isolate=isolate, carry=carried)
+                    stats += save_thread(session, work.result, isolate=isolate,
+                                         carry=self._carry)
                 for err in work.failed:
                     stats.quarantined += quarantine(session, err)
                 mark_seen(session, work.thread_id, work.seen)
