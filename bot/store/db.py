@@ -94,7 +94,11 @@ def make_engine(cfg: Config) -> Engine:
             raise Unusable("%s: %s: cannot create the directory %s for the SQLite database: %s"
                            % (cfg.source, where, directory, exc.strerror or exc)) from None
     try:
-        engine = create_engine(url, echo=cfg.database.echo, pool_pre_ping=True)
+        # A server connection may have died while pooled (a restart): it is
+        # tested before use. A SQLite file's never does, and the test (a
+        # query) would cost about as much as a small transaction.
+        engine = create_engine(url, echo=cfg.database.echo,
+                               pool_pre_ping=not url.startswith("sqlite"))
     except ArgumentError as exc:
         raise ConfigError("%s: database.url: %s" % (cfg.source, exc)) from None
     except ModuleNotFoundError as exc:
