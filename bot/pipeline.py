@@ -203,8 +203,9 @@ _NO_BODY = PatchBody(message="", diffstat="", files=())
 
 
 def _bare(mail: Mail) -> Mail:
-    # What carrying reads of a message is its headers and decoded body.
-    return dataclasses.replace(mail, raw=b"")
+    # What carrying reads of a message: the headers b4 is given (Message-ID,
+    # In-Reply-To, References, Date, Subject, From) and the decoded body.
+    return dataclasses.replace(mail, raw=b"", headers=(), to_addrs=(), cc_addrs=())
 
 
 class Carrier:
@@ -217,9 +218,10 @@ class Carrier:
     A remembered series is used only when its cover and patches are the
     stored ones, byte for byte; the trailers it got in its thread are left
     out, as assembling the stored cover and patches alone gives none.
-    Bounded: the `limit` series checked last, without their raw bytes."""
+    Bounded: the `limit` series checked last, each without its raw bytes
+    and the headers carrying does not read."""
 
-    def __init__(self, limit: int = 128) -> None:
+    def __init__(self, limit: int = 64) -> None:
         self._limit = limit
         self._known: OrderedDict[str, tuple[tuple[bytes, ...], Series]] = OrderedDict()
 

@@ -31,7 +31,15 @@ from sqlalchemy.orm import Session
 from bot.data import Finding as FindingData
 from bot.data import Mail, MessageError, SeriesResult, ThreadResult
 from bot.store.models import Message, PollCursor, PollSeen, Quarantine, Series, utcnow
-from bot.store.rows import INT_MAX, StoreStats, column_text, insert_ignore, upsert
+from bot.store.rows import (
+    INT_MAX,
+    StoreStats,
+    column_text,
+    insert_ignore,
+    insert_ignore_returning,
+    insert_missing,
+    upsert,
+)
 from bot.store.series import finding_data, previous_revision, save_series
 from bot.store.trailers import Carry
 
@@ -59,9 +67,12 @@ def _message_row(mail: Mail) -> dict[str, Any]:
             "raw": mail.raw, "created_at": utcnow()}
 
 
-def save_messages(session: Session, mails: Iterable[Mail]) -> int:
+def save_messages(session: Session, mails: Iterable[Mail]) -> dict[str, int]:
+    """Insert the messages not stored yet; the id of each one inserted, by
+    its Message-ID as stored."""
     rows = [_message_row(m) for m in mails]
-    return insert_ignore(session, Message.__table__, rows, ["message_id"])
+    return dict(insert_ignore_returning(session, Message.__table__, rows, ["message_id"],
+                                        "message_id", "id"))
 
 
 def message_ids(session: Session, msgids: Iterable[str]) -> dict[str, int]:
@@ -98,8 +109,10 @@ def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False
     `carry` (b4's trailer carrying) lets a revision stored after the one
     that follows it hand that one its trailers (bot.store.trailers)."""
     stats = StoreStats()
+    new: dict[str, int] = {}
     if not isolate:
-        stats.messages += save_messages(session, result.thread.messages)
+        new = save_messages(session, result.thread.messages)
+        stats.messages += len(new)
     else:
         for mail in result.thread.messages:
             stats += _isolated(session, partial(_save_one, session, mail), mail.message_id,
@@ -108,7 +121,9 @@ def save_thread(session: Session, result: ThreadResult, *, isolate: bool = False
         stats.quarantined += quarantine(session, err)
     if result.results:
         wanted = [m.message_id for r in result.results for m in r.series.messages]
-        ids = message_ids(session, wanted)
+        # The ids of the messages stored just now are known already.
+        ids = {mid: new[mid] for mid in wanted if mid in new}
+        ids.update(message_ids(session, [mid for mid in wanted if mid not in ids]))
         for res in result.results:
             left_out = {m.message_id for m in res.series.messages if m.message_id not in ids}
             if left_out:
@@ -155,7 +170,7 @@ def _without(res: SeriesResult, msgids: set[str]) -> SeriesResult | None:
 
 
 def _save_one(session: Session, mail: Mail) -> StoreStats:
-    return StoreStats(messages=save_messages(session, [mail]))
+    return StoreStats(messages=len(save_messages(session, [mail])))
 
 
 def _isolated(session: Session, store: Callable[[], StoreStats], msgid: str, what: str,
@@ -189,7 +204,7 @@ def mark_seen(session: Session, thread_id: str, msgids: Iterable[str]) -> None:
     """Record that the thread fetched for `thread_id`, holding `msgids`, is
     stored whole: in the transaction that stores it."""
     now = utcnow()
-    insert_ignore(session, PollSeen.__table__, [
+    insert_missing(session, PollSeen.__table__, [
         {"message_id": mid, "thread_id": column_text(thread_id, 998), "seen_at": now}
         for mid in dict.fromkeys(msgids) if len(mid) <= 998], ["message_id"])
 

@@ -78,20 +78,29 @@ def insert_ignore_returning(session: Session, table: Any, rows: list[dict[str, A
     id) of each new row, in no particular order."""
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # rowcount of a many-row insert is not reliable across drivers (psycopg
     # reports 0); the rows RETURNING hands back are the rows really inserted.
-    stmt = insert(table).on_conflict_do_nothing(index_elements=key).returning(
+    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=key).returning(
         *(table.c[c] for c in columns or ("id",)))
     return [tuple(r) for r in session.execute(stmt, rows)]
+
+
+def insert_missing(session: Session, table: Any, rows: list[dict[str, Any]],
+                   key: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, when what was new is not asked:
+    one batch for the driver, nothing read back."""
+    if rows:
+        session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=key), rows)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def upsert(session: Session, table: Any, row: dict[str, Any], key: list[str],
            update: dict[str, Any]) -> None:
     """INSERT `row`, or on a conflict over `key` UPDATE with `update`, in one
     statement: two sessions doing this at once never fail nor lose an update."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table).values(**row)
+    stmt = _insert(session, table).values(**row)
     session.execute(stmt.on_conflict_do_update(index_elements=key, set_=update))
