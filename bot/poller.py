@@ -32,9 +32,8 @@ whole or not at all and the cursor where it was, so the next cycle
 searches the same window again and fetches every hit not recorded as
 seen: nothing is lost or stored twice, whatever else (`bot check
 --store`, a merged thread) put some of its messages in the database.
-These transactions are not synced to disk one by one (`durable=False`):
-a power loss may undo the last of them, the cursor's with them, which is
-the same as a cycle cut short there.
+Not synced to disk one by one (`durable=False`), a power loss may undo
+the last of these transactions, the cursor's with them: a cycle cut short.
 A message the pipeline cannot use is quarantined with the reason; a
 thread the database refuses is stored again message by message and
 series by series, so that only what is refused is left out.
@@ -346,15 +345,11 @@ class Poller:
     def _transaction(self, work: _Work | None, cursor: dt.datetime | None,
                      isolate: bool = False) -> StoreStats:
         stats = StoreStats()
-        # Not durable (a commit without a sync to disk, bot.store.db): a power
-        # loss may undo the last threads stored, but then the cursor too,
-        # which moves in the same transactions and after them, so the next
-        # cycle fetches them again.
+        # Not durable (see the module's docstring): redone by the next cycle.
         with self.database.transaction(durable=False) as session:
             if work is not None:
                 if work.result is not None:
-                    stats += save_thread(session, work.result, isolate=isolate,
-                                         carry=self._carry)
+                    stats += save_thread(session, work.result, isolate=isolate, carry=self._carry)
                 for err in work.failed:
                     stats.quarantined += quarantine(session, err)
                 mark_seen(session, work.thread_id, work.seen)
