@@ -27,7 +27,6 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import Config
@@ -40,10 +39,8 @@ from bot.data import (
     Mail,
     PatchBody,
     RawMessage,
-    RuleResult,
     Series,
     SeriesResult,
-    Thread,
     ThreadResult,
     Trailer,
     TreeSnapshot,
@@ -87,24 +84,6 @@ def open_repo(cfg: Config, *, strict: bool) -> KernelRepo | None:
         return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Checked:
-    """One series with its base and what the rules found, before it is
-    compared with an earlier revision."""
-
-    series: Series
-    tree: TreeSnapshot
-    rules: RuleResult
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prepared:
-    """One thread assembled, each series with its rules run."""
-
-    thread: Thread
-    checked: tuple[Checked, ...]
-
-
 class Checker:
     """Holds what every check needs once (config, register model, kernel
     repository). With `drafts=False` no reply is rendered (and jinja2 is
@@ -116,8 +95,6 @@ class Checker:
                  drafts: bool = True, strict_repo: bool = False) -> None:
         self.cfg = cfg
         self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
-        # Made from the configuration alone: another process can make it again.
-        self.from_config = context is None
         self.drafts = drafts
         self.repo = open_repo(cfg, strict=strict_repo)
 
@@ -160,15 +137,9 @@ class Checker:
         return TreeSnapshot(base=base, applied=False, reason=why)
 
     def check_series(self, series: Series, earlier: EarlierRevision | None = None) -> SeriesResult:
-        return self._review(self._rules(series), earlier)
-
-    def _rules(self, series: Series) -> Checked:
         tree = self.tree(series)
         context = dataclasses.replace(self.context, tree=tree)
-        return Checked(series=series, tree=tree, rules=run(series, context, self.cfg.rules))
-
-    def _review(self, checked: Checked, earlier: EarlierRevision | None) -> SeriesResult:
-        series, tree, result = checked.series, checked.tree, checked.rules
+        result = run(series, context, self.cfg.rules)
         comparison = None
         if earlier is not None:
             if earlier.messages:
@@ -190,28 +161,17 @@ class Checker:
                             base=tree.base, whole_files=tree.applied, hunks_reason=tree.reason)
 
     def check_thread(self, raws: list[RawMessage], lookup: Lookup | None = None) -> ThreadResult:
-        return self.review(self.prepare(raws), lookup)
-
-    def prepare(self, raws: list[RawMessage]) -> Prepared:
-        """What checking a thread does without the database: assembly, each
-        series' base and rules. (The poller runs it ahead, in a process of
-        its own: `bot.pollwork`.)"""
         thread = assemble(raws)
-        return Prepared(thread=thread, checked=tuple(self._rules(s) for s in thread.series))
-
-    def review(self, prepared: Prepared, lookup: Lookup | None = None) -> ThreadResult:
-        """The rest: each series against its earlier revision (in the thread,
-        or one `lookup` finds), and the drafts."""
         results: list[SeriesResult] = []
-        for checked in prepared.checked:  # b4 hands revisions over in order
-            series = checked.series
+        for series in thread.series:  # b4 hands revisions over in order
             in_thread = max((r for r in results if r.series.revision < series.revision),
                             key=lambda r: r.series.revision, default=None)
             candidates = list(lookup(series)) if lookup is not None else []
             if in_thread is not None:
                 candidates.append(as_earlier(in_thread, EarlierSource.THREAD))
-            results.append(self._review(checked, choose(series.revision, candidates)))
-        return ThreadResult(thread=prepared.thread, results=tuple(results))
+            results.append(self.check_series(series, choose(series.revision, candidates)))
+        return ThreadResult(thread=thread, results=tuple(results))
+
 
 def carried(message_id: str, later: tuple[RawMessage, ...],
             earlier: tuple[RawMessage, ...]) -> dict[int, tuple[Trailer, ...]]:

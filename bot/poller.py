@@ -14,9 +14,7 @@ carrying Reviewed-by, Acked-by or Tested-by, since those touch no file; a
 reply is kept only when it answers a stored message or another new hit.
 
 Threads are fetched by a background thread, still one request at a time,
-so that waiting for the archive overlaps with checking and storing; in a
-cycle with many, what checking does without the database (assembly, the
-rules) runs ahead in a process of its own (`bot.pollwork`).
+so that waiting for the archive overlaps with checking and storing.
 
 A thread fetch answers more than the thread: public-inbox adds every
 message whose subject equals the requested one's (a pull request
@@ -46,9 +44,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import queue
+import re
 import threading
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -56,9 +55,8 @@ from bot.config import Config, LoreConfig
 from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
-from bot.lore.client import LoreClient
-from bot.pipeline import Carrier, Checker, Prepared
-from bot.pollwork import Fetcher, Preparer
+from bot.lore.client import LoreClient, Stopped
+from bot.pipeline import Carrier, Checker
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -78,13 +76,9 @@ logger = logging.getLogger(__name__)
 
 # A reply giving one of these is what a maintainer waits for.
 FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
-# Whether a hit carries a patch: a line of its raw bytes starting so (a full
-# parse of every hit, or a regular expression, costs more than bytes.find).
-_DIFF_LINES = (b"\ndiff --git ", b"\n--- a/", b"\n--- /dev/null", b"\nIndex: ")
-_DIFF_FIRST = tuple(line[1:] for line in _DIFF_LINES)
-# A cycle with this many threads to fetch has them prepared ahead in a
-# process of its own (bot.pollwork), which takes a second or so to start.
-_PREPARE_AHEAD_MIN = 32
+# Whether a hit carries a patch, read from its raw bytes: a full parse of
+# every hit would cost more than the rest of the search.
+_DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
 _CURSOR_NAME_MAX = 2048
 _RT_MIN = 100000
 
@@ -178,9 +172,6 @@ class Poller:
         self.database = database
         self.client = client
         self.checker = checker if checker is not None else Checker(cfg)
-        # Only a checker made from the config can be made again in a preparer.
-        self._prepare_ahead = (type(self.checker) is Checker and self.checker.from_config
-                               and self.checker.cfg is cfg)
         self.stop = stop
         # Called after the search and after each committed thread (with what
         # it stored): the daemon's watchdog and status row follow the cycle.
@@ -214,10 +205,7 @@ class Poller:
             self.progress(StoreStats())
         report.hits = len(hits)
         pending: _Work | None = None
-        groups = [[h.message_id for h in g] for g in self._wanted_groups(hits, report)]
-        ahead = self._prepare_ahead and len(groups) >= _PREPARE_AHEAD_MIN
-        with (Preparer(self.cfg) if ahead else nullcontext()) as preparer, \
-                Fetcher(self.fetch, groups, self.stop, preparer) as fetcher:
+        with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
                     report.skipped += 1
@@ -227,10 +215,7 @@ class Poller:
                 # so that a revision finds the one before it in the database.
                 if pending is not None:
                     self._commit(pending, report)
-                msgid, raws, ticket = fetched
-                prepared = (preparer.result(ticket, self.stop)
-                            if preparer is not None and ticket is not None else None)
-                pending = self._check(msgid, raws, prepared)
+                pending = self._check(*fetched)
         self._commit(pending, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
@@ -249,8 +234,7 @@ class Poller:
                     seen.add(mid)
                     # An oversized message still gets its thread fetched, so
                     # that it is quarantined with the reason.
-                    patch = (raw.error is not None or raw.data.startswith(_DIFF_FIRST)
-                             or any(line in raw.data for line in _DIFF_LINES))
+                    patch = raw.error is not None or _DIFF.search(raw.data) is not None
                     hits.append(_Hit(message_id=mid, refs=tuple(refs), patch=patch))
             except BadInput as exc:
                 raise BadInput("%s: unreadable search answer: %s"
@@ -308,11 +292,10 @@ class Poller:
                          "left out", msgid, len(raws) - len(own))
         return own
 
-    def _check(self, msgid: str, raws: list[RawMessage], prepared: Prepared | None) -> _Work:
+    def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
         work = _Work(thread_id=msgid, raws=raws)
         try:
-            work.result = (self.checker.check_thread(raws, self._earlier) if prepared is None
-                           else self.checker.review(prepared, self._earlier))
+            work.result = self.checker.check_thread(raws, self._earlier)
             self._carry.remember(work.result)
         except BotError:
             raise  # the database went away (or cannot be used) reading the earlier revision
@@ -373,3 +356,75 @@ class Poller:
             if cursor is not None:
                 advance_cursor(session, self.name, cursor)
         return stats
+
+
+_DONE = object()
+# Threads fetched ahead of the checks: enough to keep the archive busy while
+# a thread is checked and stored, few enough to bound memory.
+_AHEAD = 4
+
+
+class _Fetcher:
+    """Fetches the cycle's threads in a background thread, one request at a
+    time as always, so that waiting for the archive overlaps with checking
+    and storing the previous thread. A thread whose hits all came with an
+    earlier one is not fetched again. Errors reach the cycle in order."""
+
+    def __init__(self, poller: Poller, groups: list[list[_Hit]]) -> None:
+        self._poller = poller
+        self._groups = groups
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_AHEAD)
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lore-fetch", daemon=True)
+
+    def __enter__(self) -> _Fetcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._cancel.set()
+        # A request in flight ends within the client's timeouts; the thread
+        # is a daemon, so a stopping process does not wait for it.
+        self._thread.join(timeout=1.0)
+
+    def _put(self, item: object) -> None:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        covered: set[str] = set()
+        try:
+            for group in self._groups:
+                for hit in group:
+                    if self._cancel.is_set():
+                        return
+                    if hit.message_id in covered:
+                        continue
+                    raws = self._poller.fetch(hit.message_id)
+                    if raws is None:
+                        self._put(None)
+                        break  # the group's thread is not to be had this cycle
+                    covered.update(r.message_id for r in raws if r.message_id is not None)
+                    self._put((hit.message_id, raws))
+            self._put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which raises it
+            self._put(exc)
+
+    def results(self) -> Iterator[tuple[str, list[RawMessage]] | None]:
+        stop = self._poller.stop
+        while True:
+            if stop is not None and stop.is_set():
+                raise Stopped()
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]

@@ -220,50 +220,6 @@ def test_a_thread_the_pipeline_cannot_process_is_quarantined(migrated, inbox):
     assert report.threads == 3 and len(rows["cursors"]) == 1
 
 
-def test_threads_prepared_ahead_in_a_process_store_the_same_rows(migrated, inbox, tmp_path,
-                                                                 monkeypatch):
-    """A cycle with many threads has them assembled and checked by the rules
-    ahead, in a process of its own (bot.pollwork), while the poller stores
-    the ones before: the rows stored are those the poller alone stores."""
-    import bot.poller
-    from bot.pollwork import Preparer
-    from bot.store import db
-
-    inbox.deliver(*INITIAL, DATA / "poll" / "csv2-v1.mbox", DATA / "poll" / "annotate-asm-v2.mbox")
-    alone = dataclasses.replace(with_lore(migrated, inbox), database=dataclasses.replace(
-        migrated.database, url="sqlite:///%s" % (tmp_path / "alone.sqlite3")))
-    engine = db.make_engine(alone)
-    db.upgrade(engine)
-    engine.dispose()
-    poll(alone)
-
-    started = Preparer.__init__
-    prepared = []
-
-    def ready(self, cfg):  # so that it takes threads from the first one on
-        started(self, cfg)
-        deadline = time.monotonic() + 60
-        while not self._ready and not self._dead and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    result = Preparer.result
-
-    def counted(self, ticket, stop):
-        out = result(self, ticket, stop)
-        prepared.append(out is not None)
-        return out
-
-    monkeypatch.setattr(bot.poller, "_PREPARE_AHEAD_MIN", 1)
-    monkeypatch.setattr(Preparer, "__init__", ready)
-    monkeypatch.setattr(Preparer, "result", counted)
-    cfg = with_lore(migrated, inbox)
-    report = poll(cfg)
-    assert report.threads >= 4 and any(prepared)
-    ahead, rows = snapshot(cfg), snapshot(alone)
-    assert ahead.pop("cursors") and rows.pop("cursors")
-    assert ahead == rows
-
-
 def test_a_thread_the_database_refuses_is_quarantined(migrated, inbox, monkeypatch):
     # A fake for a fault that cannot be caused on purpose with real mail: the
     # database refusing one thread's rows. The thread is quarantined, the
