@@ -45,7 +45,6 @@ import datetime as dt
 import hashlib
 import logging
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,9 +75,10 @@ logger = logging.getLogger(__name__)
 
 # A reply giving one of these is what a maintainer waits for.
 FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
-# Whether a hit carries a patch, read from its raw bytes: a full parse of
-# every hit would cost more than the rest of the search.
-_DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+# Whether a hit carries a patch: a line of its raw bytes starting so (a full
+# parse of every hit, or a regular expression, costs more than bytes.find).
+_DIFF_LINES = (b"\ndiff --git ", b"\n--- a/", b"\n--- /dev/null", b"\nIndex: ")
+_DIFF_FIRST = tuple(line[1:] for line in _DIFF_LINES)
 _CURSOR_NAME_MAX = 2048
 _RT_MIN = 100000
 
@@ -234,7 +234,8 @@ class Poller:
                     seen.add(mid)
                     # An oversized message still gets its thread fetched, so
                     # that it is quarantined with the reason.
-                    patch = raw.error is not None or _DIFF.search(raw.data) is not None
+                    patch = (raw.error is not None or raw.data.startswith(_DIFF_FIRST)
+                             or any(line in raw.data for line in _DIFF_LINES))
                     hits.append(_Hit(message_id=mid, refs=tuple(refs), patch=patch))
             except BadInput as exc:
                 raise BadInput("%s: unreadable search answer: %s"
