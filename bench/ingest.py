@@ -7,8 +7,10 @@
 Default archive: ../shared/corpus/kvmarm-2019-2020.mbox.gz (all of it).
 With --keep, the imported inboxes (and the polls' databases) stay in DIR,
 and a later run with the same DIR polls them again without importing:
-what a change to the poller is measured with (--polls picks the polls,
---profile writes each poll's cProfile beside its database).
+what a change to the poller is measured with (--polls picks the polls;
+--profile runs each under cProfile, or under py-spy when it is installed,
+and writes the profile beside its database). Without --keep, the
+temporary directory is removed at the end.
 
 1. Import. The archive is imported into v2 inboxes of one public-inbox-httpd
    on 127.0.0.1 (all state in a temporary directory): one git commit per
