@@ -2,8 +2,15 @@
 """Ingest throughput of the poller against a local public-inbox holding a real archive.
 
     bench/ingest.py [--archive MBOX] [--database-url URL] [--steady-days N]
+                    [--keep DIR] [--polls NAME,...] [--profile cprofile|py-spy]
 
 Default archive: ../shared/corpus/kvmarm-2019-2020.mbox.gz (all of it).
+With --keep, the imported inboxes (and the polls' databases) stay in DIR,
+and a later run with the same DIR polls them again without importing:
+what a change to the poller is measured with (--polls picks the polls;
+--profile runs each under cProfile, or under py-spy when it is installed,
+and writes the profile beside its database). Without --keep, the
+temporary directory is removed at the end.
 
 1. Import. The archive is imported into v2 inboxes of one public-inbox-httpd
    on 127.0.0.1 (all state in a temporary directory): one git commit per
@@ -31,10 +38,12 @@ import datetime as dt
 import email.utils
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +124,10 @@ def bot_env(state: Path, database_url: str, url: str, query: str | None,
 
 def fresh_database(tmp: Path, template: str | None, label: str) -> str:
     if template is None:
-        return "sqlite:///%s" % (tmp / ("%s.sqlite3" % label))
+        path = tmp / ("%s.sqlite3" % label)
+        for stale in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))):
+            stale.unlink(missing_ok=True)  # a kept directory's earlier run
+        return "sqlite:///%s" % path
     from sqlalchemy import create_engine, text
     name = "bench_ingest_%s_%d" % (label, os.getpid())
     admin = create_engine(template, isolation_level="AUTOCOMMIT")
@@ -137,16 +149,24 @@ def counts(cfg: botconfig.Config) -> tuple[int, int]:
 
 
 def poll_once(tmp: Path, label: str, url: str, query: str | None,
-              template: str | None, lookback: int) -> dict[str, float]:
+              template: str | None, lookback: int, profile: str | None = None
+              ) -> dict[str, float]:
     state = tmp / ("state-" + label)
     state.mkdir(parents=True, exist_ok=True)
     env = bot_env(state, fresh_database(tmp, template, label), url, query, lookback)
     subprocess.run([sys.executable, "-m", "bot", "db", "upgrade"], env=env, check=True,
                    capture_output=True, cwd=ROOT)
     err_path = state / "poll.err"
+    command = [sys.executable, "-m", "bot", "poll"]
+    if profile == "cprofile":
+        command[1:1] = ["-m", "cProfile", "-o", str(state / "poll.prof")]
+    elif profile == "py-spy":  # every thread's stacks, idle ones too, as collapsed stacks
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+        command[:0] = [spy, "record", "--threads", "--idle", "--format", "raw",
+                       "--output", str(state / "poll.stacks"), "--"]
     with open(err_path, "wb") as err:
-        proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bot",
-                               "poll"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.run([sys.executable, "-c", _WRAPPER, *command], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=err)
     if proc.returncode != 0:
         raise SystemExit("bot poll failed: %s" % err_path.read_text(errors="replace"))
     elapsed, usage, output = proc.stdout.decode().split("\n", 2)
@@ -175,6 +195,12 @@ sys.exit(proc.returncode)
 """
 
 
+def header() -> None:
+    print("%-26s %9s %7s %8s %7s %9s %8s %8s %7s %9s" % (
+        "poll from empty", "messages", "series", "seconds", "msg/s", "requests", "req/ser",
+        "peak MB", "CPU s", "msg/CPU-s"), flush=True)
+
+
 def show_poll(label: str, r: dict[str, float]) -> None:
     print("%-26s %9d %7d %8.1f %7.0f %9d %8.2f %8.0f %7.1f %9.0f" % (
         label, r["messages"], r["series"], r["seconds"], r["messages"] / r["seconds"],
@@ -182,11 +208,26 @@ def show_poll(label: str, r: dict[str, float]) -> None:
         r["messages"] / max(r["cpu"], 1e-9)), flush=True)
 
 
-def polls(tmp: Path, inbox: Inbox, label: str, template: str | None, lookback: int) -> None:
+POLLS = ("every-half", "default-half", "every-all", "default-all")
+
+
+def polls(tmp: Path, inbox: Inbox, label: str, args: argparse.Namespace,
+          lookback: int) -> None:
     for qlabel, query in (("every message", EVERY_MESSAGE), ("default query", None)):
-        r = poll_once(tmp, "%s-%s" % (qlabel.split()[0], label), inbox.url, query, template,
-                      lookback)
+        name = "%s-%s" % (qlabel.split()[0], label)
+        if name not in args.polls:
+            continue
+        r = poll_once(tmp, name, inbox.url, query, args.database_url, lookback, args.profile)
         show_poll("%s, %s" % (qlabel, label), r)
+
+
+def poll_names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLLS]
+    if unknown:
+        raise argparse.ArgumentTypeError("unknown poll %s (of %s)"
+                                         % (", ".join(unknown), ", ".join(POLLS)))
+    return names
 
 
 def split_days(raws: list[bytes], days: int) -> tuple[list[bytes], list[list[bytes]]]:
@@ -210,36 +251,92 @@ def main() -> int:
     ap.add_argument("--database-url", help="a PostgreSQL admin URL (a scratch database is "
                     "created per poll); default: SQLite files")
     ap.add_argument("--steady-days", type=int, default=30)
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep the imported inboxes and the databases in DIR; a later run "
+                    "with the same DIR (and archive) reuses the inboxes: no import, no "
+                    "steady state")
+    ap.add_argument("--polls", type=poll_names, default=list(POLLS),
+                    help="the polls to run, comma-separated (default: %s)" % ",".join(POLLS))
+    ap.add_argument("--profile", choices=("cprofile", "py-spy"),
+                    help="run each poll under cProfile (STATE/poll.prof beside its database) "
+                    "or py-spy (STATE/poll.stacks: collapsed stacks of every thread); slower")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        tmp = args.keep.resolve()
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     raws = list(messages(args.archive))
     print("archive: %s, %d messages (%.1f MB)" % (args.archive, len(raws),
                                                  sum(map(len, raws)) / 1e6), flush=True)
     lookback = lookback_days(raws)
-    half = len(raws) // 2
-    older, days = split_days(raws[half:], args.steady_days)
     server = PublicInbox(tmp / "pi")
     server.start()
     try:
-        print("public-inbox-mda: %.1f msg/s (one process and index update per message)"
-              % mda_rate(server, raws[:20]), flush=True)
-        inbox = server.create()
-        seconds = timed_import(inbox, raws[:half])
-        print("import of the first half: %d messages, fast-import + public-inbox-index "
-              "%.1f s (%.0f msg/s)" % (half, seconds, half / seconds), flush=True)
-        print()
-        print("%-26s %9s %7s %8s %7s %9s %8s %8s %7s %9s" % (
-            "poll from empty", "messages", "series", "seconds", "msg/s", "requests",
-            "req/ser", "peak MB", "CPU s", "msg/CPU-s"))
-        polls(tmp, inbox, "half", args.database_url, lookback)
-        seconds = timed_import(inbox, older)
-        print("(import of %d more messages: %.1f s)" % (len(older), seconds), flush=True)
-        steady(inbox, days, tmp, args, lookback)
-        polls(tmp, inbox, "all", args.database_url, lookback)
+        if (tmp / _IMPORTED).exists():
+            print("(inboxes imported by an earlier run in %s)" % tmp, flush=True)
+            header()
+            polls(tmp, kept_inbox(server, _HALF), "half", args, lookback)
+            polls(tmp, kept_inbox(server, (tmp / _IMPORTED).read_text().strip()), "all",
+                  args, lookback)
+        else:
+            imported(server, raws, tmp, args, lookback)
     finally:
         server.stop()
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+# In a kept directory: the name of the inbox holding the whole archive, once
+# imported; and the copy of it holding the first half.
+_IMPORTED = "imported"
+_HALF = "half"
+
+
+def kept_inbox(server: PublicInbox, name: str) -> Inbox:
+    inbox = Inbox(server, name)
+    if name == _HALF:  # a copy of an inbox's directory, served under its own name
+        server.git_config("publicinbox.%s.inboxdir" % name, str(inbox.dir))
+        server.git_config("publicinbox.%s.address" % name, "%s@127.0.0.1" % name)
+        server.git_config("publicinbox.%s.url" % name, inbox.url)
+        server.git_config("publicinbox.%s.indexlevel" % name, "full")
+        server.git_config("publicinbox.%s.listid" % name, "%s.127.0.0.1" % name)
+        server.hup()
+    deadline = time.monotonic() + 15
+    while True:  # served once the server has read its configuration again
+        try:
+            with urllib.request.urlopen("%s/_/text/help/" % inbox.url, timeout=2):
+                return inbox
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def imported(server: PublicInbox, raws: list[bytes], tmp: Path, args: argparse.Namespace,
+             lookback: int) -> None:
+    """Import the archive, polling it at half and whole, with the steady state between."""
+    half = len(raws) // 2
+    older, days = split_days(raws[half:], args.steady_days)
+    print("public-inbox-mda: %.1f msg/s (one process and index update per message)"
+          % mda_rate(server, raws[:20]), flush=True)
+    inbox = server.create()
+    seconds = timed_import(inbox, raws[:half])
+    print("import of the first half: %d messages, fast-import + public-inbox-index "
+          "%.1f s (%.0f msg/s)" % (half, seconds, half / seconds), flush=True)
+    if args.keep is not None:
+        shutil.copytree(inbox.dir, server.root / "inboxes" / _HALF, symlinks=True)
+    print()
+    header()
+    polls(tmp, inbox, "half", args, lookback)
+    seconds = timed_import(inbox, older)
+    print("(import of %d more messages: %.1f s)" % (len(older), seconds), flush=True)
+    steady(inbox, days, tmp, args, lookback)
+    polls(tmp, inbox, "all", args, lookback)
+    if args.keep is not None:
+        (tmp / _IMPORTED).write_text(inbox.name + "\n")
 
 
 def steady(inbox: Inbox, days: list[list[bytes]], tmp: Path, args: argparse.Namespace,

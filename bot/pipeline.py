@@ -23,7 +23,9 @@ on the hunks; a git failure on one series leaves that series on its hunks.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,8 @@ from bot.data import (
     Draft,
     EarlierRevision,
     EarlierSource,
+    Mail,
+    PatchBody,
     RawMessage,
     Series,
     SeriesResult,
@@ -182,6 +186,61 @@ def carried(message_id: str, later: tuple[RawMessage, ...],
         logger.debug("%s: not assembled again from its stored mail; no trailers carried",
                      message_id)
         return {}
+    return _carried(series, earlier)
+
+
+def _carried(series: Series, earlier: tuple[RawMessage, ...]) -> dict[int, tuple[Trailer, ...]]:
     out = {p.index: tuple(t for t in p.trailers if t.revision is not None)
            for p in carry_trailers(series, earlier).patches}
     return {index: trailers for index, trailers in out.items() if trailers}
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+_NO_BODY = PatchBody(message="", diffstat="", files=())
+
+
+def _bare(mail: Mail) -> Mail:
+    # What carrying reads of a message: the headers b4 is given (Message-ID,
+    # In-Reply-To, References, Date, Subject, From) and the decoded body.
+    return dataclasses.replace(mail, raw=b"", headers=(), to_addrs=(), cc_addrs=())
+
+
+class Carrier:
+    """`carried`, remembering the series checked lately so as not to
+    assemble them again from their stored mail.
+
+    The poller stores newest mail first, so a later revision is often
+    stored a few threads before the earlier one whose trailers it gets
+    (`bot.store.trailers`); by then this process has assembled it already.
+    A remembered series is used only when its cover and patches are the
+    stored ones, byte for byte; the trailers it got in its thread are left
+    out, as assembling the stored cover and patches alone gives none.
+    Bounded: the `limit` series checked last, each without its raw bytes
+    and the headers carrying does not read."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._known: OrderedDict[str, tuple[tuple[bytes, ...], Series]] = OrderedDict()
+
+    def remember(self, result: ThreadResult) -> None:
+        for res in result.results:
+            series = res.series
+            digests = tuple(_digest(m.raw) for m in series.messages)
+            cover = _bare(series.cover) if series.cover is not None else None
+            patches = tuple(dataclasses.replace(p, mail=_bare(p.mail), body=_NO_BODY, trailers=())
+                            for p in series.patches)
+            self._known[series.message_id] = (
+                digests, dataclasses.replace(series, cover=cover, patches=patches))
+            self._known.move_to_end(series.message_id)
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
+
+    def __call__(self, message_id: str, later: tuple[RawMessage, ...],
+                 earlier: tuple[RawMessage, ...]) -> dict[int, tuple[Trailer, ...]]:
+        known = self._known.get(message_id)
+        if known is None or known[0] != tuple(_digest(r.data) for r in later):
+            return carried(message_id, later, earlier)
+        return _carried(known[1], earlier)

@@ -32,6 +32,8 @@ whole or not at all and the cursor where it was, so the next cycle
 searches the same window again and fetches every hit not recorded as
 seen: nothing is lost or stored twice, whatever else (`bot check
 --store`, a merged thread) put some of its messages in the database.
+Not synced to disk one by one (`durable=False`), a power loss may undo
+the last of these transactions, the cursor's with them: a cycle cut short.
 A message the pipeline cannot use is quarantined with the reason; a
 thread the database refuses is stored again message by message and
 series by series, so that only what is refused is left out.
@@ -43,7 +45,6 @@ import datetime as dt
 import hashlib
 import logging
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Checker, carried
+from bot.pipeline import Carrier, Checker
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -74,9 +75,10 @@ logger = logging.getLogger(__name__)
 
 # A reply giving one of these is what a maintainer waits for.
 FOLLOWUP_TRAILERS = ("reviewed-by", "acked-by", "tested-by")
-# Whether a hit carries a patch, read from its raw bytes: a full parse of
-# every hit would cost more than the rest of the search.
-_DIFF = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+# Whether a hit carries a patch: a line of its raw bytes starting so (a full
+# parse of every hit, or a regular expression, costs more than bytes.find).
+_DIFF_LINES = (b"\ndiff --git ", b"\n--- a/", b"\n--- /dev/null", b"\nIndex: ")
+_DIFF_FIRST = tuple(line[1:] for line in _DIFF_LINES)
 _CURSOR_NAME_MAX = 2048
 _RT_MIN = 100000
 
@@ -176,6 +178,7 @@ class Poller:
         self.progress = progress
         self.name = cursor_name(cfg.lore, client.base)
         self._earlier = stored_lookup(database)
+        self._carry = Carrier()
 
     def cycle(self) -> CycleReport:
         lore = self.cfg.lore
@@ -231,7 +234,8 @@ class Poller:
                     seen.add(mid)
                     # An oversized message still gets its thread fetched, so
                     # that it is quarantined with the reason.
-                    patch = raw.error is not None or _DIFF.search(raw.data) is not None
+                    patch = (raw.error is not None or raw.data.startswith(_DIFF_FIRST)
+                             or any(line in raw.data for line in _DIFF_LINES))
                     hits.append(_Hit(message_id=mid, refs=tuple(refs), patch=patch))
             except BadInput as exc:
                 raise BadInput("%s: unreadable search answer: %s"
@@ -293,6 +297,7 @@ class Poller:
         work = _Work(thread_id=msgid, raws=raws)
         try:
             work.result = self.checker.check_thread(raws, self._earlier)
+            self._carry.remember(work.result)
         except BotError:
             raise  # the database went away (or cannot be used) reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
@@ -341,10 +346,11 @@ class Poller:
     def _transaction(self, work: _Work | None, cursor: dt.datetime | None,
                      isolate: bool = False) -> StoreStats:
         stats = StoreStats()
-        with self.database.transaction() as session:
+        # Not durable (see the module's docstring): redone by the next cycle.
+        with self.database.transaction(durable=False) as session:
             if work is not None:
                 if work.result is not None:
-                    stats += save_thread(session, work.result, isolate=isolate, carry=carried)
+                    stats += save_thread(session, work.result, isolate=isolate, carry=self._carry)
                 for err in work.failed:
                     stats.quarantined += quarantine(session, err)
                 mark_seen(session, work.thread_id, work.seen)

@@ -122,6 +122,11 @@ def _patch_hash(body: str, diff: re.Match[str] | None) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
 
 
+def _patch_id(mail: Mail) -> str:
+    """The patch-id b4 is given for `mail` when it has a diff (`_add_to_mailbox`)."""
+    return _patch_hash(mail.body, _DIFF_LINE.search(mail.body))
+
+
 def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
                   diffs: dict[str, re.Match[str] | None]) -> set[str]:
     """The messages b4 must see: patches, cover letters and other new
@@ -263,9 +268,9 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
     b4 finds unchanged, the way `b4 am` carries them: by patch-id."""
     if not earlier or not series.patches:
         return series
-    lmbox = b4.LoreMailbox()
     by_id: dict[str, Mail] = {}
     current = {p.message_id for p in series.patches}
+    given: list[tuple[RawMessage, Mail, bool]] = []
     for raw in earlier:
         if raw.error is not None or raw.message_id in current:
             continue
@@ -274,8 +279,21 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
             subject = b4.LoreSubject(mail.subject)
             if mail.has_diff and not subject.reply and subject.revision >= series.revision:
                 continue  # not an earlier revision: b4 would mix it into this one
+        except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
+            logger.debug("%s: not used for trailers: %s", raw.origin, exc)
+            continue
+        given.append((raw, mail, bool(subject.reply)))
+    # b4 carries a trailer to a patch whose patch-id is that of the earlier
+    # patch it was given to (b4.LoreMailbox.get_series): with none in
+    # common, it carries nothing, and is not asked.
+    if not ({_patch_id(m) for _r, m, _reply in given}
+            & {_patch_id(m) for m in series.messages}):
+        return series
+    lmbox = b4.LoreMailbox()
+    for raw, mail, reply in given:
+        try:
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, mail, subject.reply, _DIFF_LINE.search(mail.body))
+            _add_to_mailbox(lmbox, mail, reply, _DIFF_LINE.search(mail.body))
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -64,7 +64,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     dbapi_conn.isolation_level = None
 
 
+# How a transaction's commit reaches the disk, chosen per transaction
+# (`Database.transaction(durable=...)`). Under WAL, FULL syncs the log at
+# every commit: once the commit returns, a power loss cannot undo it.
+# NORMAL syncs it only at checkpoints: a power loss may undo the last
+# commits (never part of one: the database stays whole and consistent, and
+# WAL keeps commits in order, so what survives is every commit up to some
+# point). A commit costs a fraction of a FULL one (no fsync).
+_SYNCHRONOUS = "bot_synchronous"
+
+
 def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    # SQLite refuses to change the level inside a transaction: it is set
+    # before each one, as the transaction asks (FULL unless told otherwise).
+    level = conn.get_execution_options().get(_SYNCHRONOUS, "FULL")
+    conn.exec_driver_sql("PRAGMA synchronous=%s" % ("NORMAL" if level == "NORMAL" else "FULL"))
     conn.exec_driver_sql("BEGIN")
 
 
@@ -80,7 +94,11 @@ def make_engine(cfg: Config) -> Engine:
             raise Unusable("%s: %s: cannot create the directory %s for the SQLite database: %s"
                            % (cfg.source, where, directory, exc.strerror or exc)) from None
     try:
-        engine = create_engine(url, echo=cfg.database.echo, pool_pre_ping=True)
+        # A server connection may have died while pooled (a restart): it is
+        # tested before use. A SQLite file's never does, and the test (a
+        # query) would cost about as much as a small transaction.
+        engine = create_engine(url, echo=cfg.database.echo,
+                               pool_pre_ping=not url.startswith("sqlite"))
     except ArgumentError as exc:
         raise ConfigError("%s: database.url: %s" % (cfg.source, exc)) from None
     except ModuleNotFoundError as exc:
@@ -204,15 +222,31 @@ class Database:
         if check:
             check_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._undurable = sessionmaker(self.engine.execution_options(**{_SYNCHRONOUS: "NORMAL"}),
+                                       expire_on_commit=False)
         # Transactions in progress: a daemon asked to stop lets them finish.
         self.busy = 0
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session whose work commits at the end, or rolls back on error."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Session]:
+        """A session whose work commits at the end, or rolls back on error.
+
+        A durable transaction is on disk once it has committed. One that is
+        not (`durable=False`) commits much faster, but a power loss (not a
+        crash of the process) may undo it, together with the other
+        non-durable ones committed after the last durable one; never part
+        of one. Only what is redone by itself when lost may use it: what
+        the poller stores (its cursor goes back with it, so the next cycle
+        fetches it again). A maintainer's action and the outbox's marks
+        (a sent mail must never be sent again) are durable."""
         self.busy += 1
         try:
-            with self._sessions() as session, session.begin():
+            sessions = self._sessions if durable else self._undurable
+            with sessions() as session, session.begin():
+                if not durable and self.engine.dialect.name == "postgresql":
+                    # The same promise as SQLite's NORMAL: a server crash may
+                    # lose the last commits, in order, and never corrupts.
+                    session.execute(text("SET LOCAL synchronous_commit TO off"))
                 yield session
         except _DATABASE_ERRORS as exc:
             raise database_error(self.engine, exc) from None

@@ -40,19 +40,22 @@ def created(session: Session, draft_ids: Sequence[int]) -> None:
                      for i in draft_ids])
 
 
-def supersede(session: Session, row: Series) -> int:
+def supersede(session: Session, row: Series, lineage: Sequence[Series] | None = None) -> int:
     """Mark drafts about an older revision of `row`'s series superseded by
     it, and `row`'s own drafts when a newer revision is already stored.
-    Returns how many drafts were marked."""
+    `lineage`: the stored revisions of its lineage, when the caller has
+    them at hand. Returns how many drafts were marked."""
     marked = 0
     now = utcnow()
-    older = select(Series.id).where(Series.lineage == row.lineage,
-                                    Series.revision < row.revision)
-    newer = session.scalars(select(Series).where(Series.lineage == row.lineage,
-                                                 Series.revision > row.revision)
-                            .order_by(Series.revision, Series.id).limit(1)).first()
-    targets: list[tuple[Draft, Series]] = [
-        (d, row) for d in session.scalars(select(Draft).where(
+    if lineage is None:
+        lineage = list(session.scalars(select(Series).where(Series.lineage == row.lineage)))
+    same = [s for s in lineage if s.lineage == row.lineage]
+    older = [s.id for s in same if s.revision < row.revision]
+    newer = min((s for s in same if s.revision > row.revision),
+                key=lambda s: (s.revision, s.id), default=None)
+    targets: list[tuple[Draft, Series]] = []
+    if older:
+        targets += [(d, row) for d in session.scalars(select(Draft).where(
             Draft.series_id.in_(older), Draft.state.in_(SUPERSEDABLE),
             Draft.superseded_by_id.is_(None)))]
     if newer is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.data import EarlierFinding, EarlierRevision, EarlierSource
 from bot.data import Series as SeriesData
 from bot.store.models import Finding, FindingStatus
-from bot.store.queries import finding_data, previous_revision
+from bot.store.series import finding_data, previous_revision
 from bot.store.trailers import trailer_mail
 
 

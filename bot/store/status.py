@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.store.models import DaemonStatus, PollResult, utcnow
-from bot.store.queries import upsert
+from bot.store.rows import upsert
 
 _ROW = 1
 
