@@ -241,9 +241,8 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     """The names of the save/restore map's functions, of the functions the
     stored values' lifecycle goes through (kvm.toml [lifecycle]), of the
     save/restore pairs ([[round_trips]]), of the register loaders
-    ([[loaders]]) and of the vcpu register accessors that tell the copy in
-    memory from the register VHE keeps loaded ([ops] memory_copy,
-    loaded_aware)."""
+    ([[loaders]]) and of the vcpu register accessor that means the copy in
+    memory, not the register VHE keeps loaded ([ops] memory_copy)."""
     if model is None:
         return frozenset()
     names = {fr.name for fr in model.functions}
@@ -254,7 +253,6 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
         names.update((save, restore))
     names.update(facts.loaders)
     names.update(facts.ops.get("memory_copy", frozenset()))
-    names.update(facts.ops.get("loaded_aware", frozenset()))
     return frozenset(names)
 
 
