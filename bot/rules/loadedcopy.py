@@ -15,6 +15,7 @@ loaded_test). Pure: works on the patch's text and the function around it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -28,21 +29,33 @@ def _names(words: Iterable[str]) -> str:
     return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
 
 
+@functools.lru_cache(maxsize=4)
+def _patterns(loaded: frozenset[str], copy: frozenset[str], aware: frozenset[str],
+              test: frozenset[str]) -> tuple[re.Pattern[str], re.Pattern[str],
+                                             re.Pattern[str] | None]:
+    """(a memory-copy access of a loaded register, a loaded-aware accessor,
+    a test of which case the code is in)."""
+    use = re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
+        _names(copy), _names(loaded)))
+    aware_re = re.compile(r"\b(%s)\s*\(" % _names(aware))
+    test_re = re.compile(r"\b(%s)\b" % _names(test)) if test else None
+    return use, aware_re, test_re
+
+
 def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel) -> None:
     ops = mdl.facts.ops
     loaded, copy = ops.get("vhe_loaded", frozenset()), ops.get("memory_copy", frozenset())
     aware, test = ops.get("loaded_aware", frozenset()), ops.get("loaded_test", frozenset())
     if not (loaded and copy and aware):
         return
-    use = re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
-        _names(copy), _names(loaded)))
-    aware_re = re.compile(r"\b(%s)\s*\(" % _names(aware))
-    test_re = re.compile(r"\b(%s)\b" % _names(test)) if test else None
+    use, aware_re, test_re = _patterns(loaded, copy, aware, test)
     for fv in pv.files:
         if fv.hyp or Ctx.VHE not in mdl.facts.contexts_of(fv.path):
             continue   # hyp code switches the copies itself
+        added = {ln.function for ln in fv.changed if ln.added and use.search(ln.code)}
         for name in fv.functions():
-            _function(emit, sv, pv, fv, name, use, (aware_re, aware), test_re)
+            if name in added:
+                _function(emit, sv, pv, fv, name, use, (aware_re, aware), test_re)
 
 
 def _function(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, name: str,

@@ -84,6 +84,12 @@ def _group(lines: list[Line], side: str) -> dict[str, list[Line]]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _def_line(name: str) -> re.Pattern[str]:
+    """The first line of a definition of `name`."""
+    return re.compile(_DEF_LINE % re.escape(name))
+
+
 def hunk_functions(fv: FileView, side: str) -> list[Function]:
     """The functions one side of a file's hunks shows, as far as it shows them."""
     out: list[Function] = []
@@ -91,7 +97,7 @@ def hunk_functions(fv: FileView, side: str) -> list[Function]:
         numbered = [((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in lines]
         numbered.sort()
         contiguous = all(b[0] - a[0] == 1 for a, b in itertools.pairwise(numbered))
-        start = re.compile(_DEF_LINE % re.escape(name))
+        start = _def_line(name)
         has_start = any(start.match(text) for _, text in numbered[:4])
         out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
                                        has_end=numbered[-1][1].startswith("}"),
