@@ -178,17 +178,20 @@ _IDENT = re.compile(r"[A-Za-z_]\w{3,}")
 
 
 def _relevant(patch: Patch, mapped: frozenset[str] = frozenset(),
-              hyp: frozenset[str] = frozenset()) -> bool:
+              hyp: frozenset[str] = frozenset(),
+              copy_use: re.Pattern[str] | None = None) -> bool:
     """The patch can matter to these registers: it names them, changes the
     TLB switch helpers, or its changed lines name a function of the model's
     save/restore map (a call to a vcpu-init function removed from an
-    unrelated-looking file)."""
+    unrelated-looking file), or it makes host code use the memory copy of
+    a register VHE keeps loaded."""
     body = patch.mail.body
     low = body.lower()   # str.lower + `in` is several times faster than an (?i) regex
     if "hcr" not in low and "mdcr" not in low and (
             "tlb.c" not in body or not _TLB_TOUCH.search(body)) and not (
             mapped and _names_mapped(patch, mapped)) and not (
-            "/hyp/" in body and hyp and _hyp_names(patch, hyp)):
+            "/hyp/" in body and hyp and _hyp_names(patch, hyp)) and not (
+            copy_use is not None and copy_use.search(body) and _copy_used(patch, copy_use)):
         return False
     return any(p.startswith(KERNEL_PREFIXES) for p in patch.paths)
 
@@ -241,8 +244,7 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     """The names of the save/restore map's functions, of the functions the
     stored values' lifecycle goes through (kvm.toml [lifecycle]), of the
     save/restore pairs ([[round_trips]]), of the register loaders
-    ([[loaders]]) and of the vcpu register accessor that means the copy in
-    memory, not the register VHE keeps loaded ([ops] memory_copy)."""
+    ([[loaders]])."""
     if model is None:
         return frozenset()
     names = {fr.name for fr in model.functions}
@@ -252,7 +254,6 @@ def mapped_names(model: RegisterModel | None) -> frozenset[str]:
     for save, restore in facts.round_trips:
         names.update((save, restore))
     names.update(facts.loaders)
-    names.update(facts.ops.get("memory_copy", frozenset()))
     return frozenset(names)
 
 
@@ -275,6 +276,29 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     names.update(ops.get("per_vm_tests", frozenset()))
     names.update(g.arg or g.name for g in model.facts.guards)
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=4)
+def loaded_copy_use(model: RegisterModel | None) -> re.Pattern[str] | None:
+    """A use of the memory copy of a register VHE keeps loaded while the
+    vcpu runs (`__vcpu_sys_reg(vcpu, TCR_EL1)`, an assignment to it
+    included): [ops] memory_copy of a register of [ops] vhe_loaded."""
+    ops = model.facts.ops if model is not None else {}
+    copy, loaded = ops.get("memory_copy", frozenset()), ops.get("vhe_loaded", frozenset())
+    if not copy or not loaded:
+        return None
+    return re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
+        _alternatives(copy), _alternatives(loaded)))
+
+
+def _alternatives(words: frozenset[str]) -> str:
+    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+
+
+def _copy_used(patch: Patch, use: re.Pattern[str]) -> bool:
+    """An added line uses the memory copy of a loaded register."""
+    return any(ln.kind is LineKind.ADDED and use.search(ln.text)
+               for fd in patch.files for hunk in fd.hunks for ln in hunk.lines)
 
 
 def _file_view(fd: FileDiff) -> FileView:
@@ -349,8 +373,9 @@ def _next_new_numbers(hunk: Hunk) -> list[int]:
 
 
 def patch_view(patch: Patch, mapped: frozenset[str] = frozenset(),
-               hyp: frozenset[str] = frozenset()) -> PatchView:
-    if not _relevant(patch, mapped, hyp):
+               hyp: frozenset[str] = frozenset(),
+               copy_use: re.Pattern[str] | None = None) -> PatchView:
+    if not _relevant(patch, mapped, hyp, copy_use):
         return PatchView(patch=patch, relevant=False)
     files = tuple(_file_view(fd) for fd in patch.files
                   if not fd.binary and fd.path.startswith(KERNEL_PREFIXES))
@@ -432,8 +457,10 @@ def view(series: Series, ctx: Context) -> SeriesView:
     sv = memo.get(key)
     if sv is None or sv.series is not series or sv.tree is not ctx.tree:
         mapped, hyp = mapped_names(ctx.regmodel), hyp_register_names(ctx.regmodel)
+        copy_use = loaded_copy_use(ctx.regmodel)
         sv = SeriesView(series=series, tree=ctx.tree,
-                        patches=tuple(patch_view(p, mapped, hyp) for p in series.patches))
+                        patches=tuple(patch_view(p, mapped, hyp, copy_use)
+                                      for p in series.patches))
         memo.clear()
         memo[key] = sv
     return sv

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import Ctx
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, loaded_copy_use
 from bot.rules.core import Severity
 
 
@@ -30,25 +30,21 @@ def _names(words: Iterable[str]) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _patterns(loaded: frozenset[str], copy: frozenset[str], aware: frozenset[str],
-              test: frozenset[str]) -> tuple[re.Pattern[str], re.Pattern[str],
-                                             re.Pattern[str] | None]:
-    """(a memory-copy access of a loaded register, a loaded-aware accessor,
-    a test of which case the code is in)."""
-    use = re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
-        _names(copy), _names(loaded)))
+def _patterns(aware: frozenset[str], test: frozenset[str]
+              ) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
+    """(a loaded-aware accessor, a test of which case the code is in)."""
     aware_re = re.compile(r"\b(%s)\s*\(" % _names(aware))
     test_re = re.compile(r"\b(%s)\b" % _names(test)) if test else None
-    return use, aware_re, test_re
+    return aware_re, test_re
 
 
 def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel) -> None:
     ops = mdl.facts.ops
-    loaded, copy = ops.get("vhe_loaded", frozenset()), ops.get("memory_copy", frozenset())
     aware, test = ops.get("loaded_aware", frozenset()), ops.get("loaded_test", frozenset())
-    if not (loaded and copy and aware):
+    use = loaded_copy_use(mdl)
+    if use is None or not aware:
         return
-    use, aware_re, test_re = _patterns(loaded, copy, aware, test)
+    aware_re, test_re = _patterns(aware, test)
     for fv in pv.files:
         if fv.hyp or Ctx.VHE not in mdl.facts.contexts_of(fv.path):
             continue   # hyp code switches the copies itself
