@@ -288,10 +288,11 @@ def loaded_copy_use(model: RegisterModel | None) -> re.Pattern[str] | None:
     if not copy or not loaded:
         return None
     return re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
-        _alternatives(copy), _alternatives(loaded)))
+        alternatives(copy), alternatives(loaded)))
 
 
-def _alternatives(words: frozenset[str]) -> str:
+def alternatives(words: frozenset[str]) -> str:
+    """Words as one regular-expression alternation, longest first."""
     return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
 
 

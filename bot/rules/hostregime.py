@@ -18,17 +18,11 @@ from __future__ import annotations
 from bot.regmodel import RegisterModel
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.core import Severity
-from bot.rules.flow import changed_line
+from bot.rules.flow import changed_line, field_mask
 from bot.rules.semantic import Pair, PatchSemantics
 from bot.rules.trace import Ev, Event, Trace
 
 _LIVE = "live:HCR_EL2"
-
-
-def _bit(mdl: RegisterModel, field: str) -> int | None:
-    reg = mdl.register("HCR_EL2")
-    f = reg.field(field) if reg is not None else None
-    return f.mask if f is not None and f.mask & (f.mask - 1) == 0 else None
 
 
 def _quick(trace: Trace) -> bool:
@@ -88,8 +82,8 @@ def live_host_into_guest_regime(emit: Emit, pv: PatchView, pair: Pair,
     the guest's regime."""
     if in_window or pair.after is None or not _quick(pair.after):
         return
-    tge, vm = _bit(mdl, "TGE"), _bit(mdl, "VM")
-    if tge is None or vm is None:
+    tge, vm = field_mask(mdl, "HCR_EL2", "TGE"), field_mask(mdl, "HCR_EL2", "VM")
+    if not tge or not vm:
         return
     after = _hits(sem.memory_trace("new", pair.key), tge, vm)
     if not after:

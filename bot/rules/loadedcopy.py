@@ -17,24 +17,27 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import Ctx
-from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, loaded_copy_use
+from bot.rules.analysis import (
+    Emit,
+    FileView,
+    Line,
+    PatchView,
+    SeriesView,
+    alternatives,
+    loaded_copy_use,
+)
 from bot.rules.core import Severity
-
-
-def _names(words: Iterable[str]) -> str:
-    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
 
 
 @functools.lru_cache(maxsize=4)
 def _patterns(aware: frozenset[str], test: frozenset[str]
               ) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
     """(a loaded-aware accessor, a test of which case the code is in)."""
-    aware_re = re.compile(r"\b(%s)\s*\(" % _names(aware))
-    test_re = re.compile(r"\b(%s)\b" % _names(test)) if test else None
+    aware_re = re.compile(r"\b(%s)\s*\(" % alternatives(aware))
+    test_re = re.compile(r"\b(%s)\b" % alternatives(test)) if test else None
     return aware_re, test_re
 
 
