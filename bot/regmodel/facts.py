@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.regmodel.ordering import OrderFacts, read_order
 from bot.regmodel.tomlcheck import TomlTable
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
@@ -160,6 +161,9 @@ class KvmFacts:
     # accessor macros they use ([constants]: "NAME" or "name(params)" -> C).
     constants: Mapping[str, str] = field(default_factory=dict)
     loaders: Mapping[str, Loader] = field(default_factory=dict)
+    # What must come before what, and which writes need an isb
+    # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
+    order: OrderFacts = field(default_factory=OrderFacts)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -255,7 +259,8 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
                     round_trips=_round_trips(raw, sources, source),
                     constants=_constants(raw, sources, source),
-                    loaders=_loaders(raw, sources, source))
+                    loaders=_loaders(raw, sources, source),
+                    order=read_order(raw, sources, source))
 
 
 def _loaders(raw: Mapping[str, Any], sources: Mapping[str, str],

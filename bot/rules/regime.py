@@ -12,7 +12,7 @@ from __future__ import annotations
 from bot.data import Series
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules import asmorder, syncorder, tgewindow
+from bot.rules import asmorder, syncneed, syncorder, tgewindow, walkorder
 from bot.rules.analysis import (
     Emit,
     Line,
@@ -48,10 +48,12 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
                     _regime_sync(emit, pv, pair, mdl)
             for pair in sem.pairs():
                 syncorder.check(emit, pv, pair)
+            walkorder.check(emit, pv, sem)
             _tge_windows(emit, pv, sem, mdl)
         for fv in pv.files:
             if fv.asm or fv.path.endswith("el2_setup.h"):
                 asmorder.check(emit, sv, pv, fv, mdl)
+                syncneed.check(emit, sv, pv, fv, mdl)
     return emit.out
 
 
