@@ -12,7 +12,7 @@ from __future__ import annotations
 from bot.data import Series
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import Ctx
-from bot.rules import asmorder, syncneed, syncorder, tgewindow, walkorder
+from bot.rules import asmorder, errseq, syncneed, syncorder, tgewindow, walkorder
 from bot.rules.analysis import (
     Emit,
     Line,
@@ -36,7 +36,13 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
     errata alternative provides is not one). While TGE is clear the host's
     own EL0 regime is not in force, so an interrupt taken then runs host
     code with the guest's configuration: TGE is cleared only with
-    interrupts masked."""
+    interrupts masked. Ordering facts of kvm.toml say more: with the
+    speculative-AT errata, stage-1 walks of the EL1&0 regime come back on
+    only after the incoming TTBRs are written and the stage-2 switch is
+    synchronised; an isb after a write of fields only EL1/EL0 see is not
+    needed before the exception return that gets there; and a barrier an
+    erratum needs right before an access must not be separable from it by
+    an interrupt."""
     sv = view(series, ctx)
     emit = Emit(rule="barrier", category=Category.BARRIER, sv=sv, compared=True)
     mdl = ctx.regmodel
@@ -54,6 +60,7 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
             if fv.asm or fv.path.endswith("el2_setup.h"):
                 asmorder.check(emit, sv, pv, fv, mdl)
                 syncneed.check(emit, sv, pv, fv, mdl)
+        errseq.check(emit, sv, pv, mdl)
     return emit.out
 
 

@@ -46,6 +46,7 @@ _END = re.compile(r"^\s*(SYM_(?:CODE|FUNC)_END\w*|ENDPROC|\.endm)\b", re.I)
 _MSR = re.compile(r"^\s*(?:\w+:\s*)?msr(?:_s)?\s+(\w+)\s*,\s*(x\d+|xzr)\b", re.I)
 _SET = re.compile(r"^\s*(?:\w+:\s*)?(mov_q|mov|ldr|orr|bic|and)\s+(x\d+)\s*,\s*"
                   r"(?:(x\d+)\s*,\s*)?(.+?)\s*$", re.I)
+_CB_END = re.compile(r"^\s*alternative_cb_end\b", re.I)
 _ELSE = re.compile(r"^\s*alternative_else\b(?!_nop)", re.I)
 _ENDIF = re.compile(r"^\s*alternative_endif\b", re.I)
 _QUIET_WORD = re.compile(r"^\s*(?:[.#]|alternative_|/\*|\*|$)")
@@ -68,8 +69,8 @@ def _operand(seq: _Seq, at: int, reg: str) -> str | None:
         if m is None or m.group(2).lower() != reg:
             continue
         op, src, expr = m.group(1).lower(), (m.group(3) or "").lower(), m.group(4).strip()
-        if expr.startswith("["):
-            return None
+        if expr.startswith("[") or any(_CB_END.match(t) for _, t in seq[i + 1:at]):
+            return None   # a load, or an immediate a callback patches at boot
         expr = expr.lstrip("=#")
         if op in ("orr", "bic", "and"):
             if src != reg:

@@ -102,23 +102,45 @@ def _synchronises(e: Event, fact: Reenable) -> bool:
     return e.kind is Ev.ISB_ERRATA and cap in fact.capabilities
 
 
+def _workaround(evs: list[Event], fact: Reenable) -> bool:
+    """The path is part of the workaround: it tests one of the fact's
+    capabilities, or runs an isb an ALTERNATIVE of one provides."""
+    for e in evs:
+        if e.kind is Ev.GUARD and e.name.partition("(")[2].rstrip(")") in fact.capabilities:
+            return True
+        if e.kind is Ev.ISB_ERRATA and e.name.partition(":")[2].lstrip("!") in \
+                fact.capabilities:
+            return True
+    return False
+
+
 def hits(trace: Trace, ctx: Ctx, fact: Reenable, mask: int
          ) -> list[tuple[str, Event, Event]]:
     """("write", enabling write, the later write it should follow) and
-    ("sync", enabling write, the earlier write not yet synchronised)."""
+    ("sync", enabling write, the earlier write not yet synchronised), on
+    the paths of `ctx` through code that takes part in the workaround. A
+    call the bot cannot follow (the guest's run, between the switch to it
+    and back) ends what belongs to one switch."""
     evs = [e for e in trace.events if ctx in e.contexts]
+    if not _workaround(evs, fact):
+        return []
+    unseen = set(trace.unresolved)
+
+    def boundary(x: Event) -> bool:
+        return x.kind is Ev.ERET or (x.kind is Ev.CALL and x.name in unseen)
+
     out: list[tuple[str, Event, Event]] = []
     for i, e in enumerate(evs):
         if not _enables(e, fact, mask):
             continue
         for x in evs[i + 1:]:
-            if x.kind is Ev.WRITE and x.register == fact.register:
+            if boundary(x) or (x.kind is Ev.WRITE and x.register == fact.register):
                 break   # what comes after is that write's to answer for
             if x.kind is Ev.WRITE and x.register in fact.after_writes:
                 out.append(("write", e, x))
                 break
         for x in reversed(evs[:i]):
-            if _synchronises(x, fact):
+            if _synchronises(x, fact) or boundary(x):
                 break
             if x.kind is Ev.WRITE and x.register in fact.after_sync:
                 out.append(("sync", e, x))
