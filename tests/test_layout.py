@@ -266,6 +266,9 @@ GLOBBED = {
     "capmerge": "tests/test_rules_values.py",
     "loadedcopy": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
+    "walkorder": "tests/test_rules_values.py",
+    "syncneed": "tests/test_rules_values.py",
+    "errseq": "tests/test_rules_values.py",
 }
 
 

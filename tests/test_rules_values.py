@@ -40,7 +40,11 @@ without it:
   as a VHE test in a helper the hunk shows by its definition only; an EL1
   register the hyp code reaches through the encoding E2H redirects;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
-  the storage sets.
+  the storage sets;
+- walkorder, syncneed, errseq (barrier, bot/rules/walkorder.py, syncneed.py,
+  errseq.py with kvm.toml's ordering facts): stage-1 walks turned back on
+  under the speculative-AT erratum before the TTBRs or stage 2; an isb after
+  a write only EL1/EL0 see; an erratum's barrier taken off an exception return.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
+    "walkorder": ("barrier", lambda f: "back on" in f.message),
+    "syncneed": ("barrier", lambda f: f.message.startswith("What needs this isb?")),
+    "errseq": ("barrier", lambda f: "1508412" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -1,7 +1,8 @@
 """KVM facts the rules reason with, as data: where code runs, which tests
 select a configuration, which memory holds a register value, which calls
-are events. Read from kvm.toml's [[places]], [[guards]], [[storage]] and
-[ops] (see the comments at its top) into frozen objects.
+are events, what must come before what. Read from kvm.toml's [[places]],
+[[guards]], [[storage]], [ops] and its ordering sections (see the comments
+at its top) into frozen objects.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.regmodel.ordering import OrderFacts, read_order
 from bot.regmodel.tomlcheck import TomlTable
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
@@ -163,7 +163,7 @@ class KvmFacts:
     loaders: Mapping[str, Loader] = field(default_factory=dict)
     # What must come before what, and which writes need an isb
     # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
-    order: OrderFacts = field(default_factory=OrderFacts)
+    order: OrderFacts = field(default_factory=lambda: OrderFacts())
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -342,3 +342,104 @@ def _items(raw: Mapping[str, Any], key: str, source: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError("%s: %s: expected an array of tables ([[%s]])" % (source, key, key))
     return value
+
+# -- ordering facts ([[reenable]], [[sync_scope]], [[erratum_sequences]]) -------
+# What must come before what, and which synchronisation a register write
+# needs (kvm.toml's ordering section says what each key means):
+# [[reenable]], something an erratum makes the world switch turn off,
+# turned back on only once the state it uses is in place; [[sync_scope]],
+# the fields only code at EL1/EL0 sees; [[erratum_sequences]], a barrier an
+# erratum needs right before an access, which an exception must not split.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reenable:
+    """[[reenable]]: a write that turns something back on (the value of
+    `register` without every bit of `disabled_by` set), in the
+    configuration with one of `capabilities`, must come after the writes
+    of `after_writes` and after an isb that follows the writes of
+    `after_sync`, on the same path."""
+
+    name: str
+    capabilities: tuple[str, ...]
+    tests: tuple[str, ...]
+    contexts: frozenset[Ctx]
+    register: str
+    disabled_by: str
+    after_writes: tuple[str, ...]
+    after_sync: tuple[str, ...]
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncScope:
+    """[[sync_scope]]: the fields of `register` that only EL1/EL0 see."""
+
+    register: str
+    lower: tuple[str, ...]
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErratumSequence:
+    """[[erratum_sequences]]: with `capability`, `barrier` must come right
+    before each `access` of `register`; `masked` are the contexts that
+    always run with interrupts masked, `exception_return` the files whose
+    exception return must carry the barrier when the sequence can be
+    interrupted."""
+
+    capability: str
+    barrier: str
+    register: str
+    access: str
+    masked: frozenset[Ctx]
+    exception_return: tuple[str, ...]
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderFacts:
+    """Everything kvm.toml says about ordering and synchronisation needs."""
+
+    reenables: tuple[Reenable, ...] = ()
+    sync_scopes: tuple[SyncScope, ...] = ()
+    sequences: tuple[ErratumSequence, ...] = ()
+
+    def scope(self, register: str) -> SyncScope | None:
+        return next((s for s in self.sync_scopes if s.register == register), None)
+
+
+def read_order(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> OrderFacts:
+    """The ordering sections of kvm.toml; problems name the dotted key."""
+    reenables = []
+    for i, item in enumerate(_items(raw, "reenable", source)):
+        t = TomlTable(item, "reenable[%d]" % i, source)
+        t.only("name", "capabilities", "tests", "contexts", "register", "disabled_by",
+               "after_writes", "after_sync", "source", "note")
+        reenables.append(Reenable(
+            name=t.text("name"), capabilities=t.texts("capabilities", True),
+            tests=t.texts("tests", True), contexts=_contexts(t, "contexts", True),
+            register=t.text("register"), disabled_by=t.text("disabled_by"),
+            after_writes=t.texts("after_writes"), after_sync=t.texts("after_sync"),
+            source=t.sources("source", sources), note=t.text("note", "")))
+    scopes = []
+    for i, item in enumerate(_items(raw, "sync_scope", source)):
+        t = TomlTable(item, "sync_scope[%d]" % i, source)
+        t.only("register", "lower", "source", "note")
+        scopes.append(SyncScope(register=t.text("register"), lower=t.texts("lower", True),
+                                source=t.sources("source", sources), note=t.text("note", "")))
+    sequences = []
+    for i, item in enumerate(_items(raw, "erratum_sequences", source)):
+        t = TomlTable(item, "erratum_sequences[%d]" % i, source)
+        t.only("capability", "barrier", "register", "access", "masked", "exception_return",
+               "source", "note")
+        sequences.append(ErratumSequence(
+            capability=t.text("capability"), barrier=t.text("barrier"),
+            register=t.text("register"), access=t.choice("access", ("read", "write")),
+            masked=_contexts(t, "masked", True), exception_return=t.texts("exception_return", True),
+            source=t.sources("source", sources), note=t.text("note", "")))
+    return OrderFacts(reenables=tuple(reenables), sync_scopes=tuple(scopes),
+                      sequences=tuple(sequences))

@@ -25,11 +25,13 @@ import re
 from bot.data import LineKind
 from bot.parse.csource import line_facts
 from bot.regmodel import RegisterModel, Role
-from bot.regmodel.ordering import ErratumSequence
+from bot.regmodel.facts import ErratumSequence
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.core import Severity
 from bot.rules.flow import SWITCH_ROLES, modes
+from bot.rules.semantic import PatchSemantics
+from bot.rules.trace import Ev
 
 # Roles whose callers run them with interrupts masked: the world switch.
 _MASKED_ROLES = SWITCH_ROLES | {Role.PANIC}
@@ -105,26 +107,41 @@ def _masked_before(fv: FileView, mdl: RegisterModel, barrier: Line) -> bool:
     return state
 
 
+def _traced_masked(sem: PatchSemantics | None, fv: FileView, fact: ErratumSequence,
+                   access: Line) -> bool:
+    """The functions the patch's semantic model traces reach the access
+    only with interrupts masked (the world switch calling a helper)."""
+    if sem is None or access.new_no is None:
+        return False
+    seen = [e for pair in sem.pairs() if pair.after is not None for e in pair.after.events
+            if e.kind is Ev.READ and e.register == fact.register and e.path == fv.path
+            and e.line <= access.new_no <= max(e.end, e.line)]
+    return bool(seen) and all(e.irq_off is True for e in seen)
+
+
+def _is_return_barrier(fact: ErratumSequence, text: str) -> bool:
+    return "alternative" in text.lower() and _barrier(fact, _code(text), None)
+
+
 def _return_carries(sv: SeriesView, pv: PatchView, fact: ErratumSequence) -> bool:
-    """The exception return carries the barrier: a patch of the series adds
-    it to one of the fact's files, or the file has it after this patch."""
-    for p in sv.series.patches:
-        for fd in p.files:
-            if fd.path not in fact.exception_return:
-                continue
-            for hunk in fd.hunks:
-                if any(x.kind is LineKind.ADDED and _barrier(fact, _code(x.text), None)
-                       and "alternative" in x.text.lower() for x in hunk.lines):
-                    return True
+    """Every exception return of the fact carries the barrier: a patch of
+    the series adds it to the file, or the file has it after this patch
+    (the kernel tree)."""
     for path in fact.exception_return:
-        text = sv.file_after(pv, path)
-        if text is not None and any(_barrier(fact, _code(t), None) and "alternative" in t.lower()
-                                    for t in text.split("\n")):
-            return True
-    return False
+        added = any(_is_return_barrier(fact, t)
+                    for p in sv.series.patches for fd in p.files if fd.path == path
+                    for hunk in fd.hunks for t in " ".join(
+                        _code(x.text) for x in hunk.lines if x.kind is LineKind.ADDED
+                    ).split(";"))
+        text = sv.file_after(pv, path) if not added else None
+        if not added and (text is None or not any(_is_return_barrier(fact, t)
+                                                  for t in text.split("\n"))):
+            return False
+    return True
 
 
-def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel | None) -> None:
+def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel | None,
+          sem: PatchSemantics | None = None) -> None:
     """Each [[erratum_sequences]] fact on each file of the patch."""
     if mdl is None:
         return
@@ -132,8 +149,46 @@ def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel | None) 
         if not any(fact.capability in x.text for f in pv.files for x in f.changed):
             continue
         for fv in pv.files:
+            if fv.path in fact.exception_return:
+                _dropped(emit, pv, fv, fact)
             for barrier, access in sequences(fact, fv):
-                _one(emit, sv, pv, fv, mdl, fact, barrier, access)
+                if not _traced_masked(sem, fv, fact, access):
+                    _one(emit, sv, pv, fv, mdl, fact, barrier, access)
+
+
+def _statements(lines: list[Line]) -> list[tuple[Line, str]]:
+    """The statements of these lines, each with its first line (a call
+    split over lines read as one)."""
+    out: list[tuple[Line, str]] = []
+    first: Line | None = None
+    text = ""
+    for ln in lines:
+        first = first or ln
+        text += " " + _code(ln.code if ln.code else ln.text)
+        if text.count("(") <= text.count(")"):
+            out.append((first, text.strip()))
+            first, text = None, ""
+    if first is not None:
+        out.append((first, text.strip()))
+    return out
+
+
+def _dropped(emit: Emit, pv: PatchView, fv: FileView, fact: ErratumSequence) -> None:
+    """The patch takes the barrier off an exception return and puts none back."""
+    if any(_is_return_barrier(fact, t) for _, t in _statements([x for x in fv.changed
+                                                                 if x.added])):
+        return
+    for ln, text in _statements([x for x in fv.changed if x.removed]):
+        if _is_return_barrier(fact, text):
+            where = "%s()" % ln.function if ln.function else "this exception return"
+            emit(Severity.QUESTION, pv, fv, ln, register=fact.register,
+                 message="This takes the %s with %s off %s: an exception taken between "
+                 "the %s and a %s %s can do what the %s keeps apart, and nothing orders it "
+                 "before the %s when the interrupted code resumes. What keeps them apart "
+                 "now?" % (fact.barrier, fact.capability, where, fact.barrier,
+                           fact.register, fact.access, fact.barrier, fact.register),
+                 evidence=(ln.text.strip(),))
+            return
 
 
 def _one(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: RegisterModel,

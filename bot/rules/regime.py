@@ -60,7 +60,7 @@ def barrier(series: Series, ctx: Context) -> list[Finding]:
             if fv.asm or fv.path.endswith("el2_setup.h"):
                 asmorder.check(emit, sv, pv, fv, mdl)
                 syncneed.check(emit, sv, pv, fv, mdl)
-        errseq.check(emit, sv, pv, mdl)
+        errseq.check(emit, sv, pv, mdl if isinstance(mdl, RegisterModel) else None, sem)
     return emit.out
 
 

@@ -145,11 +145,15 @@ def _label_after(seq: _Seq, i: int, name: str) -> int | None:
 
 def _lines(sv: SeriesView, pv: PatchView, fv: FileView, ln: Line) -> tuple[_Seq, bool]:
     """The function around the isb after the patch (whole from the tree),
-    else the new side of the isb's hunk."""
+    the whole file from the tree when no function is known, else the new
+    side of the isb's hunk."""
     if ln.function:
         fn = sv.function(pv, fv, ln.function)
         if fn.lines and any(n == ln.new_no for n, _ in fn.lines):
             return list(fn.lines), fn.from_tree
+    text = sv.file_after(pv, fv.path)
+    if text is not None:   # no function around it: the file, to its labels and ends
+        return list(enumerate(text.split("\n"), start=1)), True
     return [(x.new_no or 0, x.text) for x in fv.lines if x.hunk == ln.hunk and x.new_side], False
 
 
@@ -230,7 +234,7 @@ def _emit(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: RegisterModel,
     emit(Severity.QUESTION, pv, fv, ln, register=regs[0], fields=names,
          message="What needs this isb? The write before it (%s) differs from the host's "
          "value %s, which only code at EL1/EL0 sees, and the exception return that gets "
-         "there is itself a context synchronisation event; %s no AT, TLBI or call comes "
+         "there is itself a context synchronisation event; %sno AT, TLBI or call comes "
          "before the next isb or eret." % (
-             what, fields, "" if after == "sync" and whole else "as far as the patch shows,"),
+             what, fields, "" if after == "sync" and whole else "as far as the patch shows, "),
          evidence=(*(w for _, _, _, w in changed), ln.text.strip()))

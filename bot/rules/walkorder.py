@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from bot.regmodel.facts import Ctx, Guard, KvmFacts
-from bot.regmodel.ordering import Reenable
+from bot.regmodel.facts import Ctx, Guard, KvmFacts, Reenable
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, modes
@@ -114,17 +113,19 @@ def _workaround(evs: list[Event], fact: Reenable) -> bool:
     return False
 
 
-def hits(trace: Trace, ctx: Ctx, fact: Reenable, mask: int
-         ) -> list[tuple[str, Event, Event]]:
-    """("write", enabling write, the later write it should follow) and
+def hits(trace: Trace, ctx: Ctx, fact: Reenable, mask: int,
+         loaders: frozenset[str] = frozenset()) -> list[tuple[str, Event, Event]]:
+    """("write", enabling write, the later write it should follow: of
+    `after_writes` or `after_sync`) and
     ("sync", enabling write, the earlier write not yet synchronised), on
     the paths of `ctx` through code that takes part in the workaround. A
     call the bot cannot follow (the guest's run, between the switch to it
-    and back) ends what belongs to one switch."""
+    and back) ends what belongs to one switch; `loaders` ([[loaders]])
+    are followed as the register writes they are."""
     evs = [e for e in trace.events if ctx in e.contexts]
     if not _workaround(evs, fact):
         return []
-    unseen = set(trace.unresolved)
+    unseen = set(trace.unresolved) - loaders
 
     def boundary(x: Event) -> bool:
         return x.kind is Ev.ERET or (x.kind is Ev.CALL and x.name in unseen)
@@ -136,7 +137,7 @@ def hits(trace: Trace, ctx: Ctx, fact: Reenable, mask: int
         for x in evs[i + 1:]:
             if boundary(x) or (x.kind is Ev.WRITE and x.register == fact.register):
                 break   # what comes after is that write's to answer for
-            if x.kind is Ev.WRITE and x.register in fact.after_writes:
+            if x.kind is Ev.WRITE and x.register in fact.after_writes + fact.after_sync:
                 out.append(("write", e, x))
                 break
         for x in reversed(evs[:i]):
@@ -183,9 +184,10 @@ def _pair(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, fact: Reen
     before = _trace(sem, "old", pair.key, facts, ctxs) if pair.before is not None else None
     found: dict[_Key, tuple[Event, Event, list[Ctx]]] = {}
     for ctx in sorted(ctxs & _tested(after, sem.facts, fact)):
-        new = hits(after, ctx, fact, mask)
-        old = Counter((k, x.register or "", e.function)
-                      for k, e, x in (hits(before, ctx, fact, mask) if before else []))
+        loaders = frozenset(sem.facts.loaders)
+        new = hits(after, ctx, fact, mask, loaders)
+        old = Counter((k, x.register or "", e.function) for k, e, x in (
+            hits(before, ctx, fact, mask, loaders) if before else []))
         seen: Counter[_Key] = Counter()
         for kind, e, x in new:
             key = (kind, x.register or "", e.function)
@@ -208,9 +210,10 @@ def _emit(emit: Emit, pv: PatchView, pair: Pair, fact: Reenable, trace: Trace, k
                            % x.function)
     if kind == "write":
         what = ("before %s is written at %s: a speculative walk in between combines the "
-                "new %s with the previous context's tables. Should it come after the %s "
+                "new %s with the previous context's %s. Should it come after the %s "
                 "(and an isb)?" % (x.register, where, fact.register,
-                                   "/".join(fact.after_writes)))
+                                   "stage 2" if x.register in fact.after_sync else "tables",
+                                   "/".join(fact.after_writes + fact.after_sync)))
     else:
         what = ("after %s is written at %s with no isb between: a speculative walk may "
                 "still use the previous stage 2. What synchronises the %s write first?"
