@@ -163,7 +163,7 @@ class KvmFacts:
     loaders: Mapping[str, Loader] = field(default_factory=dict)
     # What must come before what, and which writes need an isb
     # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
-    order: OrderFacts = field(default_factory=lambda: OrderFacts())
+    order: OrderFacts = field(default_factory=lambda: OrderFacts())  # noqa: PLW0108 (defined below)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""

@@ -32,8 +32,8 @@ from bot.rules.trace import Ev, Event, Trace
 
 # One facts object per (facts, fact): the capability tests decided.
 _FORCED: dict[tuple[int, int], tuple[KvmFacts, Reenable, KvmFacts]] = {}
-# (kind, the other register, the function of the enabling write)
-_Key = tuple[str, str, str]
+# (kind, the other register): what a rename or a helper split keeps
+_Key = tuple[str, str]
 
 
 def erratum_facts(facts: KvmFacts, fact: Reenable) -> KvmFacts:
@@ -186,16 +186,16 @@ def _pair(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, fact: Reen
     for ctx in sorted(ctxs & _tested(after, sem.facts, fact)):
         loaders = frozenset(sem.facts.loaders)
         new = hits(after, ctx, fact, mask, loaders)
-        old = Counter((k, x.register or "", e.function) for k, e, x in (
+        old = Counter((k, x.register or "") for k, _, x in (
             hits(before, ctx, fact, mask, loaders) if before else []))
         seen: Counter[_Key] = Counter()
         for kind, e, x in new:
-            key = (kind, x.register or "", e.function)
+            key = (kind, x.register or "")
             seen[key] += 1
             if seen[key] <= old[key]:
                 continue   # so before the patch: not its doing
             found.setdefault(key, (e, x, []))[2].append(ctx)
-    for (kind, other, _), (e, x, hit_ctxs) in found.items():
+    for (kind, _), (e, x, hit_ctxs) in found.items():
         ln = changed_line(pv, e, "new") or changed_line(pv, x, "new") or pair.anchor
         if ln is None or (e.path, e.line) in done:
             continue
