@@ -265,6 +265,7 @@ GLOBBED = {
     "guestregime": "tests/test_rules_values.py",
     "capmerge": "tests/test_rules_values.py",
     "loadedcopy": "tests/test_rules_values.py",
+    "exitwindow": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
 }
 
