@@ -49,6 +49,7 @@ without it:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
+    "exitwindow": ("shadow-vs-live", lambda f: "ELR_EL2" in f.message),
     "walkorder": ("barrier", lambda f: "back on" in f.message),
     "syncneed": ("barrier", lambda f: f.message.startswith("What needs this isb?")),
     "errseq": ("barrier", lambda f: "1508412" in f.message),
@@ -137,3 +139,27 @@ def test_lifecycle_facts_name_the_bad_key(section: dict[str, Any], problem: str)
     raw = {"lifecycle": dict(section, source="s")}
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")):
         read_facts(raw, {"s": "a source"}, "kvm.toml")
+
+
+_LATE = {"register": "ELR_EL2", "copy": r"\*vcpu_pc\(\w+\)", "live": r"read_sysreg_elr\(\)",
+         "saved_by": "save", "source": "s"}
+
+
+@pytest.mark.parametrize("item, problem", [
+    (dict(_LATE, copy="(unclosed"), "late_saved[0].copy: not a regular expression"),
+    (dict(_LATE, only_in="fixup_guest_exit"), "late_saved[0].only_in: expected an array"),
+    (dict(_LATE, spelling=["x"]), "late_saved[0].spelling: unknown key"),
+    ({k: v for k, v in _LATE.items() if k != "saved_by"}, "late_saved[0].saved_by: missing"),
+])
+def test_late_saved_facts_name_the_bad_key(item: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        read_facts({"late_saved": [item]}, {"s": "a source"}, "kvm.toml")
+
+
+def test_exit_handlers_match_names_and_prefixes() -> None:
+    facts = read_facts({"exit_window": {"handlers": ["kvm_hyp_handle_*", "handle_tx2_tvm"]}},
+                       {}, "kvm.toml")
+    assert facts.in_exit_handlers("kvm_hyp_handle_mops")
+    assert facts.in_exit_handlers("handle_tx2_tvm")
+    assert not facts.in_exit_handlers("handle_tx2_tvm_more")
+    assert not facts.in_exit_handlers("kvm_hyp_handles")

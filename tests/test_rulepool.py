@@ -1,0 +1,79 @@
+"""The rules in a worker process ([rules] workers, bot.rulepool): the same
+findings as in the main process, the first thread checked without waiting
+for a worker, and a worker that dies replaced without losing a thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+
+import pytest
+
+from bot.config import Config, RulesConfig
+from bot.data import ThreadResult
+from bot.pipeline import Checker
+from bot.sources import InputSet
+from tests.conftest import DATA
+
+# Real threads with findings of several rules (tests/data/labelled).
+INPUTS = sorted(str(p) for p in (DATA / "labelled").glob("problem-*.mbox"))
+
+
+def _config(workers: int) -> Config:
+    return dataclasses.replace(Config(), rules=RulesConfig(workers=workers))
+
+
+def _check_all(checker: Checker) -> list[ThreadResult]:
+    return [checker.check_thread(raws)
+            for raws in InputSet(INPUTS, checker.cfg.input).threads()]
+
+
+def _findings(results: list[ThreadResult]) -> list[object]:
+    return [res.rules for tr in results for res in tr.results]
+
+
+def test_the_worker_finds_what_the_main_process_finds() -> None:
+    with Checker(_config(0)) as here:
+        expected = _check_all(here)
+    with Checker(_config(1)) as pooled:
+        got = _check_all(pooled)
+        assert pooled.pool is not None
+    assert sum(len(r.findings) for r in _findings(expected)) >= 10
+    assert _findings(got) == _findings(expected)
+    assert [d for tr in got for r in tr.results for d in r.drafts] == \
+        [d for tr in expected for r in tr.results for d in r.drafts]
+
+
+def test_one_thread_is_checked_without_a_worker_process() -> None:
+    before = set(multiprocessing.active_children())
+    with Checker(_config(1)) as checker:
+        [raws] = list(InputSet(INPUTS[:1], checker.cfg.input).threads())
+        assert checker.check_thread(raws).results
+        assert set(multiprocessing.active_children()) == before
+
+
+def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> None:
+    # A real fault: the worker process is killed (as the OOM killer would)
+    # while it holds a thread's rules; that thread is checked in the main
+    # process instead, and the next threads get a new worker.
+    with Checker(_config(0)) as here:
+        expected = _findings(_check_all(here))
+    with Checker(_config(1)) as checker:
+        threads = list(InputSet(INPUTS, checker.cfg.input).threads())
+        results = [checker.check_thread(threads[0])]
+        before = set(multiprocessing.active_children())
+        started = checker.start_thread(threads[1])        # handed to the worker
+        workers = set(multiprocessing.active_children()) - before
+        assert workers, "no worker process was started for the second thread"
+        for proc in workers:
+            assert proc.pid is not None
+            os.kill(proc.pid, signal.SIGKILL)
+        results.append(checker.finish_thread(started))
+        results.extend(checker.check_thread(raws) for raws in threads[2:])
+        after = set(multiprocessing.active_children()) - before - workers
+        assert after, "no new worker process after the first one died"
+    assert _findings(results) == expected
+    lost = [r.getMessage() for r in caplog.records if "worker process lost" in r.getMessage()]
+    assert lost and "checking that series here" in lost[0]
