@@ -39,6 +39,7 @@ _MASKED_ROLES = SWITCH_ROLES | {Role.PANIC}
 _SKIP = re.compile(r"^\s*(?:[{}]|/\*|\*|//|#|$|(?:const\s+|static\s+)*(?:u64|u32|unsigned"
                    r"(?:\s+long)*|int)\s+\w+\s*;\s*$)")
 _ALT_IF = re.compile(r"^\s*alternative_if\s+(\w+)")
+_DEFINE = re.compile(r"^\s*#\s*define\b")
 _ALT_END = re.compile(r"^\s*alternative_(?:endif|else)")
 
 
@@ -90,15 +91,27 @@ def sequences(fact: ErratumSequence, fv: FileView) -> list[tuple[Line, Line]]:
     return out
 
 
+def _scope(fv: FileView, barrier: Line) -> list[Line]:
+    """The lines of the function, or of the macro the hunk shows, up to
+    the barrier."""
+    if barrier.function:
+        lines = fv.in_function(barrier.function)
+    else:
+        lines = [x for x in fv.lines if x.hunk == barrier.hunk and x.new_side]
+    lines = lines[:next((i for i, x in enumerate(lines) if x is barrier), len(lines))]
+    if not barrier.function:
+        start = max((i for i, x in enumerate(lines) if _DEFINE.match(x.text)), default=0)
+        lines = lines[start:]
+    return lines
+
+
 def _masked_before(fv: FileView, mdl: RegisterModel, barrier: Line) -> bool:
-    """The function masks interrupts before the barrier and has not
-    unmasked them since ([ops] irq_off/irq_on, an irqsave guard)."""
+    """The function (or macro) masks interrupts before the barrier and has
+    not unmasked them since ([ops] irq_off/irq_on, an irqsave guard)."""
     ops = mdl.facts.ops
     off, on = ops.get("irq_off", frozenset()), ops.get("irq_on", frozenset())
     state = False
-    for ln in fv.in_function(barrier.function):
-        if ln is barrier:
-            break
+    for ln in _scope(fv, barrier):
         words = set(re.findall(r"\w+", _code(ln.code)))
         if words & off or ("guard" in words and any("irq" in w for w in words)):
             state = True
@@ -196,7 +209,7 @@ def _one(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: RegisterM
     open_ctxs = mdl.facts.contexts_of(fv.path) - fact.masked
     if not open_ctxs or M.role(mdl, access.function, fv.path) in _MASKED_ROLES:
         return
-    if access.function and _masked_before(fv, mdl, barrier):
+    if _masked_before(fv, mdl, barrier):
         return
     if _return_carries(sv, pv, fact):
         return
