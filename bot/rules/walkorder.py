@@ -218,9 +218,12 @@ def _emit(emit: Emit, pv: PatchView, pair: Pair, fact: Reenable, trace: Trace, k
         what = ("after %s is written at %s with no isb between: a speculative walk may "
                 "still use the previous stage 2. What synchronises the %s write first?"
                 % (x.register, where, x.register))
+    own = ln.function == e.function and e.line <= (ln.new_no or 0) <= max(e.end, e.line)
+    this = ("this %s write" if own else "its %s write at line %d") % (
+        (fact.register,) if own else (fact.register, e.line))
     emit(Severity.WARNING if sure else Severity.QUESTION, pv, pv.file(e.path), ln,
          register=None,
-         message="With %s (%s), %s() turns %s back on (this %s write may leave %s clear) %s"
-         % (_cap_named(trace, fact), modes(ctxs), e.function, fact.name, fact.register,
+         message="With %s (%s), %s() turns %s back on: %s may leave %s clear %s"
+         % (_cap_named(trace, fact), modes(ctxs), e.function, fact.name, this,
             fact.disabled_by, what),
          evidence=(ln.text.rstrip(),))
