@@ -42,6 +42,23 @@ def test_a_neighbour_does_not_even_ask(directory: str, case: dict[str, Any], lin
         assert _mine(directory, _findings(patch, rules_ctx)) == []
 
 
+TRIGGERS = [(d, c) for d in MARKS for c in load_cases(DATA / d) if c["expect"] == "trigger"]
+
+
+@pytest.mark.parametrize("directory, case", TRIGGERS,
+                         ids=["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in TRIGGERS])
+def test_a_trigger_is_found_by_its_own_check(directory: str, case: dict[str, Any],
+                                            linux_repo: Path, tmp_path: Path,
+                                            rules_ctx) -> None:  # type: ignore[no-untyped-def]
+    patch = DATA / directory / case["file"]
+    runs = [tree_findings(patch, linux_repo, tmp_path)]
+    if case.get("without_tree"):
+        runs.append(_findings(patch, rules_ctx))
+    for found in runs:
+        assert any(f == p and abs(ln - a) <= 3 for f, ln, _ in _mine(directory, found)
+                   for p, a in case["anchors"]), _mine(directory, found)
+
+
 def test_sync_scope_names_fields_of_the_model() -> None:
     model = real_model()
     scopes = model.facts.order.sync_scopes

@@ -86,7 +86,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
     "exitwindow": ("shadow-vs-live", lambda f: "ELR_EL2" in f.message),
-    "walkorder": ("barrier", lambda f: "back on" in f.message),
+    "walkorder": ("barrier", lambda f: "back on" in f.message or "no longer sits" in f.message),
     "syncneed": ("barrier", lambda f: f.message.startswith("What needs this isb?")),
     "errseq": ("barrier", lambda f: "1508412" in f.message),
 }

@@ -141,7 +141,9 @@ def hits(trace: Trace, ctx: Ctx, fact: Reenable, mask: int,
                 out.append(("write", e, x))
                 break
         for x in reversed(evs[:i]):
-            if _synchronises(x, fact) or boundary(x):
+            # An isb only some paths run synchronises a write that is as
+            # conditional (taken as the same branch), not an unconditional one.
+            if (_synchronises(x, fact) and (e.cond or not x.cond)) or boundary(x):
                 break
             if x.kind is Ev.WRITE and x.register in fact.after_sync:
                 out.append(("sync", e, x))
