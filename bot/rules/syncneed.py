@@ -230,11 +230,12 @@ def _emit(emit: Emit, pv: PatchView, fv: FileView, ln: Line, mdl: RegisterModel,
     names = [f.name for reg, diff, _, _ in changed for f in mdl.decode(reg, diff)[0]]
     what = "; ".join("%s = %s" % (reg, " ".join(expr.split()).strip("()")) for reg, _, expr, _
                      in changed)
-    fields = ("only in %s" % ", ".join(dict.fromkeys(names))) if names else "in nothing"
+    change = ("agrees with the host's values on every field but %s, which only code at "
+              "EL1/EL0 sees" % ", ".join(dict.fromkeys(names))) if names else \
+        "agrees with the host's values on every field code at EL2 sees"
     emit(Severity.QUESTION, pv, fv, ln, register=regs[0], fields=names,
-         message="What needs this isb? The write before it (%s) differs from the host's "
-         "value %s, which only code at EL1/EL0 sees, and the exception return that gets "
-         "there is itself a context synchronisation event; %sno AT, TLBI or call comes "
-         "before the next isb or eret." % (
-             what, fields, "" if after == "sync" and whole else "as far as the patch shows, "),
+         message="What needs this isb? The write before it (%s) %s, and the exception "
+         "return that gets to EL1 is itself a context synchronisation event; %sno AT, TLBI "
+         "or call comes before the next isb or eret." % (
+             what, change, "" if after == "sync" and whole else "as far as the patch shows, "),
          evidence=(*(w for _, _, _, w in changed), ln.text.strip()))
