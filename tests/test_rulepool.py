@@ -77,3 +77,52 @@ def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> No
     assert _findings(results) == expected
     lost = [r.getMessage() for r in caplog.records if "worker process lost" in r.getMessage()]
     assert lost and "checking that series here" in lost[0]
+
+
+def test_a_worker_outlives_no_killed_main_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `bot check` over several threads, killed outright while its worker is
+    # up: the worker stops by itself and nothing holds the output open.
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text("[rules]\nworkers = 1\n")
+    env = dict(os.environ, BOT_CONFIG=str(cfg), BOT_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "check", "--format", "json",
+                             *INPUTS * 20], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    children = _children(proc.pid)
+    while not children and proc.poll() is None and time.monotonic() - t0 < 30:
+        time.sleep(0.05)
+        children = _children(proc.pid)
+    assert children, "no rules worker under the running bot check"
+    time.sleep(0.5)              # the worker is busy with rules
+    proc.kill()
+    t0 = time.monotonic()
+    proc.communicate(timeout=30)  # EOF: no worker holds stdout or stderr
+    while any(_alive(pid) for pid in children) and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open("/proc/%s/stat" % entry).read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
