@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.regmodel.reach import ConfigWork, read_config_work
 from bot.regmodel.tomlcheck import TomlTable
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
@@ -160,6 +161,9 @@ class KvmFacts:
     # accessor macros they use ([constants]: "NAME" or "name(params)" -> C).
     constants: Mapping[str, str] = field(default_factory=dict)
     loaders: Mapping[str, Loader] = field(default_factory=dict)
+    # Which configuration reaches the host's init code, and what one
+    # configuration's path may not keep to itself (bot.regmodel.reach).
+    config_work: ConfigWork = field(default_factory=ConfigWork)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -255,7 +259,8 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
                     round_trips=_round_trips(raw, sources, source),
                     constants=_constants(raw, sources, source),
-                    loaders=_loaders(raw, sources, source))
+                    loaders=_loaders(raw, sources, source),
+                    config_work=read_config_work(raw, sources, source, _contexts))
 
 
 def _loaders(raw: Mapping[str, Any], sources: Mapping[str, str],

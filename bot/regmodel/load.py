@@ -119,6 +119,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
     top.only("schema", "sources", "registers", "flag_sets", "functions", "values", "places",
              "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
              "file_eras",
+             "reach", "config_work", "hyp_state", "e2h_state",
              "releases",
              "snapshot_files")
     if raw.get("schema") != 1:
