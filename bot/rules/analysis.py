@@ -275,6 +275,7 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     names.update(ops.get("per_vm_registers", frozenset()))
     names.update(ops.get("per_vm_tests", frozenset()))
     names.update(g.arg or g.name for g in model.facts.guards)
+    names.update(model.facts.config_work.e2h_names())
     return frozenset(names)
 
 
