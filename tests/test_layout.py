@@ -266,6 +266,9 @@ GLOBBED = {
     "capmerge": "tests/test_rules_values.py",
     "loadedcopy": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
+    "onepath": "tests/test_rules_values.py",
+    "onepathop": "tests/test_rules_values.py",
+    "e2honly": "tests/test_rules_values.py",
 }
 
 

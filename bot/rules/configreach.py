@@ -61,7 +61,7 @@ from bot.rules.cstmt import (
 )
 from bot.rules.guards import guard_names, guard_split
 from bot.rules.semantic import file_functions, hunk_functions
-from bot.rules.stmtparse import parse_statements
+from bot.rules.stmtparse import function_from_lines, parse_statements
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +332,11 @@ class _Effects:
                 self.writes.add(target)
             stack.extend(args[1:])
             return
+        if name not in self.accessors:
+            # A variable handed by address to a function may be filled by it.
+            for arg in args:
+                if isinstance(arg, Unary) and arg.op == "&" and isinstance(arg.operand, Name):
+                    self.writes.add(arg.operand.id)
         stack.extend(args)
 
 
@@ -384,8 +389,9 @@ class Program:
     new_functions: set[tuple[str, str]] = field(default_factory=set)   # (path, name)
     _reach: dict[tuple[str, str], Reach] = field(default_factory=dict)
     _stages: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-    _effects: dict[tuple[str, str], Effects] = field(default_factory=dict)
-    _site_effects: dict[tuple[str, int, int], Effects] = field(default_factory=dict)
+    _effects: dict[tuple[str, str, frozenset[Ctx]], Effects] = field(default_factory=dict)
+    _site_effects: dict[tuple[str, int, int, frozenset[Ctx]], Effects] = field(
+        default_factory=dict)
 
     @property
     def work(self) -> ConfigWork:
@@ -407,37 +413,48 @@ class Program:
 
     # -- effects --------------------------------------------------------------------
 
-    def effects(self, site: Site) -> Effects:
-        """What the statement does, with what the functions it calls do."""
-        key = (site.fn.path, id(site.fn), site.line)
+    def effects(self, site: Site, contexts: frozenset[Ctx] | None = None) -> Effects:
+        """What the statement does in `contexts` (default: wherever it runs),
+        with what the functions it calls do there."""
+        ctxs = self.site_contexts(site) if contexts is None else contexts
+        key = (site.fn.path, id(site.fn), site.line, ctxs)
         got = self._site_effects.get(key)
         if got is None:
             own = stmt_effects(site.stmt, self.facts)
             got = own
-            for name in own.calls:
-                got = got | self.fn_effects(name, site.fn.path, 1)
+            for name in sorted(own.calls):
+                got = got | self.fn_effects(name, site.fn.path, 1, ctxs)
             self._site_effects[key] = got
         return got
 
-    def fn_effects(self, name: str, path: str, depth: int) -> Effects:
-        key = (path, name)
+    def fn_effects(self, name: str, path: str, depth: int,
+                   contexts: frozenset[Ctx] | None = None) -> Effects:
+        """What a call of `name` does in `contexts`: the statements of its
+        body that run there, and what they call (the calls only some
+        configurations make inside it count for those only)."""
+        fn = self.function(name, path)
+        place = self.facts.contexts_of(fn.path if fn is not None else path)
+        want = place if contexts is None else _same_modes(place, contexts)
+        key = (path, name, want)
         if key in self._effects:
             return self._effects[key]
         self._effects[key] = Effects()     # a recursive call adds nothing more
-        fn = self.function(name, path)
         out = Effects()
         if fn is not None and depth <= _DEPTH:
             calls: set[str] = set()
             for st in self.sites(fn):
+                ctxs = st.contexts & want
+                if not ctxs:
+                    continue
                 e = stmt_effects(st.stmt, self.facts)
                 out = out | Effects(writes=e.writes, reads=e.reads, ops=e.ops)
                 calls |= e.calls
-            for callee in sorted(calls - {name}):
-                sub = self.fn_effects(callee, fn.path, depth + 1)
-                out = out | Effects(writes=sub.writes, reads=sub.reads, ops=sub.ops)
+                for callee in sorted(e.calls - {name}):
+                    sub = self.fn_effects(callee, fn.path, depth + 1, ctxs)
+                    out = out | Effects(writes=sub.writes, reads=sub.reads, ops=sub.ops)
             out = out | Effects(calls=frozenset(calls))
         for st in self.work.hyp_state.values():
-            if name in st.written_by:
+            if name in st.written_by and want:
                 out = out | Effects(writes=frozenset({st.name}))
         self._effects[key] = out
         return out
@@ -477,15 +494,18 @@ class Program:
         for st, how in shown:
             by_caller.setdefault(st.fn.name, []).append((st, how))
         via_data: dict[str, list[str]] = {}
-        for edge in self.work.edges_to(fn.name, fn.path):
+        edges = self.work.edges_to(fn.name, fn.path)
+        # kvm.toml names every caller of a callee it lists.
+        complete = complete or bool(edges)
+        for edge in edges:
             caller = self.function(edge.caller, fn.path)
-            calls = by_caller.get(edge.caller, [])
-            if calls and not any(st.cond for st, _ in calls):
-                continue    # the text shows the call and what it tests
-            if caller is not None and caller.complete and not calls:
-                continue    # the caller no longer calls it
+            if caller is not None and caller.complete:
+                continue    # the text shows whether and under what it calls
+            if caller is None and fn.path in self.whole:
+                continue    # no such caller in this kernel
+            # A caller the hunks show in part: the test around the call may be
+            # above what they show, and kvm.toml knows it.
             by_caller.pop(edge.caller, None)
-            complete = True
             ctxs = self.facts.contexts_of(fn.path)
             if edge.guard:
                 split = guard_split(self.facts, expr_from_text(edge.guard.lstrip("!") + "()"),
@@ -526,7 +546,7 @@ class Program:
         """Why the statement runs only where it does, in words."""
         r = self.reach(site.fn)
         if site.contexts != self.facts.contexts_of(site.fn.path) and site.guards:
-            own = "it runs only %s" % _under(" && ".join(site.guards))
+            own = "the statement runs only %s" % _under(" && ".join(site.guards))
             return own + ("; " + r.why if r.why else "")
         return r.why
 
@@ -591,7 +611,7 @@ def program(sv: SeriesView, pv: PatchView, facts: KvmFacts, side: str) -> Progra
             scope = [(i + 1, t) for i, t in enumerate(lines) if i + 1 not in inside]
             added: set[str] = set()
         else:
-            fns = hunk_functions(fv, side)
+            fns = _hunk_functions(fv, side)
             shown = [ln for ln in fv.lines if (ln.new_side if side == "new" else ln.old_side)
                      and ln.function is None]
             scope = [((ln.new_no if side == "new" else ln.old_no) or 0, ln.text)
@@ -607,6 +627,48 @@ def program(sv: SeriesView, pv: PatchView, facts: KvmFacts, side: str) -> Progra
     return prog
 
 
+def _hunk_functions(fv: FileView, side: str) -> list[Function]:
+    """hunk_functions(), with the new side's lines that a hunk header
+    names by a function the patch renames (the header quotes the old file)
+    given to the function defined above them."""
+    if side != "new":
+        return hunk_functions(fv, side)
+    defined: dict[str, int] = {}
+    gone: set[str] = set()
+    for ln in fv.lines:
+        if ln.function and ln.text[:1].isalpha() and _def_line(ln.function).match(ln.text):
+            if ln.removed:
+                gone.add(ln.function)
+            elif ln.new_no:
+                defined[ln.function] = ln.new_no
+    gone -= set(defined)
+    if not gone:
+        return hunk_functions(fv, side)
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for ln in fv.lines:
+        if not ln.new_side or ln.function is None or ln.new_no is None:
+            continue
+        name = ln.function
+        if name in gone:
+            above = [(no, n) for n, no in defined.items() if no <= ln.new_no]
+            if not above:
+                continue
+            name = max(above)[1]
+        groups.setdefault(name, []).append((ln.new_no, ln.text))
+    out: list[Function] = []
+    for name, numbered in groups.items():
+        numbered.sort()
+        gaps = any(b[0] - a[0] != 1 for a, b in zip(numbered, numbered[1:], strict=False))
+        has_start = any(_def_line(name).match(text) for _, text in numbered[:4])
+        out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
+                                       has_end=numbered[-1][1].startswith("}"), gaps=gaps))
+    return out
+
+
+def _def_line(name: str) -> re.Pattern[str]:
+    return re.compile(r"^[A-Za-z_][^;]*\b%s\s*\(" % re.escape(name))
+
+
 def _new_functions(fv: FileView, fns: list[Function]) -> set[tuple[str, str]]:
     """Functions whose definition the patch adds, with no definition of the
     same name removed or kept (every call of one is an added line)."""
@@ -614,7 +676,7 @@ def _new_functions(fv: FileView, fns: list[Function]) -> set[tuple[str, str]]:
     for fn in fns:
         if not fn.has_start:
             continue
-        pattern = re.compile(r"^[A-Za-z_][^;]*\b%s\s*\(" % re.escape(fn.name))
+        pattern = _def_line(fn.name)
         defs = [ln for ln in fv.lines if pattern.match(ln.text)]
         if defs and all(ln.added for ln in defs):
             out.add((fv.path, fn.name))

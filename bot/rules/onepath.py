@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.regmodel.facts import KvmFacts
+from bot.regmodel.facts import Ctx, KvmFacts
 from bot.regmodel.reach import HypState
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.configreach import (
@@ -44,8 +44,10 @@ from bot.rules.configreach import (
     stmt_effects,
 )
 from bot.rules.core import Severity, Status
+from bot.rules.cstmt import If, Loop, Switch
 
 _SIDE = {"vhe": "VHE", "nvhe": "nVHE"}
+_A = {"vhe": "a VHE", "nvhe": "an nVHE"}
 _OTHER = {"vhe": "nvhe", "nvhe": "vhe"}
 _STAGE_WORDS = {"boot": "at KVM's initialisation", "cpu-init": "at each CPU's hyp init"}
 
@@ -163,7 +165,10 @@ def _reader(prog: Program, var: str, path: str, side: str) -> Site | HypState | 
         if fn.path != path:
             continue
         for st in prog.sites(fn):
-            if var in stmt_effects(st.stmt, prog.facts).reads \
+            # A test of it may well mean "the other path ran"; a use of its
+            # value needs it set up.
+            if not isinstance(st.stmt, (If, Loop, Switch)) \
+                    and var in stmt_effects(st.stmt, prog.facts).reads \
                     and side in modes(prog.site_contexts(st)):
                 return st
     return None
@@ -176,9 +181,15 @@ def _written_on(prog: Program, var: str, path: str, side: str) -> bool:
         if (static and fn.path != path) or not _host(prog.facts, fn.path):
             continue
         for st in prog.sites(fn):
-            if var in prog.effects(st).writes and side in modes(prog.site_contexts(st)):
+            ctxs = _on(prog.site_contexts(st), side)
+            if ctxs and var in prog.effects(st, ctxs).writes:
                 return True
     return False
+
+
+def _on(contexts: frozenset[Ctx], side: str) -> frozenset[Ctx]:
+    """The contexts of one side ("vhe", "nvhe")."""
+    return frozenset(c for c in contexts if modes(frozenset({c})) == {side})
 
 
 def _state_message(prog: Program, h: _Hit) -> str:
@@ -186,13 +197,15 @@ def _state_message(prog: Program, h: _Hit) -> str:
     who = "%s() sets up" % h.via if h.via else "this sets up"
     why = prog.why(h.site)
     if isinstance(h.reader, HypState):
-        reads = "the %s world switch reads it (%s)" % (other, h.reader.note or h.reader.name)
+        reads = "the %s world switch reads it%s" % (
+            other, " (%s)" % h.reader.note if h.reader.note else "")
     else:
         assert h.reader is not None
         reads = "%s() reads it under %s as well" % (h.reader.fn.name, other)
     return ("%s %s on the %s path only%s, but %s, and nothing on the %s path sets it up: "
-            "what initialises it for a %s host?" % (
-                who, h.what, _SIDE[h.side], " (%s)" % why if why else "", reads, other, other))
+            "what initialises it for %s host?" % (
+                who, h.what, _SIDE[h.side], " (%s)" % why if why else "", reads, other,
+                _A[_OTHER[h.side]]))
 
 
 # -- operations --------------------------------------------------------------------
@@ -233,8 +246,8 @@ def _op_on(prog: Program, ops: frozenset[str], side: str, stages: frozenset[str]
         if not _host(prog.facts, fn.path):
             continue
         for st in prog.sites(fn):
-            if prog.effects(st).ops & ops and side in modes(prog.site_contexts(st)) \
-                    and prog.stages(fn) & stages:
+            ctxs = _on(prog.site_contexts(st), side)
+            if ctxs and prog.effects(st, ctxs).ops & ops and prog.stages(fn) & stages:
                 return True
     return False
 
@@ -244,16 +257,33 @@ def _op_message(prog: Program, h: _Hit, stages: frozenset[str], moved: bool) -> 
     when = " and ".join(_STAGE_WORDS.get(s, "in the %s stage" % s) for s in sorted(stages))
     why = prog.why(h.site)
     return ("this maintenance of the guest's TLBs or instruction cache (%s%s) %s %s on %s "
-            "only%s, and nothing %s runs %s does it: a %s host runs guests on the same CPUs, "
+            "only%s, and nothing %s runs %s does it: %s host runs guests on the same CPUs, "
             "does it not need the same?" % (
                 h.what, ", in %s()" % h.via if h.via else "", "now runs" if moved else "runs",
-                when, _SIDE[h.side], " (%s)" % why if why else "", other, when, other))
+                when, _SIDE[h.side], " (%s)" % why if why else "", other, when,
+                _A[_OTHER[h.side]]))
 
 
 def _top(prog: Program, hits: list[_Hit]) -> list[_Hit]:
-    """Hits not inside a helper another hit's statement calls for the same
-    work (the call in init_hyp_mode(), not the helper's own lines)."""
+    """Hits not inside a helper another hit's statement reaches for the
+    same work (the call in init_hyp_mode(), not the helper's own lines)."""
     called: dict[str, set[str]] = {}
     for h in hits:
-        called.setdefault(h.what, set()).update(stmt_effects(h.site.stmt, prog.facts).calls)
+        called.setdefault(h.what, set()).update(_reached(prog, h.site))
     return [h for h in hits if h.site.fn.name not in called.get(h.what, set())]
+
+
+def _reached(prog: Program, site: Site) -> set[str]:
+    """The functions a statement calls, and those they call, in view."""
+    todo = list(stmt_effects(site.stmt, prog.facts).calls)
+    seen: set[str] = set()
+    while todo and len(seen) < 64:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        fn = prog.function(name, site.fn.path)
+        if fn is not None:
+            for st in prog.sites(fn):
+                todo.extend(stmt_effects(st.stmt, prog.facts).calls)
+    return seen
