@@ -224,6 +224,10 @@ def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:
     return frozenset(out)
 
 
+def _context_names(t: TomlTable, key: str, required: bool) -> frozenset[str]:
+    return frozenset(c.value for c in _contexts(t, key, required))
+
+
 def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> KvmFacts:
     """The facts sections of kvm.toml; problems name the dotted key."""
     places: list[Place] = []
@@ -260,7 +264,7 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     round_trips=_round_trips(raw, sources, source),
                     constants=_constants(raw, sources, source),
                     loaders=_loaders(raw, sources, source),
-                    config_work=read_config_work(raw, sources, source, _contexts))
+                    config_work=read_config_work(raw, sources, source, _context_names))
 
 
 def _loaders(raw: Mapping[str, Any], sources: Mapping[str, str],

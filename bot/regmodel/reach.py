@@ -21,15 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.errors import ConfigError
 from bot.regmodel.tomlcheck import TomlTable
 
-if TYPE_CHECKING:
-    from bot.regmodel.facts import Ctx
-
-ContextsOf = Callable[[TomlTable, str, bool], "frozenset[Ctx]"]
+# Reads a key naming execution contexts, checked against bot.regmodel.facts.Ctx
+# (which imports this module): the names come back.
+ContextsOf = Callable[[TomlTable, str, bool], frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +49,7 @@ class HypState:
     """Per-CPU state the hypervisor reads on the vcpu run path ([[hyp_state]])."""
 
     name: str
-    read_in: frozenset[Ctx]
+    read_in: frozenset[str]        # execution contexts (bot.regmodel.facts.Ctx values)
     written_by: tuple[str, ...]
     source: str = ""
     note: str = ""
@@ -78,7 +77,7 @@ class ConfigWork:
     hyp_calls: frozenset[str] = frozenset()
     percpu_accessors: frozenset[str] = frozenset()
     percpu_defines: frozenset[str] = frozenset()
-    e2h_contexts: frozenset[Ctx] = frozenset()
+    e2h_contexts: frozenset[str] = frozenset()     # Ctx values
     hyp_state: Mapping[str, HypState] = field(default_factory=dict)
     e2h_state: tuple[E2hState, ...] = ()
 

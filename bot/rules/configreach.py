@@ -21,6 +21,7 @@ the bodies of the functions it calls. Pure.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -275,7 +276,7 @@ class _Effects:
 
     def asm(self, text: str) -> None:
         words = re.findall(r"\w+", text.lower())
-        for a, b in zip(words, words[1:], strict=False):
+        for a, b in itertools.pairwise(words):
             if (a == "tlbi" and b in self.work.tlbi) or (a == "ic" and b in self.work.ic):
                 self.ops.add("%s %s" % (a, b))
 
@@ -453,9 +454,9 @@ class Program:
                     sub = self.fn_effects(callee, fn.path, depth + 1, ctxs)
                     out = out | Effects(writes=sub.writes, reads=sub.reads, ops=sub.ops)
             out = out | Effects(calls=frozenset(calls))
-        for st in self.work.hyp_state.values():
-            if name in st.written_by and want:
-                out = out | Effects(writes=frozenset({st.name}))
+        for state in self.work.hyp_state.values():
+            if name in state.written_by and want:
+                out = out | Effects(writes=frozenset({state.name}))
         self._effects[key] = out
         return out
 
@@ -605,7 +606,7 @@ def program(sv: SeriesView, pv: PatchView, facts: KvmFacts, side: str) -> Progra
             fns = list(file_functions(path, text))
             prog.whole.add(path)
             lines = text.split("\n")
-            inside = set()
+            inside: set[int] = set()
             for fn in fns:
                 inside.update(range(fn.start, fn.end + 1))
             scope = [(i + 1, t) for i, t in enumerate(lines) if i + 1 not in inside]
@@ -658,7 +659,7 @@ def _hunk_functions(fv: FileView, side: str) -> list[Function]:
     out: list[Function] = []
     for name, numbered in groups.items():
         numbered.sort()
-        gaps = any(b[0] - a[0] != 1 for a, b in zip(numbered, numbered[1:], strict=False))
+        gaps = any(b[0] - a[0] != 1 for a, b in itertools.pairwise(numbered))
         has_start = any(_def_line(name).match(text) for _, text in numbered[:4])
         out.append(function_from_lines(name, fv.path, numbered, has_start=has_start,
                                        has_end=numbered[-1][1].startswith("}"), gaps=gaps))

@@ -48,10 +48,11 @@ def check(emit: Emit, pv: PatchView, facts: KvmFacts) -> None:
             if state is None:
                 continue
             ctxs = _where(fv, ln, base, facts, state)
-            clear = ctxs - work.e2h_contexts
+            e2h = frozenset(Ctx(n) for n in work.e2h_contexts)
+            clear = ctxs - e2h
             if Ctx.VHE in ctxs or not clear:
                 continue
-            set_too = ctxs & work.e2h_contexts
+            set_too = ctxs & e2h
             emit(Severity.QUESTION, pv, fv, ln, register=None,
                  message="%s exists at EL2 only when HCR_EL2.E2H is 1, and only the nVHE "
                  "hypervisor runs this: under %s E2H is 0 here%s, so the write does nothing. "

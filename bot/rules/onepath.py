@@ -159,7 +159,7 @@ def _tracked(prog: Program, var: str, path: str) -> bool:
 def _reader(prog: Program, var: str, path: str, side: str) -> Site | HypState | None:
     """Code the other configuration runs that reads `var`."""
     state = prog.work.hyp_state.get(var)
-    if state is not None and side in modes(state.read_in):
+    if state is not None and side in modes(frozenset(Ctx(n) for n in state.read_in)):
         return state
     for fn in prog.all_functions():
         if fn.path != path:
