@@ -389,6 +389,7 @@ class Program:
     scopes: dict[str, FileScope] = field(default_factory=dict)
     new_functions: set[tuple[str, str]] = field(default_factory=set)   # (path, name)
     _reach: dict[tuple[str, str], Reach] = field(default_factory=dict)
+    _index: dict[str, list[tuple[Site, str]]] | None = None
     _stages: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     _effects: dict[tuple[str, str, frozenset[Ctx]], Effects] = field(default_factory=dict)
     _site_effects: dict[tuple[str, int, int, frozenset[Ctx]], Effects] = field(
@@ -465,19 +466,27 @@ class Program:
     def callers(self, fn: Function) -> tuple[list[tuple[Site, str]], bool]:
         """The statements that call `fn` (or hand it on as a pointer: "ptr"),
         and whether those are all of them."""
-        out: list[tuple[Site, str]] = []
-        for other in self.all_functions():
-            if other is fn or (fn.static and other.path != fn.path):
-                continue
-            for st in self.sites(other):
-                e = stmt_effects(st.stmt, self.facts)
-                if fn.name in e.calls:
-                    out.append((st, "call"))
-                elif fn.name in e.reads:
-                    out.append((st, "ptr"))
+        out = [(st, how) for st, how in self._uses().get(fn.name, ())
+               if st.fn is not fn and (not fn.static or st.fn.path == fn.path)]
         complete = (fn.path in self.whole and fn.static) or (fn.path, fn.name) in \
             self.new_functions
         return out, complete
+
+    def _uses(self) -> dict[str, list[tuple[Site, str]]]:
+        """Every name the program's statements call ("call") or name
+        otherwise ("ptr"), with the statements (built once)."""
+        if self._index is None:
+            index: dict[str, list[tuple[Site, str]]] = {}
+            for other in self.all_functions():
+                for st in self.sites(other):
+                    e = stmt_effects(st.stmt, self.facts)
+                    for name in e.calls:
+                        index.setdefault(name, []).append((st, "call"))
+                    for name in e.reads - e.calls:
+                        if name in self.functions:
+                            index.setdefault(name, []).append((st, "ptr"))
+            self._index = index
+        return self._index
 
     def reach(self, fn: Function, _seen: frozenset[tuple[str, str]] = frozenset()) -> Reach:
         """Where `fn` runs: its file's place, narrowed by what its callers
