@@ -4,19 +4,16 @@ KVM's host code runs under VHE (the host kernel at EL2) and under nVHE,
 protected nVHE and hVHE (the host at EL1, a separate hypervisor at EL2),
 but not all of it in each: kvm_arm_init() calls init_hyp_mode() only when
 !is_kernel_in_hyp_mode(), cpu_hyp_init_context() calls cpu_init_hyp_mode()
-only then. What a function's callers test (kvm.toml [[guards]]) decides
-where it runs; where neither a tree nor the hunks show a caller, kvm.toml
-[[reach]] says who calls it under which test.
+only then. What a function's callers test (kvm.toml [[guards]]) around
+the calls decides where it runs; where neither a tree nor the hunks show
+a caller whole, kvm.toml [[reach]] says who calls it under which test.
 
 A `Program` is one side of a patch as far as it can be seen: whole files
-with a kernel tree, the hunks without one. `sites()` walks a function's
-statements with the contexts each runs in (a configuration test splits
-them, an early return under one drops them, a local holding a test is
-followed); `Program.reach()` joins those over the function's callers. Also
-here: what a statement does that other code may rely on (`Effects`: the
-file-scope or per-CPU variables it writes and reads, TLB and cache
-maintenance of the guest's regime, the functions it calls), followed into
-the bodies of the functions it calls. Pure.
+with a kernel tree, the hunks without one, and what their file scope
+declares. `Program.reach()` joins the contexts of the statements that call
+a function (bot.rules.configsites) over its callers; `Program.effects()`
+follows what a statement does (bot.rules.stmteffects) into the functions
+it calls, in the configurations that make the call. Pure.
 """
 
 from __future__ import annotations
@@ -31,37 +28,12 @@ from bot.parse.csource import is_asm
 from bot.regmodel.facts import Ctx, KvmFacts
 from bot.regmodel.reach import ConfigWork
 from bot.rules.analysis import FileView, PatchView, SeriesView
-from bot.rules.cexpr import (
-    Assign,
-    Binary,
-    Call,
-    Cast,
-    Expr,
-    Index,
-    Member,
-    Name,
-    Ternary,
-    Unary,
-    call_name,
-    expr_from_text,
-    tokenize,
-)
-from bot.rules.cstmt import (
-    Asm,
-    Block,
-    Decl,
-    ExprStmt,
-    Function,
-    If,
-    Jump,
-    Label,
-    Loop,
-    Return,
-    Stmt,
-    Switch,
-)
-from bot.rules.guards import guard_names, guard_split
+from bot.rules.cexpr import expr_from_text, tokenize
+from bot.rules.configsites import Site, sites
+from bot.rules.cstmt import Decl, Function
+from bot.rules.guards import guard_split
 from bot.rules.semantic import file_functions, hunk_functions
+from bot.rules.stmteffects import Effects, stmt_effects
 from bot.rules.stmtparse import function_from_lines, parse_statements
 
 logger = logging.getLogger(__name__)
@@ -70,301 +42,11 @@ _DEPTH = 6   # callers followed up, callees followed down
 
 
 @dataclass(frozen=True, slots=True)
-class Site:
-    """One statement of a function and the contexts it runs in there
-    (the function's own callers not yet applied)."""
-
-    fn: Function
-    stmt: Stmt
-    line: int
-    end: int
-    contexts: frozenset[Ctx]
-    guards: tuple[str, ...]    # configuration tests in force ("!" when negated)
-    cond: bool                 # under a test of data, not of the configuration
-
-
-@dataclass(frozen=True, slots=True)
 class Reach:
     """Where a function runs, and why there only (empty when nothing restricts it)."""
 
     contexts: frozenset[Ctx]
     why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Effects:
-    """What statements do that other code may rely on."""
-
-    writes: frozenset[str] = frozenset()
-    reads: frozenset[str] = frozenset()
-    ops: frozenset[str] = frozenset()      # "tlbi alle1", "__kvm_flush_vm_context()"
-    calls: frozenset[str] = frozenset()    # called directly, or run at EL2 by a hyp call
-
-    def __or__(self, other: Effects) -> Effects:
-        return Effects(writes=self.writes | other.writes, reads=self.reads | other.reads,
-                       ops=self.ops | other.ops, calls=self.calls | other.calls)
-
-
-def modes(contexts: frozenset[Ctx]) -> frozenset[str]:
-    """"vhe" and/or "nvhe" (nVHE, protected nVHE and hVHE are one side)."""
-    return frozenset("vhe" if c.mode == "vhe" else "nvhe" for c in contexts)
-
-
-def one_side(contexts: frozenset[Ctx]) -> str | None:
-    """"nvhe" when only the nVHE family runs it (plain nVHE among them),
-    "vhe" when only VHE does; None when both or neither."""
-    if Ctx.VHE in contexts:
-        return "vhe" if contexts <= {Ctx.VHE} else None
-    return "nvhe" if contexts & {Ctx.NVHE_HOST, Ctx.NVHE_HYP} else None
-
-
-# -- statements with their contexts ------------------------------------------------
-
-_SITES: dict[int, tuple[Function, tuple[Site, ...]]] = {}
-
-
-def sites(fn: Function, facts: KvmFacts) -> tuple[Site, ...]:
-    """Every statement of `fn` with the contexts it runs in (memoised per function)."""
-    got = _SITES.get(id(fn))
-    if got is not None and got[0] is fn:
-        return got[1]
-    walker = _Walker(fn, facts)
-    walker.block(fn.body, facts.contexts_of(fn.path), (), False)
-    out = tuple(walker.out)
-    if len(_SITES) > 20000:
-        _SITES.clear()
-    _SITES[id(fn)] = (fn, out)
-    return out
-
-
-class _Walker:
-    def __init__(self, fn: Function, facts: KvmFacts) -> None:
-        self.fn, self.facts = fn, facts
-        self.entry = facts.contexts_of(fn.path)
-        self.aliases: dict[str, Expr] = {}     # locals holding a configuration test
-        self.out: list[Site] = []
-
-    def site(self, stmt: Stmt, end: int, ctxs: frozenset[Ctx], guards: tuple[str, ...],
-             cond: bool) -> None:
-        self.out.append(Site(fn=self.fn, stmt=stmt, line=stmt.line, end=max(end, stmt.line),
-                             contexts=ctxs, guards=guards, cond=cond))
-
-    def block(self, stmts: tuple[Stmt, ...] | list[Stmt], ctxs: frozenset[Ctx],
-              guards: tuple[str, ...], cond: bool) -> frozenset[Ctx]:
-        """Walk statements in order; the contexts that run past them."""
-        for stmt in stmts:
-            ctxs = self.stmt(stmt, ctxs, guards, cond)
-        return ctxs
-
-    def stmt(self, stmt: Stmt, ctxs: frozenset[Ctx], guards: tuple[str, ...],
-             cond: bool) -> frozenset[Ctx]:
-        if isinstance(stmt, Block):
-            return self.block(stmt.stmts, ctxs, guards, cond)
-        if isinstance(stmt, Label):
-            return self.entry      # a goto may land here from anywhere
-        if isinstance(stmt, If):
-            self.site(stmt, stmt.cond_end, ctxs, guards, cond)
-            test = self._subst(stmt.cond)
-            split = guard_split(self.facts, test, ctxs)
-            if split is None:
-                then = self.stmt(stmt.then, ctxs, guards, True)
-                other = self.stmt(stmt.other, ctxs, guards, True) if stmt.other else ctxs
-                return then | other
-            names = tuple(guard_names(self.facts, test))
-            yes, no, _ = split
-            negated = tuple(n[1:] if n.startswith("!") else "!" + n for n in names)
-            then = self.stmt(stmt.then, yes, guards + names, cond) if yes else frozenset()
-            if stmt.other is not None:
-                other = self.stmt(stmt.other, no, guards + negated, cond) if no else no
-            else:
-                other = no
-            return then | other
-        if isinstance(stmt, (Loop, Switch)):
-            self.site(stmt, stmt.line, ctxs, guards, cond)
-            self.stmt(stmt.body, ctxs, guards, True)
-            return ctxs
-        # A fragment's first lines may close a block the hunk does not show:
-        # only a function seen from its start leaves it there.
-        if isinstance(stmt, Return):
-            self.site(stmt, stmt.end, ctxs, guards, cond)
-            return frozenset() if self.fn.seen_from_start else ctxs
-        if isinstance(stmt, Jump):
-            return frozenset() if stmt.kind == "goto" and self.fn.seen_from_start else ctxs
-        if isinstance(stmt, Decl):
-            for d in stmt.names:
-                if d.init is not None and self._is_test(d.init):
-                    self.aliases[d.name] = d.init
-            self.site(stmt, stmt.end, ctxs, guards, cond)
-            return ctxs
-        if isinstance(stmt, ExprStmt):
-            e = stmt.expr
-            if isinstance(e, Assign) and e.op == "=" and isinstance(e.target, Name) \
-                    and self._is_test(e.value):
-                self.aliases[e.target.id] = e.value
-            self.site(stmt, stmt.end, ctxs, guards, cond)
-            return ctxs
-        self.site(stmt, stmt.line, ctxs, guards, cond)
-        return ctxs
-
-    def _is_test(self, expr: Expr) -> bool:
-        split = guard_split(self.facts, expr, self.entry)
-        return split is not None and split[2]
-
-    def _subst(self, expr: Expr) -> Expr:
-        """The condition with locals that hold a configuration test replaced by it."""
-        if isinstance(expr, Name) and expr.id in self.aliases:
-            return self.aliases[expr.id]
-        if isinstance(expr, Unary) and expr.op == "!":
-            return Unary(op="!", operand=self._subst(expr.operand))
-        if isinstance(expr, Binary) and expr.op in ("&&", "||"):
-            return Binary(op=expr.op, left=self._subst(expr.left), right=self._subst(expr.right))
-        return expr
-
-
-# -- what statements do --------------------------------------------------------------
-
-def _root(expr: Expr, accessors: frozenset[str]) -> str | None:
-    """The variable an lvalue (or a per-CPU accessor's argument) names."""
-    while True:
-        if isinstance(expr, Name):
-            return expr.id
-        if isinstance(expr, (Index, Member)):
-            expr = expr.base
-        elif isinstance(expr, (Unary, Cast)) and (not isinstance(expr, Unary)
-                                                   or expr.op in ("*", "&")):
-            expr = expr.operand
-        elif isinstance(expr, Call) and call_name(expr) in accessors and expr.args:
-            expr = expr.args[0]
-        else:
-            return None
-
-
-class _Effects:
-    """Collects what one statement's expressions do."""
-
-    def __init__(self, facts: KvmFacts) -> None:
-        work = facts.config_work
-        self.work = work
-        self.accessors = work.percpu_accessors | facts.ops.get("percpu", frozenset()) \
-            | facts.ops.get("percpu_write", frozenset())
-        self.writers = facts.ops.get("percpu_write", frozenset())
-        self.tlbi = facts.ops.get("tlbi", frozenset())
-        self.writes: set[str] = set()
-        self.reads: set[str] = set()
-        self.ops: set[str] = set()
-        self.calls: set[str] = set()
-
-    def result(self) -> Effects:
-        return Effects(writes=frozenset(self.writes), reads=frozenset(self.reads),
-                       ops=frozenset(self.ops), calls=frozenset(self.calls))
-
-    def stmt(self, stmt: Stmt) -> None:
-        if isinstance(stmt, ExprStmt):
-            self.expr(stmt.expr)
-        elif isinstance(stmt, Decl):
-            for d in stmt.names:
-                if d.init is not None:
-                    self.expr(d.init)
-        elif isinstance(stmt, (If, Loop)):
-            self.expr(stmt.cond)
-        elif isinstance(stmt, Switch):
-            self.expr(stmt.expr)
-        elif isinstance(stmt, Return) and stmt.value is not None:
-            self.expr(stmt.value)
-        elif isinstance(stmt, Asm):
-            self.asm(stmt.text)
-
-    def asm(self, text: str) -> None:
-        words = re.findall(r"\w+", text.lower())
-        for a, b in itertools.pairwise(words):
-            if (a == "tlbi" and b in self.work.tlbi) or (a == "ic" and b in self.work.ic):
-                self.ops.add("%s %s" % (a, b))
-
-    def expr(self, root: Expr) -> None:
-        stack: list[Expr] = [root]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, Name):
-                self.reads.add(node.id)
-            elif isinstance(node, Call):
-                self.call(node, stack)
-            elif isinstance(node, Assign):
-                target = _root(node.target, self.accessors)
-                if target is not None:
-                    self.writes.add(target)
-                    if node.op != "=":
-                        self.reads.add(target)
-                stack.extend(_inner(node.target))
-                stack.append(node.value)
-            elif isinstance(node, Binary):
-                stack.extend((node.left, node.right))
-            elif isinstance(node, (Unary, Cast)):
-                stack.append(node.operand)
-            elif isinstance(node, Member):
-                stack.append(node.base)
-            elif isinstance(node, Index):
-                stack.extend((node.base, node.index))
-            elif isinstance(node, Ternary):
-                stack.extend((node.cond, node.then, node.other))
-
-    def call(self, node: Call, stack: list[Expr]) -> None:
-        name = call_name(node)
-        if name is None:
-            stack.append(node.func)
-            stack.extend(node.args)
-            return
-        self.calls.add(name)
-        args = node.args
-        first = args[0] if args else None
-        if name in self.work.hyp_calls and isinstance(first, Name):
-            self.calls.add(first.id)
-            if first.id in self.work.calls:
-                self.ops.add(first.id + "()")
-            stack.extend(args[1:])
-            return
-        if name in self.work.calls:
-            self.ops.add(name + "()")
-        if name in self.tlbi and isinstance(first, Name) and first.id in self.work.tlbi:
-            self.ops.add("tlbi " + first.id)
-            return
-        if name in self.writers and first is not None:
-            target = _root(first, self.accessors)
-            if target is not None:
-                self.writes.add(target)
-            stack.extend(args[1:])
-            return
-        if name not in self.accessors:
-            # A variable handed by address to a function may be filled by it.
-            for arg in args:
-                if isinstance(arg, Unary) and arg.op == "&" and isinstance(arg.operand, Name):
-                    self.writes.add(arg.operand.id)
-        stack.extend(args)
-
-
-def _inner(target: Expr) -> list[Expr]:
-    """The parts of an lvalue that are read (indexes, pointers), not its root."""
-    out: list[Expr] = []
-    while True:
-        if isinstance(target, Index):
-            out.append(target.index)
-            target = target.base
-        elif isinstance(target, Member):
-            target = target.base
-        elif isinstance(target, (Unary, Cast)):
-            target = target.operand
-        elif isinstance(target, Call):
-            out.extend(target.args[1:])
-            if not target.args:
-                return out
-            target = target.args[0]
-        else:
-            return out
-
-
-def stmt_effects(stmt: Stmt, facts: KvmFacts) -> Effects:
-    col = _Effects(facts)
-    col.stmt(stmt)
-    return col.result()
 
 
 # -- one side of a patch -------------------------------------------------------------

@@ -22,7 +22,7 @@ from bot.regmodel.facts import Ctx, KvmFacts
 from bot.regmodel.reach import E2hState
 from bot.rules.analysis import Emit, FileView, Line, PatchView
 from bot.rules.cexpr import Call, Expr, Name, expr_text, tokenize
-from bot.rules.configreach import sites
+from bot.rules.configsites import sites
 from bot.rules.core import Severity
 from bot.rules.flow import modes as mode_words
 from bot.rules.semantic import hunk_functions, open_conditions, restrict

@@ -35,16 +35,11 @@ from typing import Any
 from bot.regmodel.facts import Ctx, KvmFacts
 from bot.regmodel.reach import HypState
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
-from bot.rules.configreach import (
-    Program,
-    Site,
-    modes,
-    one_side,
-    program,
-    stmt_effects,
-)
+from bot.rules.configreach import Program, program
+from bot.rules.configsites import Site, modes, one_side
 from bot.rules.core import Severity, Status
 from bot.rules.cstmt import If, Loop, Switch
+from bot.rules.stmteffects import stmt_effects
 
 _SIDE = {"vhe": "VHE", "nvhe": "nVHE"}
 _A = {"vhe": "a VHE", "nvhe": "an nVHE"}
