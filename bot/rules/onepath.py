@@ -113,14 +113,16 @@ def check_state(emit: Emit, sv: SeriesView, pv: PatchView, facts: KvmFacts,
     new = _programs(sv, pv, facts, memo, "new")
     hits: list[_Hit] = []
     for st, fv, ln in _added_sites(new, pv):
-        eff = new.effects(st)
-        if not eff.writes:
-            continue
-        side = one_side(new.site_contexts(st))
+        # What it may write wherever its own tests let it run (no callers
+        # followed yet): most statements write nothing in view.
+        maybe = new.effects(st, st.contexts).writes
+        tracked = [v for v in sorted(maybe) if _tracked(new, v, st.fn.path)]
+        side = one_side(new.site_contexts(st)) if tracked else None
         if side is None:
             continue
-        for var in sorted(eff.writes):
-            if not _tracked(new, var, st.fn.path):
+        writes = new.effects(st).writes
+        for var in tracked:
+            if var not in writes:
                 continue
             reader = _reader(new, var, st.fn.path, _OTHER[side])
             if reader is None or _written_on(new, var, st.fn.path, _OTHER[side]):
