@@ -267,6 +267,9 @@ GLOBBED = {
     "loadedcopy": "tests/test_rules_values.py",
     "exitwindow": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
+    "onepath": "tests/test_rules_values.py",
+    "onepathop": "tests/test_rules_values.py",
+    "e2honly": "tests/test_rules_values.py",
 }
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -112,7 +113,7 @@ def _children(pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = open("/proc/%s/stat" % entry).read()
+                stat = Path("/proc/%s/stat" % entry).read_text()
             except OSError:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
@@ -122,7 +123,7 @@ def _children(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+        state = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"

@@ -40,7 +40,12 @@ without it:
   as a VHE test in a helper the hunk shows by its definition only; an EL1
   register the hyp code reaches through the encoding E2H redirects;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
-  the storage sets.
+  the storage sets;
+- onepath, onepathop (init-order, vhe-nvhe: bot/rules/onepath.py,
+  configreach.py): state or guest TLB maintenance put on a path only one
+  configuration runs (nVHE's hyp init), that the other relies on;
+- e2honly (vhe-nvhe, bot/rules/e2honly.py): PSTATE.PAN written by code only
+  the nVHE hyp runs, where HCR_EL2.E2H is clear.
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
     "exitwindow": ("shadow-vs-live", lambda f: "ELR_EL2" in f.message),
+    "onepath": ("init-order", lambda f: "path only" in f.message),
+    "onepathop": ("vhe-nvhe", lambda f: "same CPUs" in f.message),
+    "e2honly": ("vhe-nvhe", lambda f: "HCR_EL2.E2H is 1" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.regmodel.reach import ConfigWork, read_config_work
 from bot.regmodel.tomlcheck import TomlTable
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
@@ -195,6 +196,9 @@ class KvmFacts:
     def in_exit_handlers(self, function: str) -> bool:
         return any(function.startswith(h[:-1]) if h.endswith("*") else function == h
                    for h in self.exit_handlers)
+    # Which configuration reaches the host's init code, and what one
+    # configuration's path may not keep to itself (bot.regmodel.reach).
+    config_work: ConfigWork = field(default_factory=ConfigWork)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -255,6 +259,10 @@ def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:
     return frozenset(out)
 
 
+def _context_names(t: TomlTable, key: str, required: bool) -> frozenset[str]:
+    return frozenset(c.value for c in _contexts(t, key, required))
+
+
 def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> KvmFacts:
     """The facts sections of kvm.toml; problems name the dotted key."""
     places: list[Place] = []
@@ -293,7 +301,8 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     loaders=_loaders(raw, sources, source),
                     late_saved=_late_saved(raw, sources, source),
                     exit_handlers=TomlTable(raw.get("exit_window", {}), "exit_window",
-                                            source).texts("handlers"))
+                                            source).texts("handlers"),
+                    config_work=read_config_work(raw, sources, source, _context_names))
 
 
 def _pattern(t: TomlTable, key: str) -> re.Pattern[str]:

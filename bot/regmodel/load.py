@@ -120,6 +120,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
              "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
              "late_saved", "exit_window",
              "file_eras",
+             "reach", "config_work", "hyp_state", "e2h_state",
              "releases",
              "snapshot_files")
     if raw.get("schema") != 1:

@@ -278,6 +278,7 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     names.update(g.arg or g.name for g in model.facts.guards)
     for reg in model.facts.late_saved:
         names.update(reg.names + reg.users + reg.synced_by)
+    names.update(model.facts.config_work.e2h_names())
     return frozenset(names)
 
 
