@@ -48,6 +48,7 @@ import hashlib
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -57,7 +58,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Carrier, Checker, Started
+from bot.pipeline import AHEAD, Carrier, Checker, Started
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -210,23 +211,23 @@ class Poller:
         if self.progress is not None:
             self.progress(StoreStats())
         report.hits = len(hits)
-        pending: _Work | None = None
+        pending: deque[_Work] = deque()
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
                     report.skipped += 1
                     continue
                 report.threads += 1
-                # This thread's rules start (in the rules worker, when there
-                # is one) while the previous thread is finished and stored;
-                # it is finished only after that, so that a revision finds
-                # the one before it in the database.
-                started = self._start(*fetched)
-                if pending is not None:
-                    self._commit(self._finish(pending), report)
-                pending = started
-        self._commit(self._finish(pending) if pending is not None else None, report,
-                     cursor=now)
+                # A few threads' rules start (in the rules worker, when there
+                # is one) while the threads before them are finished and
+                # stored, in order: a thread is finished only once the one
+                # before it is stored, so that a revision finds it there.
+                pending.append(self._start(*fetched))
+                if len(pending) > AHEAD:
+                    self._commit(self._finish(pending.popleft()), report)
+        while len(pending) > 1:
+            self._commit(self._finish(pending.popleft()), report)
+        self._commit(self._finish(pending.popleft()) if pending else None, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
 

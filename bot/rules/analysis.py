@@ -455,6 +455,15 @@ def _ends_function(text: str, asm: bool) -> bool:
     return text.startswith("}")
 
 
+def read_closely(series: Series, ctx: Context) -> bool:
+    """Whether some patch of `series` passes the relevance test that sends
+    it through the semantic model: where the rules' time goes (worth a
+    worker process; bot.rulepool)."""
+    model = ctx.regmodel
+    mapped, hyp, copy_use = mapped_names(model), hyp_register_names(model), loaded_copy_use(model)
+    return any(_relevant(p, mapped, hyp, copy_use) for p in series.patches)
+
+
 def view(series: Series, ctx: Context) -> SeriesView:
     """The memoised analysis of `series` for this context."""
     memo = ctx.memo
