@@ -120,7 +120,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
              "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
              "file_eras",
              "releases",
-             "snapshot_files")
+             "snapshot_files", "regvalues", "kconfig")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")
     src = _Toml(raw.get("sources", {}), "sources", source)
