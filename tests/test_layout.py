@@ -266,6 +266,9 @@ GLOBBED = {
     "capmerge": "tests/test_rules_values.py",
     "loadedcopy": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
+    "keepmask": "tests/test_rules_values.py",
+    "entrystate": "tests/test_rules_values.py",
+    "kconfigsym": "tests/test_rules_values.py",
 }
 
 

@@ -40,7 +40,13 @@ without it:
   as a VHE test in a helper the hunk shows by its definition only; an EL1
   register the hyp code reaches through the encoding E2H redirects;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
-  the storage sets.
+  the storage sets;
+- keepmask (polarity, bot/rules/keepmask.py): a keep-mask on a register
+  value where the code says its bits are the ones to clear;
+- entrystate (polarity, bot/rules/entrystate.py): the new PSTATE on
+  exception entry set from an SCTLR field with the opposite polarity;
+- kconfigsym (register-width, bot/rules/kconfigsym.py): a Kconfig test
+  without CONFIG_ picking a half of 64-bit register storage.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
+    "keepmask": ("polarity", lambda f: "keeps only" in f.message and f.message.endswith("?")),
+    "entrystate": ("polarity", lambda f: "exception entry" in f.message),
+    "kconfigsym": ("register-width", lambda f: "CONFIG_" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]

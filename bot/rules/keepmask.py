@@ -22,12 +22,13 @@ from bot.rules.analysis import Emit, Line, PatchView, SeriesView
 from bot.rules.bits import MASK64, Bits
 from bot.rules.cexpr import Name, expr_text
 from bot.rules.core import Context, Severity
-from bot.rules.cstmt import Decl, walk
+from bot.rules.cstmt import Decl, Function, walk
 from bot.rules.flow import line_at
 from bot.rules.regvalue import (
     Point,
     Recorder,
     bit_list,
+    header_params,
     patch_semantics,
     patches,
     register_of_source,
@@ -63,18 +64,19 @@ def _point(emit: Emit, pv: PatchView, sem: PatchSemantics, trace: Trace, rec: Re
         return
     facts = sem.facts
     mask = rec.value(point, point.expr).value
-    old = point.state.env.get(point.target)
-    if mask is None or old is None or bin(mask).count("1") > facts.regvalues.few_bits:
+    if mask is None or bin(mask).count("1") > facts.regvalues.few_bits:
         return
+    old = rec.value(point, Name(point.target))
+    params = header_params(pv, point.function)
     regs = [(name, m, reg) for name, m in old.srcs
-            if (reg := register_of_source(name, facts)) is not None]
+            if (reg := register_of_source(name, facts, params)) is not None]
     if not regs:
         return
     source, whole, register = max(regs, key=lambda r: bin(r[1]).count("1"))
     dropped = whole & ~mask
     if bin(dropped).count("1") <= facts.regvalues.few_bits:
         return
-    why = _drop_intent(point, sem, pv, ln)
+    why = _drop_intent(point, sem, pv, ln, rec, mask)
     if why is None:
         return
     sink = _sink(trace, point, source, mask, sem)
@@ -83,8 +85,8 @@ def _point(emit: Emit, pv: PatchView, sem: PatchSemantics, trace: Trace, rec: Re
     kept = mask & whole
     name = expr_text(point.expr)
     emit(Severity.QUESTION, pv, pv.file(point.function.path), ln, register=register,
-         message="%s(): `%s &= %s` keeps only %s of the %s value and clears the other %d "
-         "before %s, but %s. Is `%s &= ~%s` meant?" % (
+         message="%s(): `%s &= %s` keeps only %s of the %s value and clears the other %d, "
+         "and what is left %s; yet %s. Is `%s &= ~%s` meant?" % (
              point.function.name, point.target, name, bit_list(kept), register,
              bin(dropped).count("1"), sink, why, point.target,
              name if isinstance(point.expr, Name) else "(%s)" % name))
@@ -98,23 +100,29 @@ def _added(pv: PatchView, point: Point) -> Line | None:
     return None
 
 
-def _drop_intent(point: Point, sem: PatchSemantics, pv: PatchView, ln: Line) -> str | None:
+def _drop_intent(point: Point, sem: PatchSemantics, pv: PatchView, ln: Line,
+                 rec: Recorder, mask: int) -> str | None:
     """Why the mask's bits look like the ones to clear, in words; None
     when nothing says so."""
     rv = sem.facts.regvalues
-    if not isinstance(point.expr, Name):
-        return None
-    name = point.expr.id
-    word = rv.drop_word(name)
-    if word is not None:
-        return "its name (%s) says these are the bits to drop" % name
-    comment = _definition_comment(point, sem, pv, name)
-    word = rv.drop_word(comment) if comment else None
-    if word is not None:
-        return "the comment on its definition says they are the bits to %s" % word
-    cleared, kept = _uses(point, sem, pv, ln, name)
-    if cleared and not kept:
-        return "%s is applied with `~` (cleared) everywhere else" % name
+    if isinstance(point.expr, Name):
+        name = point.expr.id
+        if rv.drop_word(name) is not None:
+            return "the mask's name (%s) says they are the bits to drop" % name
+        comment = _definition_comment(point, sem, pv, name)
+        word = rv.drop_word(comment) if comment else None
+        if word is not None:
+            return "the comment on its definition says they are the bits to %s" % word
+        cleared, kept = _uses(point, sem, pv, ln, name)
+        if cleared and not kept:
+            return "%s is applied with `~` (cleared) everywhere else" % name
+    refilled = 0
+    for p in rec.points:
+        if p.kind == "or" and p.target == point.target and p.line > point.line:
+            refilled |= ~rec.value(p, p.expr).zeros & mask
+    if refilled:
+        return "the lines after it OR new values into %s, as one does after clearing them" % (
+            bit_list(refilled))
     return None
 
 
@@ -172,39 +180,64 @@ def _uses(point: Point, sem: PatchSemantics, pv: PatchView, ln: Line,
     return cleared, kept
 
 
+def _reused(point: Point, trace: Trace, fn: Function) -> bool:
+    """After the AND, the local is assigned anew, shifted, or compared on
+    the lines at hand (a field taken out of it, or another value)."""
+    word = re.compile(r"\b%s\b\s*(>>|<<|==|!=|(?<![|&^])=(?!=))|(>>|<<|==|!=)\s*\(?\s*%s\b" % (
+        re.escape(point.target), re.escape(point.target)))
+    for stmt in walk(fn.body):
+        line = getattr(stmt, "line", 0)
+        if line > point.line and not isinstance(stmt, Decl) and word.search(_text(stmt)):
+            return True
+    return False
+
+
+def _text(stmt: object) -> str:
+    expr = getattr(stmt, "expr", None) or getattr(stmt, "cond", None) or getattr(
+        stmt, "value", None)
+    return expr_text(expr) if expr is not None else ""
+
+
 def _sink(trace: Trace, point: Point, source: str, mask: int,
           sem: PatchSemantics) -> str | None:
     """Where what is left goes on as the register value, in words: a
     register write, a store into a register value, a writer call, or the
-    function's return handed to one (None: it goes nowhere as such)."""
+    function's return, unshifted (None: it goes nowhere as such)."""
     facts = sem.facts
     fn = point.function
 
     def reduced(v: Bits | None) -> bool:
+        """What is left of the value: its own bits only where the mask
+        kept them, or nothing but bits of the mask (what was ORed back)."""
         if v is None:
             return False
         m = dict(v.srcs).get(source, 0)
-        return bool(m) and not m & ~mask & MASK64
+        confined = not ~v.zeros & ~mask & MASK64 and v.known != MASK64
+        return (bool(m) and not m & ~mask & MASK64) or confined
 
     for e in trace.events:
         if e.depth or e.line < point.line:
             continue
         if e.kind is Ev.WRITE and reduced(e.value):
-            return "it is written to %s" % e.register
+            return "is written to %s" % e.register
         if e.kind is Ev.STORE and e.storage and reduced(e.value):
             reg = facts.regvalues.register_of(e.storage)
             if reg is not None:
-                return "it is stored as the %s value (%s)" % (reg, e.storage)
+                return "is stored as the %s value (%s)" % (reg, e.storage)
         if e.kind is Ev.CALL and e.name in facts.regvalues.writers:
             w = facts.regvalues.writers[e.name]
             if w.value < len(e.args) and reduced(e.args[w.value]):
-                return "%s() writes it" % e.name
+                return "is handed to %s()" % e.name
     returned = any(reduced(e.value) for e in trace.events
                    if e.kind is Ev.RETURN and e.depth == 0 and e.line >= point.line)
     if not returned:
+        # A function the hunks show only up to here: what is left goes on
+        # past the lines at hand, unless they take a field out of it.
+        if not fn.has_end and not _reused(point, trace, fn):
+            return "goes on past the lines the patch shows"
         return None
     written = written_as(sem, fn.name)
     if written is not None:
-        return "it is returned, and %s writes %s()'s result" % (
+        return "is returned (%s writes %s()'s result)" % (
             written[1] + ("()" if written[1].isidentifier() else ""), fn.name)
-    return None
+    return "is returned"

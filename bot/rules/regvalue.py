@@ -5,8 +5,8 @@ SCTLR as it reads it: kvm.toml [regvalues] says which C expressions hold
 such a value and which calls write one. Here they reach the interpreter
 (bot.rules.interp) as sources named `reg:REGISTER`, and a `Recorder`
 interpreter keeps, besides the usual events, the points the checks of
-bot.rules.keepmask and bot.rules.entrystate look at: an in-place AND of a
-local, an `if`, each with the path state there. Also here: the patches
+bot.rules.keepmask and bot.rules.entrystate look at: an in-place AND or OR
+of a local, an `if`, each with the path state there. Also here: the patches
 those checks read. Most never name HCR_EL2/MDCR_EL2, so the line view of
 bot.rules.analysis passes them by; the checks pick them by a cheap test of
 the raw text and read them whole. Pure.
@@ -14,6 +14,7 @@ the raw text and read them whole. Pure.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -55,11 +56,11 @@ def patch_semantics(sv: SeriesView, pv: PatchView, ctx: Context) -> PatchSemanti
 class Point:
     """A statement the checks look at, with the path state just before it."""
 
-    kind: str               # "and" (x &= M, x = x & M) or "if"
+    kind: str               # "and" (x &= M, x = x & M), "or" (x |= v) or "if"
     line: int
     end: int
-    target: str             # the local ANDed ("" for an if)
-    expr: Expr              # the mask, or the if's condition
+    target: str             # the local ANDed or ORed ("" for an if)
+    expr: Expr              # the mask, the value ORed, or the if's condition
     stmt: If | None
     state: PathState
     function: Function
@@ -96,9 +97,10 @@ class Recorder(Interpreter):
     def _assign(self, expr: Assign, st: PathState, fn: Function, depth: int, line: int) -> Bits:
         if depth == 0 and isinstance(expr.target, Name):
             mask = _and_mask(expr)
-            if mask is not None:
-                self.points.append(Point(kind="and", line=line, end=self._end or line,
-                                         target=expr.target.id, expr=mask, stmt=None,
+            kind, what = ("and", mask) if mask is not None else ("or", expr.value)
+            if mask is not None or expr.op == "|=":
+                self.points.append(Point(kind=kind, line=line, end=self._end or line,
+                                         target=expr.target.id, expr=what, stmt=None,
                                          state=st.copy(), function=fn, always=st.always))
         return super()._assign(expr, st, fn, depth, line)
 
@@ -134,21 +136,44 @@ def run(sem: PatchSemantics, key: FnKey) -> tuple[Trace, Recorder] | None:
     return rec.run(fn, sem.contexts(key)), rec
 
 
-def register_of_source(name: str, facts: KvmFacts) -> str | None:
+def register_of_source(name: str, facts: KvmFacts,
+                       params: frozenset[str] = frozenset()) -> str | None:
     """The register a value source holds: a live read, a [regvalues]
-    expression, a [[storage]] copy, a parameter named for one."""
+    expression, a [[storage]] copy, a parameter named for one (`params`:
+    names known to be parameters of a function seen from its middle)."""
     kind, _, rest = name.partition(":")
     rv = facts.regvalues
     if kind == "reg":
         return rest
     if kind == "live":
         return rv.canonical(rest)
-    if kind == "param":
+    if kind == "param" or (kind == "load" and rest in params):
         return rv.params.get(rest)
     for st in facts.storage:
         if st.name == rest and kind == st.kind:
             return st.register
     return None
+
+
+_SIGNATURE = re.compile(r"\b\w+\s*\(([^()]*)\)")
+
+
+def header_params(pv: PatchView, fn: Function) -> frozenset[str]:
+    """The parameters of a function the hunks show from its middle, as the
+    hunk header that names it spells its signature."""
+    if fn.seen_from_start:
+        return frozenset(p.name for p in fn.params)
+    fv = pv.file(fn.path)
+    out: set[str] = set()
+    for hunk in fv.diff.hunks if fv is not None and fv.diff is not None else ():
+        m = _SIGNATURE.search(hunk.section)
+        if m is None or not re.search(r"\b%s\s*\(" % re.escape(fn.name), hunk.section):
+            continue
+        for param in m.group(1).split(","):
+            words = re.findall(r"\w+", param)
+            if len(words) >= 2:
+                out.add(words[-1])
+    return frozenset(out)
 
 
 def register_expr(expr: Expr, facts: KvmFacts) -> str | None:
