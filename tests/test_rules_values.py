@@ -139,3 +139,30 @@ def test_lifecycle_facts_name_the_bad_key(section: dict[str, Any], problem: str)
     raw = {"lifecycle": dict(section, source="s")}
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")):
         read_facts(raw, {"s": "a source"}, "kvm.toml")
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"regvalues": {"source": "s", "exprs": [{"match": "^x$"}]}},
+     "regvalues.exprs[0].register: missing"),
+    ({"regvalues": {"source": "s", "writers": {"w": {"value": 1}}}},
+     "regvalues.writers.w.register: give either"),
+    ({"regvalues": {"source": "s", "on_entry": [{"register": "R", "field": "F", "bit": 64,
+                                                 "when": 0, "target": "T", "sets": "S",
+                                                 "set_bit": 1, "source": "s"}]}},
+     "regvalues.on_entry[0].bit: expected an integer from 0 to 63"),
+    ({"kconfig": {"source": "s", "symbols": ["CONFIG_KVM"]}}, "kconfig.symbols: 'CONFIG_KVM'"),
+])
+def test_register_value_facts_name_the_bad_key(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        read_facts(raw, {"s": "a source"}, "kvm.toml")
+
+
+def test_register_values_by_their_expressions(rules_ctx) -> None:  # type: ignore[no-untyped-def]
+    rv = rules_ctx.regmodel.facts.regvalues
+    assert rv.register_of("*vcpu_cpsr(vcpu)") == "PSTATE"
+    assert rv.register_of("vcpu_cp15(vcpu,c1_SCTLR)") == "SCTLR_ELx"
+    assert rv.register_of("__vcpu_read_sys_reg(vcpu,SCTLR_EL2)") == "SCTLR_ELx"
+    assert rv.register_of("vcpu_cp15(vcpu,c2_TTBCR)") == "TCR_EL1"
+    assert rv.register_of("vcpu->arch.hcr_el2") is None
+    assert rv.drop_word("overlap") == "overlap" and rv.drop_word("PSR_AA32_IT_MASK") is None
