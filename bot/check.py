@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, TextIO
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.pipeline import Checker, Lookup, carried
+from bot.pipeline import Checker, Lookup, Started, carried
 from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -190,12 +190,29 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
     if lookups:
         from bot.history import combined
         lookup = combined(*lookups)
+    def finish(started: Started) -> None:
+        nonlocal stored
+        result = checker.finish_thread(started, lookup)
+        if database is not None:
+            stored += _store(database, result)
+        reporter.add(result)
+
     try:
-        for raws in inputs.threads():
-            result = checker.check_thread(raws, lookup)
-            if database is not None:
-                stored += _store(database, result)
-            reporter.add(result)
+        # One thread ahead: the next is read and assembled (and its rules
+        # started, in the rules worker when there is one) before this one is
+        # finished, stored and reported; whatever stops the reading, the
+        # thread in hand is reported first.
+        pending: Started | None = None
+        try:
+            for raws in inputs.threads():
+                started = checker.start_thread(raws)
+                done, pending = pending, started
+                if done is not None:
+                    finish(done)
+        finally:
+            if pending is not None:
+                done, pending = pending, None
+                finish(done)
     finally:
         checker.close()
         if database is not None:

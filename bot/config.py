@@ -117,6 +117,11 @@ class RulesConfig:
     disable: tuple[str, ...] = ()
     severity: dict[str, str] = field(default_factory=dict)
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Worker processes the rules run in beside the main one (0: in the main
+    # process). One lets the poller and `bot check` assemble and store one
+    # thread while the rules run on another (bot.rulepool); it is started
+    # with the second thread, so checking one thread never waits for it.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -535,6 +540,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("%s: drafts.cc: must be one of %s" % (where, ", ".join(_CC_POLICIES)))
     if cfg.smtp.starttls and cfg.smtp.implicit_tls:
         raise ConfigError("%s: smtp.starttls and smtp.implicit_tls: choose one" % where)
+    if not 0 <= cfg.rules.workers <= 8:
+        raise ConfigError("%s: rules.workers: must be 0 (the main process) to 8" % where)
     if cfg.daemon.interval < 1:
         raise ConfigError("%s: daemon.interval: must be at least 1 second" % where)
     url = cfg.database.url

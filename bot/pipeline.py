@@ -39,8 +39,10 @@ from bot.data import (
     Mail,
     PatchBody,
     RawMessage,
+    RuleResult,
     Series,
     SeriesResult,
+    Thread,
     ThreadResult,
     Trailer,
     TreeSnapshot,
@@ -50,6 +52,7 @@ from bot.lore.assemble import assemble, carry_trailers
 from bot.regmodel import RegisterModel, load_model
 from bot.regmodel.versions import infer_version
 from bot.revisions import as_earlier, choose, compare, drafted
+from bot.rulepool import Job, RulesPool
 from bot.rules import Context, run
 
 if TYPE_CHECKING:  # the kernel repository's git plumbing is imported when one is configured
@@ -97,11 +100,15 @@ class Checker:
         self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
         self.drafts = drafts
         self.repo = open_repo(cfg, strict=strict_repo)
+        self.pool = RulesPool(cfg, self._rules) if cfg.rules.workers > 0 else None
+        self._threads = 0
 
     def close(self) -> None:
         if self.repo is not None:
             self.repo.close()
             self.repo = None
+        if self.pool is not None:
+            self.pool.close()
 
     def __enter__(self) -> Checker:
         return self
@@ -136,10 +143,15 @@ class Checker:
                 else Base(source=BaseSource.NONE, detail="no register model"))
         return TreeSnapshot(base=base, applied=False, reason=why)
 
+    def _rules(self, series: Series, tree: TreeSnapshot) -> RuleResult:
+        return run(series, dataclasses.replace(self.context, tree=tree), self.cfg.rules)
+
     def check_series(self, series: Series, earlier: EarlierRevision | None = None) -> SeriesResult:
         tree = self.tree(series)
-        context = dataclasses.replace(self.context, tree=tree)
-        result = run(series, context, self.cfg.rules)
+        return self._finish_series(series, tree, self._rules(series, tree), earlier)
+
+    def _finish_series(self, series: Series, tree: TreeSnapshot, result: RuleResult,
+                       earlier: EarlierRevision | None) -> SeriesResult:
         comparison = None
         if earlier is not None:
             if earlier.messages:
@@ -161,16 +173,49 @@ class Checker:
                             base=tree.base, whole_files=tree.applied, hunks_reason=tree.reason)
 
     def check_thread(self, raws: list[RawMessage], lookup: Lookup | None = None) -> ThreadResult:
+        return self.finish_thread(self.start_thread(raws), lookup)
+
+    def start_thread(self, raws: list[RawMessage]) -> Started:
+        """Assemble the thread and start its series' rules: in the worker
+        process when there is one, so that the caller can store or print
+        the thread before this one meanwhile (`finish_thread` then waits)."""
         thread = assemble(raws)
+        # The first thread is checked here: one thread alone (a b4 check, a
+        # single patch) never waits for a worker process to start.
+        pool = self.pool if self._threads else None
+        self._threads += 1
+        jobs = []
+        for series in thread.series:
+            tree = self.tree(series)
+            jobs.append(pool.submit(series, tree) if pool is not None
+                        else Job(series, tree, None))
+        return Started(thread=thread, jobs=tuple(jobs))
+
+    def finish_thread(self, started: Started, lookup: Lookup | None = None) -> ThreadResult:
+        """The rules' findings of a started thread, compared with earlier
+        revisions (`lookup` is asked now, so it sees what was stored since
+        the thread was started) and drafted."""
         results: list[SeriesResult] = []
-        for series in thread.series:  # b4 hands revisions over in order
+        for job in started.jobs:  # b4 hands revisions over in order
+            series = job.series
+            rules = (self.pool.result(job) if self.pool is not None
+                     else self._rules(series, job.tree))
             in_thread = max((r for r in results if r.series.revision < series.revision),
                             key=lambda r: r.series.revision, default=None)
             candidates = list(lookup(series)) if lookup is not None else []
             if in_thread is not None:
                 candidates.append(as_earlier(in_thread, EarlierSource.THREAD))
-            results.append(self.check_series(series, choose(series.revision, candidates)))
-        return ThreadResult(thread=thread, results=tuple(results))
+            results.append(self._finish_series(series, job.tree, rules,
+                                               choose(series.revision, candidates)))
+        return ThreadResult(thread=started.thread, results=tuple(results))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    """A thread assembled, its series' rules started (`Checker.start_thread`)."""
+
+    thread: Thread
+    jobs: tuple[Job, ...]
 
 
 def carried(message_id: str, later: tuple[RawMessage, ...],

@@ -3,8 +3,8 @@
 A cycle makes one search over a window of Received times, then fetches the
 whole thread of each new patch (and of each new reply answering a stored
 series), so b4 assembles series, later revisions and replies exactly as
-`bot check` does; each thread goes through `Checker.check_thread` and
-`save_thread`, the same path as `bot check --store`.
+`bot check` does; each thread goes through the Checker (`start_thread`,
+`finish_thread`) and `save_thread`, the same path as `bot check --store`.
 
 The window starts `lore.overlap` seconds before the stored cursor (on an
 empty database, `lore.initial_lookback` days ago; every
@@ -14,7 +14,9 @@ carrying Reviewed-by, Acked-by or Tested-by, since those touch no file; a
 reply is kept only when it answers a stored message or another new hit.
 
 Threads are fetched by a background thread, still one request at a time,
-so that waiting for the archive overlaps with checking and storing.
+so that waiting for the archive overlaps with checking and storing; with a
+rules worker ([rules] workers), the rules of one thread run while the one
+before it is stored.
 
 A thread fetch answers more than the thread: public-inbox adds every
 message whose subject equals the requested one's (a pull request
@@ -55,7 +57,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Carrier, Checker
+from bot.pipeline import Carrier, Checker, Started
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -109,6 +111,9 @@ def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+_FAILED = "thread %s: the pipeline failed; quarantining its %d messages"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Hit:
     """One message a lore search returned, with what threading needs."""
@@ -149,6 +154,7 @@ class _Work:
     raws: list[RawMessage]
     result: ThreadResult | None = None
     failed: list[MessageError] = field(default_factory=list)
+    started: Started | None = None      # assembled, rules running
 
     @property
     def seen(self) -> list[str]:
@@ -157,7 +163,7 @@ class _Work:
     def quarantine(self, why: str, exc: BaseException) -> None:
         """Keep every message of the thread in quarantine instead."""
         reason = "thread %s: %s: %s: %s" % (self.thread_id, why, type(exc).__name__, exc)
-        self.result = None
+        self.result = self.started = None
         self.failed = [MessageError(origin=raw.origin, message_id=raw.message_id,
                                     reason=reason, raw=raw.data) for raw in self.raws]
 
@@ -211,12 +217,16 @@ class Poller:
                     report.skipped += 1
                     continue
                 report.threads += 1
-                # The previous thread is stored before this one is checked,
-                # so that a revision finds the one before it in the database.
+                # This thread's rules start (in the rules worker, when there
+                # is one) while the previous thread is finished and stored;
+                # it is finished only after that, so that a revision finds
+                # the one before it in the database.
+                started = self._start(*fetched)
                 if pending is not None:
-                    self._commit(pending, report)
-                pending = self._check(*fetched)
-        self._commit(pending, report, cursor=now)
+                    self._commit(self._finish(pending), report)
+                pending = started
+        self._commit(self._finish(pending) if pending is not None else None, report,
+                     cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
 
@@ -293,17 +303,29 @@ class Poller:
                          "left out", msgid, len(raws) - len(own))
         return own
 
-    def _check(self, msgid: str, raws: list[RawMessage]) -> _Work:
+    def _start(self, msgid: str, raws: list[RawMessage]) -> _Work:
         work = _Work(thread_id=msgid, raws=raws)
         try:
-            work.result = self.checker.check_thread(raws, self._earlier)
+            work.started = self.checker.start_thread(raws)
+        except BotError:
+            raise
+        except Exception as exc:  # one bad thread must not stop the cycle
+            logger.exception(_FAILED, msgid, len(raws))
+            work.quarantine("pipeline failed", exc)
+        return work
+
+    def _finish(self, work: _Work) -> _Work:
+        if work.started is None:
+            return work   # quarantined already
+        try:
+            work.result = self.checker.finish_thread(work.started, self._earlier)
             self._carry.remember(work.result)
         except BotError:
             raise  # the database went away (or cannot be used) reading the earlier revision
         except Exception as exc:  # one bad thread must not stop the cycle
-            logger.exception("thread %s: the pipeline failed; quarantining its %d messages",
-                             msgid, len(raws))
+            logger.exception(_FAILED, work.thread_id, len(work.raws))
             work.quarantine("pipeline failed", exc)
+        work.started = None
         return work
 
     def _commit(self, work: _Work | None, report: CycleReport,

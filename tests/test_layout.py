@@ -47,7 +47,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # The database: models, migrations, queries.
     "store": (("bot.store", "bot.store.*"), ("base", "revisions", "store")),
     # Orchestration and interfaces on top: may use every layer but the web.
-    "top": (("bot.pipeline", "bot.check", "bot.report",
+    "top": (("bot.pipeline", "bot.rulepool", "bot.check", "bot.report",
              "bot.poller", "bot.daemon", "bot.history",
              "bot.output", "bot.output.*", "bot.b4check", "bot.baseline",
              "bot.workflow", "bot.outbox", "bot.draftcmd", "bot.b4export",
@@ -265,6 +265,7 @@ GLOBBED = {
     "guestregime": "tests/test_rules_values.py",
     "capmerge": "tests/test_rules_values.py",
     "loadedcopy": "tests/test_rules_values.py",
+    "exitwindow": "tests/test_rules_values.py",
     "featurecost": "tests/test_rules_values.py",
     "keepmask": "tests/test_rules_values.py",
     "entrystate": "tests/test_rules_values.py",

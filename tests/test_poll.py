@@ -203,10 +203,10 @@ class _FailingChecker(Checker):
     """A fake for a fault that real mail cannot cause on purpose: the
     pipeline itself failing (a bug in a rule) on one thread."""
 
-    def check_thread(self, raws, lookup=None):
-        if any(SP_EL0.encode() in raw.data for raw in raws):
+    def finish_thread(self, started, lookup=None):
+        if any(m.message_id == SP_EL0 for m in started.thread.messages):
             raise RuntimeError("rule crashed")
-        return super().check_thread(raws, lookup)
+        return super().finish_thread(started, lookup)
 
 
 def test_a_thread_the_pipeline_cannot_process_is_quarantined(migrated, inbox):

@@ -51,6 +51,7 @@ without it:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "keepmask": ("polarity", lambda f: "keeps only" in f.message and f.message.endswith("?")),
     "entrystate": ("polarity", lambda f: "exception entry" in f.message),
     "kconfigsym": ("register-width", lambda f: "CONFIG_" in f.message),
+    "exitwindow": ("shadow-vs-live", lambda f: "ELR_EL2" in f.message),
 }
 CASES = [(d, c) for d in DIRS for c in load_cases(DATA / d)]
 IDS = ["%s/%s" % (d, c["file"].removesuffix(".patch")) for d, c in CASES]
@@ -166,3 +168,27 @@ def test_register_values_by_their_expressions(rules_ctx) -> None:  # type: ignor
     assert rv.register_of("vcpu_cp15(vcpu,c2_TTBCR)") == "TCR_EL1"
     assert rv.register_of("vcpu->arch.hcr_el2") is None
     assert rv.drop_word("overlap") == "overlap" and rv.drop_word("PSR_AA32_IT_MASK") is None
+
+
+_LATE = {"register": "ELR_EL2", "copy": r"\*vcpu_pc\(\w+\)", "live": r"read_sysreg_elr\(\)",
+         "saved_by": "save", "source": "s"}
+
+
+@pytest.mark.parametrize("item, problem", [
+    (dict(_LATE, copy="(unclosed"), "late_saved[0].copy: not a regular expression"),
+    (dict(_LATE, only_in="fixup_guest_exit"), "late_saved[0].only_in: expected an array"),
+    (dict(_LATE, spelling=["x"]), "late_saved[0].spelling: unknown key"),
+    ({k: v for k, v in _LATE.items() if k != "saved_by"}, "late_saved[0].saved_by: missing"),
+])
+def test_late_saved_facts_name_the_bad_key(item: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        read_facts({"late_saved": [item]}, {"s": "a source"}, "kvm.toml")
+
+
+def test_exit_handlers_match_names_and_prefixes() -> None:
+    facts = read_facts({"exit_window": {"handlers": ["kvm_hyp_handle_*", "handle_tx2_tvm"]}},
+                       {}, "kvm.toml")
+    assert facts.in_exit_handlers("kvm_hyp_handle_mops")
+    assert facts.in_exit_handlers("handle_tx2_tvm")
+    assert not facts.in_exit_handlers("handle_tx2_tvm_more")
+    assert not facts.in_exit_handlers("kvm_hyp_handles")

@@ -121,6 +121,33 @@ _OPS = ("read", "write", "clear_set", "isb", "dsb", "tlbi", "at", "irq_off", "ir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LateSaved:
+    """A register of the guest's exit state that the state save after the
+    early-exit loop copies into the vcpu ([[late_saved]]): until then the
+    vcpu's copy (`copy`) holds the previous entry's value and the live
+    register (`live` reads it) the exit's."""
+
+    register: str
+    copy: re.Pattern[str]
+    live: re.Pattern[str]
+    saved_by: str
+    # Calls that copy the live register into the vcpu's first.
+    synced_by: tuple[str, ...] = ()
+    # Calls that copy it in for good: from there on the vcpu's copy is the
+    # value, and the state save no longer takes the live register's.
+    owned_by: tuple[str, ...] = ()
+    # Calls that read or adjust the vcpu's copy themselves.
+    users: tuple[str, ...] = ()
+    # How changed hyp code names the copy (what makes a patch matter).
+    names: tuple[str, ...] = ()
+    # The window's functions where the copy can be stale (empty: all of
+    # them; the others run after a function of these takes it over).
+    only_in: tuple[str, ...] = ()
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Lifecycle:
     """When the stored register values come to exist ([lifecycle] of
     kvm.toml): the stages KVM goes through in order (boot, each CPU's
@@ -165,6 +192,14 @@ class KvmFacts:
     # follow ([regvalues]), and the Kconfig symbols KVM code tests ([kconfig]).
     regvalues: RegValueFacts = field(default_factory=RegValueFacts)
     kconfig: KconfigFacts = field(default_factory=KconfigFacts)
+    late_saved: tuple[LateSaved, ...] = ()
+    # The exit handlers the early-exit function calls (names; a trailing *
+    # matches a prefix): they run in the same window ([exit_window]).
+    exit_handlers: tuple[str, ...] = ()
+
+    def in_exit_handlers(self, function: str) -> bool:
+        return any(function.startswith(h[:-1]) if h.endswith("*") else function == h
+                   for h in self.exit_handlers)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -262,7 +297,33 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     round_trips=_round_trips(raw, sources, source),
                     constants={**regvalues.constants, **_constants(raw, sources, source)},
                     loaders=_loaders(raw, sources, source), regvalues=regvalues,
-                    kconfig=read_kconfig(raw, sources, source))
+                    kconfig=read_kconfig(raw, sources, source),
+                    late_saved=_late_saved(raw, sources, source),
+                    exit_handlers=TomlTable(raw.get("exit_window", {}), "exit_window",
+                                            source).texts("handlers"))
+
+
+def _pattern(t: TomlTable, key: str) -> re.Pattern[str]:
+    try:
+        return re.compile(t.text(key))
+    except re.error as exc:
+        raise t.fail(key, "not a regular expression: %s" % exc) from None
+
+
+def _late_saved(raw: Mapping[str, Any], sources: Mapping[str, str],
+                source: str) -> tuple[LateSaved, ...]:
+    out = []
+    for i, item in enumerate(_items(raw, "late_saved", source)):
+        t = TomlTable(item, "late_saved[%d]" % i, source)
+        t.only("register", "copy", "live", "saved_by", "synced_by", "owned_by", "users", "names",
+               "only_in", "source", "note")
+        out.append(LateSaved(register=t.text("register"), copy=_pattern(t, "copy"),
+                             live=_pattern(t, "live"), saved_by=t.text("saved_by"),
+                             synced_by=t.texts("synced_by"), users=t.texts("users"),
+                             names=t.texts("names"), owned_by=t.texts("owned_by"),
+                             only_in=t.texts("only_in"), source=t.sources("source", sources),
+                             note=t.text("note", "")))
+    return tuple(out)
 
 
 def _loaders(raw: Mapping[str, Any], sources: Mapping[str, str],

@@ -118,6 +118,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
     top = _Toml(raw, "(top)", source)
     top.only("schema", "sources", "registers", "flag_sets", "functions", "values", "places",
              "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
+             "late_saved", "exit_window",
              "file_eras",
              "releases",
              "snapshot_files", "regvalues", "kconfig")

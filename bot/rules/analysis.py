@@ -263,7 +263,8 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     registers it reaches differently under VHE or reads after a dsb ([ops]
     e2h_redirected, dsb_observers: `SYS_TFSR_EL1`, `tfsr_el1`), the
     registers of features only some VMs use and the tests of the VM that
-    gate them (per_vm_registers, per_vm_tests), and the
+    gate them (per_vm_registers, per_vm_tests), the vcpu's copies of the
+    exit state and the helpers that use them ([[late_saved]]), and the
     configuration tests of [[guards]] (`has_vhe`, or the capability a
     `cpus_have_final_cap()` guard tests), which decide what each
     configuration's save/restore runs."""
@@ -275,6 +276,8 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     names.update(ops.get("per_vm_registers", frozenset()))
     names.update(ops.get("per_vm_tests", frozenset()))
     names.update(g.arg or g.name for g in model.facts.guards)
+    for reg in model.facts.late_saved:
+        names.update(reg.names + reg.users + reg.synced_by)
     return frozenset(names)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bot.data import Series
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import EL1
-from bot.rules import initorder, loadedcopy
+from bot.rules import exitwindow, initorder, loadedcopy
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import changed_line, line_at, semantics
@@ -166,6 +166,7 @@ def shadow_vs_live(series: Series, ctx: Context) -> list[Finding]:
         if sem is None:
             continue
         loadedcopy.check(emit, sv, pv, sem.model)
+        exitwindow.check(emit, sv, pv, sem.model)
         pairs = sem.pairs()
         for pair in pairs:
             in_window = pair.role in _IN_WINDOW or any(

@@ -1,0 +1,127 @@
+"""The rules in a worker process beside the main one ([rules] workers).
+
+Checking a thread is assembling it, finding its base, running the rules
+(pure, and the largest part), then comparing with an earlier revision and
+rendering drafts. With a worker, the rules of one thread run there while
+the main process assembles the next thread and stores the one before
+(`bot.pipeline.Checker.start_thread` / `finish_thread`), so a machine with
+two cores does both at once. The worker loads the register model itself
+(from the same cache) and receives each series with its tree snapshot; the
+findings come back pickled, equal to what the main process would compute.
+
+A worker that dies (killed, out of memory) is replaced, and the series it
+held is checked again in the main process: a broken worker never loses or
+quarantines a thread; a main process killed outright leaves no worker
+behind (it stops itself within a second). Exceptions the rules raise come
+back as themselves, and the caller handles them as if the rules had run in
+its own process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import Config
+from bot.data import RuleResult, Series, TreeSnapshot
+from bot.regmodel import load_model
+from bot.rules import Context, run
+
+logger = logging.getLogger(__name__)
+
+# The worker process's own context and settings, set once by its
+# initializer: the state of that process, never read in the main one.
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(cfg: Config, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the main process's to handle
+    # Standard output is the main process's (bot check's report).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    # A main process killed outright (SIGKILL, OOM) cannot stop its worker,
+    # which would wait for work forever holding its standard error open:
+    # it stops itself once its parent is gone.
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
+    _WORKER["context"] = Context(regmodel=load_model(cfg.regmodel.kernel_tree or None))
+    _WORKER["cfg"] = cfg
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL)
+    os._exit(0)
+
+
+_PARENT_POLL = 0.5   # seconds
+
+
+def _rules(series: Series, tree: TreeSnapshot) -> RuleResult:
+    context = dataclasses.replace(_WORKER["context"], tree=tree)
+    return run(series, context, _WORKER["cfg"].rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The rules of one series, running or queued in the worker (or, with no
+    worker, to be run when asked)."""
+
+    series: Series
+    tree: TreeSnapshot
+    future: cf.Future[RuleResult] | None
+    pool: cf.ProcessPoolExecutor | None = None
+
+
+class RulesPool:
+    """One worker process for the rules, started when first used."""
+
+    def __init__(self, cfg: Config, here: Callable[[Series, TreeSnapshot], RuleResult]) -> None:
+        self.cfg = cfg
+        self._here = here            # the rules in this process: the fallback
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def submit(self, series: Series, tree: TreeSnapshot) -> Job:
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.cfg.rules.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(self.cfg, os.getpid()))
+        pool = self._pool
+        try:
+            return Job(series, tree, pool.submit(_rules, series, tree), pool)
+        except BrokenProcessPool:
+            self._replace(pool, "it had stopped before %s was handed over" % series.message_id)
+            return Job(series, tree, None)
+
+    def result(self, job: Job) -> RuleResult:
+        if job.future is None:   # checked here (the first thread, or no worker)
+            return self._here(job.series, job.tree)
+        try:
+            return job.future.result()
+        except BrokenProcessPool:
+            self._replace(job.pool, "it stopped while checking %s" % job.series.message_id)
+            return self._here(job.series, job.tree)
+
+    def _replace(self, pool: cf.ProcessPoolExecutor | None, why: str) -> None:
+        """Let go of a broken pool (once: the series it held each fail)."""
+        logger.warning("rules worker process lost (%s); checking that series here", why)
+        if pool is not None and pool is self._pool:
+            self._pool = None
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

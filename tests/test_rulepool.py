@@ -1,0 +1,128 @@
+"""The rules in a worker process ([rules] workers, bot.rulepool): the same
+findings as in the main process, the first thread checked without waiting
+for a worker, and a worker that dies replaced without losing a thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+
+import pytest
+
+from bot.config import Config, RulesConfig
+from bot.data import ThreadResult
+from bot.pipeline import Checker
+from bot.sources import InputSet
+from tests.conftest import DATA
+
+# Real threads with findings of several rules (tests/data/labelled).
+INPUTS = sorted(str(p) for p in (DATA / "labelled").glob("problem-*.mbox"))
+
+
+def _config(workers: int) -> Config:
+    return dataclasses.replace(Config(), rules=RulesConfig(workers=workers))
+
+
+def _check_all(checker: Checker) -> list[ThreadResult]:
+    return [checker.check_thread(raws)
+            for raws in InputSet(INPUTS, checker.cfg.input).threads()]
+
+
+def _findings(results: list[ThreadResult]) -> list[object]:
+    return [res.rules for tr in results for res in tr.results]
+
+
+def test_the_worker_finds_what_the_main_process_finds() -> None:
+    with Checker(_config(0)) as here:
+        expected = _check_all(here)
+    with Checker(_config(1)) as pooled:
+        got = _check_all(pooled)
+        assert pooled.pool is not None
+    assert sum(len(r.findings) for r in _findings(expected)) >= 10
+    assert _findings(got) == _findings(expected)
+    assert [d for tr in got for r in tr.results for d in r.drafts] == \
+        [d for tr in expected for r in tr.results for d in r.drafts]
+
+
+def test_one_thread_is_checked_without_a_worker_process() -> None:
+    before = set(multiprocessing.active_children())
+    with Checker(_config(1)) as checker:
+        [raws] = list(InputSet(INPUTS[:1], checker.cfg.input).threads())
+        assert checker.check_thread(raws).results
+        assert set(multiprocessing.active_children()) == before
+
+
+def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> None:
+    # A real fault: the worker process is killed (as the OOM killer would)
+    # while it holds a thread's rules; that thread is checked in the main
+    # process instead, and the next threads get a new worker.
+    with Checker(_config(0)) as here:
+        expected = _findings(_check_all(here))
+    with Checker(_config(1)) as checker:
+        threads = list(InputSet(INPUTS, checker.cfg.input).threads())
+        results = [checker.check_thread(threads[0])]
+        before = set(multiprocessing.active_children())
+        started = checker.start_thread(threads[1])        # handed to the worker
+        workers = set(multiprocessing.active_children()) - before
+        assert workers, "no worker process was started for the second thread"
+        for proc in workers:
+            assert proc.pid is not None
+            os.kill(proc.pid, signal.SIGKILL)
+        results.append(checker.finish_thread(started))
+        results.extend(checker.check_thread(raws) for raws in threads[2:])
+        after = set(multiprocessing.active_children()) - before - workers
+        assert after, "no new worker process after the first one died"
+    assert _findings(results) == expected
+    lost = [r.getMessage() for r in caplog.records if "worker process lost" in r.getMessage()]
+    assert lost and "checking that series here" in lost[0]
+
+
+def test_a_worker_outlives_no_killed_main_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `bot check` over several threads, killed outright while its worker is
+    # up: the worker stops by itself and nothing holds the output open.
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text("[rules]\nworkers = 1\n")
+    env = dict(os.environ, BOT_CONFIG=str(cfg), BOT_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "check", "--format", "json",
+                             *INPUTS * 20], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    children = _children(proc.pid)
+    while not children and proc.poll() is None and time.monotonic() - t0 < 30:
+        time.sleep(0.05)
+        children = _children(proc.pid)
+    assert children, "no rules worker under the running bot check"
+    time.sleep(0.5)              # the worker is busy with rules
+    proc.kill()
+    t0 = time.monotonic()
+    proc.communicate(timeout=30)  # EOF: no worker holds stdout or stderr
+    while any(_alive(pid) for pid in children) and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open("/proc/%s/stat" % entry).read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
