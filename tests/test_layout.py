@@ -270,6 +270,9 @@ GLOBBED = {
     "onepath": "tests/test_rules_values.py",
     "onepathop": "tests/test_rules_values.py",
     "e2honly": "tests/test_rules_values.py",
+    "keepmask": "tests/test_rules_values.py",
+    "entrystate": "tests/test_rules_values.py",
+    "kconfigsym": "tests/test_rules_values.py",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from bot.errors import ConfigError
 from bot.regmodel.reach import ConfigWork, read_config_work
 from bot.regmodel.tomlcheck import TomlTable
+from bot.regmodel.valuefacts import KconfigFacts, RegValueFacts, read_kconfig, read_regvalues
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
 _DEREF_MEMBER = re.compile(r"^\(\*(\w+)\)\.(.+)$")
@@ -188,6 +189,10 @@ class KvmFacts:
     # accessor macros they use ([constants]: "NAME" or "name(params)" -> C).
     constants: Mapping[str, str] = field(default_factory=dict)
     loaders: Mapping[str, Loader] = field(default_factory=dict)
+    # Values of the registers besides HCR_EL2/MDCR_EL2 the value checks
+    # follow ([regvalues]), and the Kconfig symbols KVM code tests ([kconfig]).
+    regvalues: RegValueFacts = field(default_factory=RegValueFacts)
+    kconfig: KconfigFacts = field(default_factory=KconfigFacts)
     late_saved: tuple[LateSaved, ...] = ()
     # The exit handlers the early-exit function calls (names; a trailing *
     # matches a prefix): they run in the same window ([exit_window]).
@@ -294,11 +299,13 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
     ops_t = TomlTable(raw.get("ops", {}), "ops", source)
     ops_t.only(*_OPS)
     ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
+    regvalues = read_regvalues(raw, sources, source)
     return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops,
                     lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
                     round_trips=_round_trips(raw, sources, source),
-                    constants=_constants(raw, sources, source),
-                    loaders=_loaders(raw, sources, source),
+                    constants={**regvalues.constants, **_constants(raw, sources, source)},
+                    loaders=_loaders(raw, sources, source), regvalues=regvalues,
+                    kconfig=read_kconfig(raw, sources, source),
                     late_saved=_late_saved(raw, sources, source),
                     exit_handlers=TomlTable(raw.get("exit_window", {}), "exit_window",
                                             source).texts("handlers"),

@@ -122,7 +122,7 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
              "file_eras",
              "reach", "config_work", "hyp_state", "e2h_state",
              "releases",
-             "snapshot_files")
+             "snapshot_files", "regvalues", "kconfig")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")
     src = _Toml(raw.get("sources", {}), "sources", source)

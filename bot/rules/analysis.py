@@ -382,6 +382,13 @@ def patch_view(patch: Patch, mapped: frozenset[str] = frozenset(),
                copy_use: re.Pattern[str] | None = None) -> PatchView:
     if not _relevant(patch, mapped, hyp, copy_use):
         return PatchView(patch=patch, relevant=False)
+    return read_patch(patch)
+
+
+def read_patch(patch: Patch) -> PatchView:
+    """The patch read line by line whatever it names: for a check that
+    picks the patches it reads by a cheap test of its own (the registers
+    besides HCR_EL2/MDCR_EL2 that bot.rules.regvalue follows)."""
     files = tuple(_file_view(fd) for fd in patch.files
                   if not fd.binary and fd.path.startswith(KERNEL_PREFIXES))
     return PatchView(patch=patch, relevant=True, files=files)

@@ -13,7 +13,7 @@ import re
 from bot.data import Series
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
-from bot.rules import capmerge, e2honly, onepath, redirect, sides, width
+from bot.rules import capmerge, e2honly, kconfigsym, onepath, redirect, sides, width
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits
@@ -376,4 +376,5 @@ def register_width(series: Series, ctx: Context) -> list[Finding]:
                     emit(Severity.WARNING, pv, fv, ln, register=d.register,
                          message="%s %s %s in a %s, but %s is a 64-bit register: use u64." % (
                              d.name, what, d.register, d.type, d.register), existed=existed)
+    kconfigsym.check(emit, sv, ctx)
     return emit.out
