@@ -67,10 +67,10 @@ Lookup = Callable[[Series], Iterable[EarlierRevision | None]]
 
 NO_REPO = "no kernel repository configured (kernel.repo)"
 
-# Threads the poller and `bot check` start (assemble, hand to the rules
-# worker) before finishing the oldest: enough that the main process has
-# work while the worker checks a run of heavy series, few enough that
-# memory stays flat.
+# Threads `bot check` starts (assembles, hands to the rules worker) before
+# finishing the oldest: enough that the main process has work while the
+# worker checks a run of heavy series, few enough that memory stays flat.
+# (The poller starts one: it stores each thread once the next one is in.)
 AHEAD = 4
 
 

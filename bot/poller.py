@@ -58,7 +58,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import AHEAD, Carrier, Checker, Started
+from bot.pipeline import Carrier, Checker, Started
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -218,12 +218,13 @@ class Poller:
                     report.skipped += 1
                     continue
                 report.threads += 1
-                # A few threads' rules start (in the rules worker, when there
-                # is one) while the threads before them are finished and
-                # stored, in order: a thread is finished only once the one
-                # before it is stored, so that a revision finds it there.
+                # This thread's rules start (in the rules worker, when there
+                # is one) while the one before it is finished and stored:
+                # a thread is finished only once the one before it is
+                # stored, so that a revision finds it there, and stored
+                # once the next one is in.
                 pending.append(self._start(*fetched))
-                if len(pending) > AHEAD:
+                if len(pending) > 1:
                     self._commit(self._finish(pending.popleft()), report)
         while len(pending) > 1:
             self._commit(self._finish(pending.popleft()), report)
