@@ -54,7 +54,7 @@ from bot.regmodel.versions import infer_version
 from bot.revisions import as_earlier, choose, compare, drafted
 from bot.rulepool import Job, RulesPool
 from bot.rules import Context, run
-from bot.rules.analysis import read_closely
+from bot.rules.relevance import read_closely
 
 if TYPE_CHECKING:  # the kernel repository's git plumbing is imported when one is configured
     from bot.kernel import KernelRepo
