@@ -44,12 +44,23 @@ def changes_switched_state(patch: Patch, facts: KvmFacts) -> bool:
     the EL2 boot code), which runs under HCR_EL2/MDCR_EL2 as they are
     switched between host and guest, or adds or removes a line naming a
     register KVM switches with them (kvm.toml [ops] vhe_loaded,
-    e2h_redirected, dsb_observers: the guest's EL1 state), even where its
-    lines name neither."""
+    e2h_redirected, dsb_observers: the guest's EL1 state; the guest's PC
+    and PSTATE the world switch saves from ELR_EL2/SPSR_EL2,
+    [[late_saved]]), or the vcpu's copies of them by another name (the
+    accessors of [ops] memory_copy and loaded_aware, the AArch32 names of
+    [regvalues] aliases, the guest SPSR writers of [regvalues] writers),
+    even where its lines name neither."""
     if any(all(c.el == 2 for c in facts.contexts_of(p)) for p in patch.paths):
         return True
     regs = set().union(*(facts.ops.get(k, frozenset())
                          for k in ("vhe_loaded", "e2h_redirected", "dsb_observers")))
+    regs |= {r.register for r in facts.late_saved}
+    copies = set().union(*(facts.ops.get(k, frozenset()) for k in ("memory_copy",
+                                                                   "loaded_aware")))
+    copies |= {n for r in facts.late_saved for n in r.names}
+    copies |= set(facts.regvalues.aliases) | set(facts.regvalues.writers)
+    copies -= {n for n in copies if n.startswith("write_sysreg")}   # any register's
+    words = regs | {r.lower() for r in regs} | copies
     names = re.compile(r"(?m)^[+-](?![+-]).*\b(SYS_)?(%s)\b" % "|".join(
-        sorted(regs | {r.lower() for r in regs}, key=len, reverse=True)))
+        sorted(words, key=len, reverse=True)))
     return names.search(patch.mail.body) is not None

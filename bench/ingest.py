@@ -10,7 +10,9 @@ and a later run with the same DIR polls them again without importing:
 what a change to the poller is measured with (--polls picks the polls;
 --profile runs each under cProfile, or under py-spy when it is installed,
 and writes the profile beside its database). Without --keep, the
-temporary directory is removed at the end.
+temporary directory is removed at the end. The polls run with the shipped
+config.toml; BOT_RULES_WORKERS=0 in the environment runs their rules in the
+main process instead of the rules worker.
 
 1. Import. The archive is imported into v2 inboxes of one public-inbox-httpd
    on 127.0.0.1 (all state in a temporary directory): one git commit per
@@ -261,6 +263,7 @@ def main() -> int:
                     help="run each poll under cProfile (STATE/poll.prof beside its database) "
                     "or py-spy (STATE/poll.stacks: collapsed stacks of every thread); slower")
     args = ap.parse_args()
+    print("rules workers: %s" % os.environ.get("BOT_RULES_WORKERS", "as config.toml says"))
 
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)

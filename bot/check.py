@@ -27,13 +27,14 @@ import contextlib
 import dataclasses
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, TextIO
 
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.pipeline import Checker, Lookup, Started, carried
+from bot.pipeline import AHEAD, Checker, Lookup, Started, carried
 from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -198,21 +199,19 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
         reporter.add(result)
 
     try:
-        # One thread ahead: the next is read and assembled (and its rules
-        # started, in the rules worker when there is one) before this one is
-        # finished, stored and reported; whatever stops the reading, the
-        # thread in hand is reported first.
-        pending: Started | None = None
+        # Threads ahead: the next ones are read and assembled (and their
+        # rules started, in the rules worker when there is one) before this
+        # one is finished, stored and reported; whatever stops the reading,
+        # the threads in hand are reported first, in order.
+        pending: deque[Started] = deque()
         try:
             for raws in inputs.threads():
-                started = checker.start_thread(raws)
-                done, pending = pending, started
-                if done is not None:
-                    finish(done)
+                pending.append(checker.start_thread(raws))
+                if len(pending) > AHEAD:
+                    finish(pending.popleft())
         finally:
-            if pending is not None:
-                done, pending = pending, None
-                finish(done)
+            while pending:
+                finish(pending.popleft())
     finally:
         checker.close()
         if database is not None:

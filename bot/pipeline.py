@@ -54,6 +54,7 @@ from bot.regmodel.versions import infer_version
 from bot.revisions import as_earlier, choose, compare, drafted
 from bot.rulepool import Job, RulesPool
 from bot.rules import Context, run
+from bot.rules.relevance import read_closely
 
 if TYPE_CHECKING:  # the kernel repository's git plumbing is imported when one is configured
     from bot.kernel import KernelRepo
@@ -65,6 +66,12 @@ logger = logging.getLogger(__name__)
 Lookup = Callable[[Series], Iterable[EarlierRevision | None]]
 
 NO_REPO = "no kernel repository configured (kernel.repo)"
+
+# Threads `bot check` starts (assembles, hands to the rules worker) before
+# finishing the oldest: enough that the main process has work while the
+# worker checks a run of heavy series, few enough that memory stays flat.
+# (The poller starts one: it stores each thread once the next one is in.)
+AHEAD = 4
 
 
 def load_regmodel(cfg: Config) -> RegisterModel:
@@ -187,8 +194,12 @@ class Checker:
         jobs = []
         for series in thread.series:
             tree = self.tree(series)
-            jobs.append(pool.submit(series, tree) if pool is not None
-                        else Job(series, tree, None))
+            # Only a series the rules read closely is worth handing over:
+            # the rest take less time here than copying them there would.
+            if pool is not None and read_closely(series, self.context):
+                jobs.append(pool.submit(_for_rules(series), tree))
+            else:
+                jobs.append(Job(series, tree, None))
         return Started(thread=thread, jobs=tuple(jobs))
 
     def finish_thread(self, started: Started, lookup: Lookup | None = None) -> ThreadResult:
@@ -196,8 +207,8 @@ class Checker:
         revisions (`lookup` is asked now, so it sees what was stored since
         the thread was started) and drafted."""
         results: list[SeriesResult] = []
-        for job in started.jobs:  # b4 hands revisions over in order
-            series = job.series
+        for series, job in zip(started.thread.series, started.jobs, strict=True):
+            # b4 hands revisions over in order
             rules = (self.pool.result(job) if self.pool is not None
                      else self._rules(series, job.tree))
             in_thread = max((r for r in results if r.series.revision < series.revision),
@@ -238,6 +249,14 @@ def _carried(series: Series, earlier: tuple[RawMessage, ...]) -> dict[int, tuple
     out = {p.index: tuple(t for t in p.trailers if t.revision is not None)
            for p in carry_trailers(series, earlier).patches}
     return {index: trailers for index, trailers in out.items() if trailers}
+
+
+def _for_rules(series: Series) -> Series:
+    """`series` as the rules read it: its mail without the raw bytes and the
+    headers they do not read (half of what a worker would be handed)."""
+    return dataclasses.replace(
+        series, cover=_bare(series.cover) if series.cover is not None else None,
+        patches=tuple(dataclasses.replace(p, mail=_bare(p.mail)) for p in series.patches))
 
 
 def _digest(raw: bytes) -> bytes:

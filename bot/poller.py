@@ -48,6 +48,7 @@ import hashlib
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -210,7 +211,7 @@ class Poller:
         if self.progress is not None:
             self.progress(StoreStats())
         report.hits = len(hits)
-        pending: _Work | None = None
+        pending: deque[_Work] = deque()
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
@@ -218,15 +219,16 @@ class Poller:
                     continue
                 report.threads += 1
                 # This thread's rules start (in the rules worker, when there
-                # is one) while the previous thread is finished and stored;
-                # it is finished only after that, so that a revision finds
-                # the one before it in the database.
-                started = self._start(*fetched)
-                if pending is not None:
-                    self._commit(self._finish(pending), report)
-                pending = started
-        self._commit(self._finish(pending) if pending is not None else None, report,
-                     cursor=now)
+                # is one) while the one before it is finished and stored:
+                # a thread is finished only once the one before it is
+                # stored, so that a revision finds it there, and stored
+                # once the next one is in.
+                pending.append(self._start(*fetched))
+                if len(pending) > 1:
+                    self._commit(self._finish(pending.popleft()), report)
+        while len(pending) > 1:
+            self._commit(self._finish(pending.popleft()), report)
+        self._commit(self._finish(pending.popleft()) if pending else None, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
 

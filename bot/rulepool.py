@@ -11,8 +11,10 @@ findings come back pickled, equal to what the main process would compute.
 
 A worker that dies (killed, out of memory) is replaced, and the series it
 held is checked again in the main process: a broken worker never loses or
-quarantines a thread. Exceptions the rules raise come back as themselves,
-and the caller handles them as if the rules had run in its own process.
+quarantines a thread; a main process killed outright leaves no worker
+behind (it stops itself within a second). Exceptions the rules raise come
+back as themselves, and the caller handles them as if the rules had run in
+its own process.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -39,10 +44,28 @@ logger = logging.getLogger(__name__)
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(cfg: Config) -> None:
+def _start_worker(cfg: Config, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the main process's to handle
+    # Standard output is the main process's (bot check's report).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    # A main process killed outright (SIGKILL, OOM) cannot stop its worker,
+    # which would wait for work forever holding its standard error open:
+    # it stops itself once its parent is gone.
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
     _WORKER["context"] = Context(regmodel=load_model(cfg.regmodel.kernel_tree or None))
     _WORKER["cfg"] = cfg
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL)
+    os._exit(0)
+
+
+_PARENT_POLL = 0.5   # seconds
 
 
 def _rules(series: Series, tree: TreeSnapshot) -> RuleResult:
@@ -74,7 +97,7 @@ class RulesPool:
             self._pool = cf.ProcessPoolExecutor(
                 max_workers=self.cfg.rules.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(self.cfg,))
+                initializer=_start_worker, initargs=(self.cfg, os.getpid()))
         pool = self._pool
         try:
             return Job(series, tree, pool.submit(_rules, series, tree), pool)

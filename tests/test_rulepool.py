@@ -8,6 +8,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -19,15 +20,17 @@ from tests.conftest import DATA
 
 # Real threads with findings of several rules (tests/data/labelled).
 INPUTS = sorted(str(p) for p in (DATA / "labelled").glob("problem-*.mbox"))
+_HCR = str(DATA / "labelled" / "problem-polarity-drop-fb.mbox")
+ORDER = [INPUTS[0], _HCR] + [p for p in INPUTS[1:] if p != _HCR]
 
 
 def _config(workers: int) -> Config:
     return dataclasses.replace(Config(), rules=RulesConfig(workers=workers))
 
 
-def _check_all(checker: Checker) -> list[ThreadResult]:
+def _check_all(checker: Checker, inputs: list[str] = INPUTS) -> list[ThreadResult]:
     return [checker.check_thread(raws)
-            for raws in InputSet(INPUTS, checker.cfg.input).threads()]
+            for raws in InputSet(inputs, checker.cfg.input).threads()]
 
 
 def _findings(results: list[ThreadResult]) -> list[object]:
@@ -59,9 +62,11 @@ def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> No
     # while it holds a thread's rules; that thread is checked in the main
     # process instead, and the next threads get a new worker.
     with Checker(_config(0)) as here:
-        expected = _findings(_check_all(here))
+        expected = _findings(_check_all(here, ORDER))
     with Checker(_config(1)) as checker:
-        threads = list(InputSet(INPUTS, checker.cfg.input).threads())
+        # The second thread names HCR_EL2, so the rules read it closely and
+        # it goes to the worker.
+        threads = list(InputSet(ORDER, checker.cfg.input).threads())
         results = [checker.check_thread(threads[0])]
         before = set(multiprocessing.active_children())
         started = checker.start_thread(threads[1])        # handed to the worker
@@ -77,3 +82,52 @@ def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> No
     assert _findings(results) == expected
     lost = [r.getMessage() for r in caplog.records if "worker process lost" in r.getMessage()]
     assert lost and "checking that series here" in lost[0]
+
+
+def test_a_worker_outlives_no_killed_main_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # `bot check` over several threads, killed outright while its worker is
+    # up: the worker stops by itself and nothing holds the output open.
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text("[rules]\nworkers = 1\n")
+    env = dict(os.environ, BOT_CONFIG=str(cfg), BOT_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "check", "--format", "json",
+                             *INPUTS * 20], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    children = _children(proc.pid)
+    while not children and proc.poll() is None and time.monotonic() - t0 < 30:
+        time.sleep(0.05)
+        children = _children(proc.pid)
+    assert children, "no rules worker under the running bot check"
+    time.sleep(0.5)              # the worker is busy with rules
+    proc.kill()
+    t0 = time.monotonic()
+    proc.communicate(timeout=30)  # EOF: no worker holds stdout or stderr
+    while any(_alive(pid) for pid in children) and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path("/proc/%s/stat" % entry).read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -41,6 +41,17 @@ without it:
   register the hyp code reaches through the encoding E2H redirects;
 - neverset (polarity, bot/rules/neverset.py): a clear of bits no store into
   the storage sets;
+- onepath, onepathop (init-order, vhe-nvhe: bot/rules/onepath.py,
+  configreach.py): state or guest TLB maintenance put on a path only one
+  configuration runs (nVHE's hyp init), that the other relies on;
+- e2honly (vhe-nvhe, bot/rules/e2honly.py): PSTATE.PAN written by code only
+  the nVHE hyp runs, where HCR_EL2.E2H is clear;
+- keepmask (polarity, bot/rules/keepmask.py): a keep-mask on a register
+  value where the code says its bits are the ones to clear;
+- entrystate (polarity, bot/rules/entrystate.py): the new PSTATE on
+  exception entry set from an SCTLR field with the opposite polarity;
+- kconfigsym (register-width, bot/rules/kconfigsym.py): a Kconfig test
+  without CONFIG_ picking a half of 64-bit register storage;
 - walkorder, syncneed, errseq (barrier, bot/rules/walkorder.py, syncneed.py,
   errseq.py with kvm.toml's ordering facts): stage-1 walks turned back on
   under the speculative-AT erratum before the TTBRs or stage 2; an isb after
@@ -85,7 +96,13 @@ DIRS: dict[str, tuple[str, Callable[[Finding], bool]]] = {
     "capmerge": ("vhe-nvhe", lambda f: "configuration test" in f.message),
     "loadedcopy": ("shadow-vs-live", lambda f: "vcpu load" in f.message),
     "featurecost": ("hot-path-load", lambda f: "every VM" in f.message),
+    "keepmask": ("polarity", lambda f: "keeps only" in f.message and f.message.endswith("?")),
+    "entrystate": ("polarity", lambda f: "exception entry" in f.message),
+    "kconfigsym": ("register-width", lambda f: "CONFIG_" in f.message),
     "exitwindow": ("shadow-vs-live", lambda f: "ELR_EL2" in f.message),
+    "onepath": ("init-order", lambda f: "path only" in f.message),
+    "onepathop": ("vhe-nvhe", lambda f: "same CPUs" in f.message),
+    "e2honly": ("vhe-nvhe", lambda f: "HCR_EL2.E2H is 1" in f.message),
     "walkorder": ("barrier", lambda f: "back on" in f.message or "no longer sits" in f.message),
     "syncneed": ("barrier", lambda f: f.message.startswith("What needs this isb?")),
     "errseq": ("barrier", lambda f: "1508412" in f.message),
@@ -139,6 +156,33 @@ def test_lifecycle_facts_name_the_bad_key(section: dict[str, Any], problem: str)
     raw = {"lifecycle": dict(section, source="s")}
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")):
         read_facts(raw, {"s": "a source"}, "kvm.toml")
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"regvalues": {"source": "s", "exprs": [{"match": "^x$"}]}},
+     "regvalues.exprs[0].register: missing"),
+    ({"regvalues": {"source": "s", "writers": {"w": {"value": 1}}}},
+     "regvalues.writers.w.register: give either"),
+    ({"regvalues": {"source": "s", "on_entry": [{"register": "R", "field": "F", "bit": 64,
+                                                 "when": 0, "target": "T", "sets": "S",
+                                                 "set_bit": 1, "source": "s"}]}},
+     "regvalues.on_entry[0].bit: expected an integer from 0 to 63"),
+    ({"kconfig": {"source": "s", "symbols": ["CONFIG_KVM"]}}, "kconfig.symbols: 'CONFIG_KVM'"),
+])
+def test_register_value_facts_name_the_bad_key(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(".", r"\.")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        read_facts(raw, {"s": "a source"}, "kvm.toml")
+
+
+def test_register_values_by_their_expressions(rules_ctx) -> None:  # type: ignore[no-untyped-def]
+    rv = rules_ctx.regmodel.facts.regvalues
+    assert rv.register_of("*vcpu_cpsr(vcpu)") == "PSTATE"
+    assert rv.register_of("vcpu_cp15(vcpu,c1_SCTLR)") == "SCTLR_ELx"
+    assert rv.register_of("__vcpu_read_sys_reg(vcpu,SCTLR_EL2)") == "SCTLR_ELx"
+    assert rv.register_of("vcpu_cp15(vcpu,c2_TTBCR)") == "TCR_EL1"
+    assert rv.register_of("vcpu->arch.hcr_el2") is None
+    assert rv.drop_word("overlap") == "overlap" and rv.drop_word("PSR_AA32_IT_MASK") is None
 
 
 _LATE = {"register": "ELR_EL2", "copy": r"\*vcpu_pc\(\w+\)", "live": r"read_sysreg_elr\(\)",

@@ -36,9 +36,12 @@ NEAR = 3
 
 
 def tree_config(repo: Path | None, workdir: Path) -> botconfig.Config:
-    """The default configuration, plus the kernel tree when `repo` is given."""
+    """The default configuration, plus the kernel tree when `repo` is given;
+    the rules in the checking process (the bench spreads cases over its own
+    processes, --jobs)."""
     path = workdir / ("tree.toml" if repo else "plain.toml")
     text = '[%s]\n%s = "%s"\n' % (TREE_KEY[0], TREE_KEY[1], repo) if repo else ""
+    text += "[rules]\nworkers = 0\n"
     path.write_text(text)
     return botconfig.load(path, environ={"BOT_STATE_DIR": str(workdir / "state")})
 

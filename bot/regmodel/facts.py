@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.regmodel.reach import ConfigWork, read_config_work
 from bot.regmodel.tomlcheck import TomlTable
+from bot.regmodel.valuefacts import KconfigFacts, RegValueFacts, read_kconfig, read_regvalues
 
 _PTR_MEMBER = re.compile(r"^\(?(\w+_ptr)\(([\w.&]+)\)\)?->(.+)$")
 _DEREF_MEMBER = re.compile(r"^\(\*(\w+)\)\.(.+)$")
@@ -188,6 +190,10 @@ class KvmFacts:
     # accessor macros they use ([constants]: "NAME" or "name(params)" -> C).
     constants: Mapping[str, str] = field(default_factory=dict)
     loaders: Mapping[str, Loader] = field(default_factory=dict)
+    # Values of the registers besides HCR_EL2/MDCR_EL2 the value checks
+    # follow ([regvalues]), and the Kconfig symbols KVM code tests ([kconfig]).
+    regvalues: RegValueFacts = field(default_factory=RegValueFacts)
+    kconfig: KconfigFacts = field(default_factory=KconfigFacts)
     late_saved: tuple[LateSaved, ...] = ()
     # The exit handlers the early-exit function calls (names; a trailing *
     # matches a prefix): they run in the same window ([exit_window]).
@@ -196,6 +202,9 @@ class KvmFacts:
     def in_exit_handlers(self, function: str) -> bool:
         return any(function.startswith(h[:-1]) if h.endswith("*") else function == h
                    for h in self.exit_handlers)
+    # Which configuration reaches the host's init code, and what one
+    # configuration's path may not keep to itself (bot.regmodel.reach).
+    config_work: ConfigWork = field(default_factory=ConfigWork)
     # What must come before what, and which writes need an isb
     # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
     order: OrderFacts = field(default_factory=lambda: OrderFacts())  # noqa: PLW0108 (defined below)
@@ -259,6 +268,10 @@ def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:
     return frozenset(out)
 
 
+def _context_names(t: TomlTable, key: str, required: bool) -> frozenset[str]:
+    return frozenset(c.value for c in _contexts(t, key, required))
+
+
 def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> KvmFacts:
     """The facts sections of kvm.toml; problems name the dotted key."""
     places: list[Place] = []
@@ -290,14 +303,17 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
     ops_t = TomlTable(raw.get("ops", {}), "ops", source)
     ops_t.only(*_OPS)
     ops = {key: frozenset(ops_t.texts(key)) for key in _OPS}
+    regvalues = read_regvalues(raw, sources, source)
     return KvmFacts(places=tuple(places), guards=tuple(guards), storage=tuple(storage), ops=ops,
                     lifecycle=_lifecycle(raw, {st.name for st in storage}, sources, source),
                     round_trips=_round_trips(raw, sources, source),
-                    constants=_constants(raw, sources, source),
-                    loaders=_loaders(raw, sources, source),
+                    constants={**regvalues.constants, **_constants(raw, sources, source)},
+                    loaders=_loaders(raw, sources, source), regvalues=regvalues,
+                    kconfig=read_kconfig(raw, sources, source),
                     late_saved=_late_saved(raw, sources, source),
                     exit_handlers=TomlTable(raw.get("exit_window", {}), "exit_window",
                                             source).texts("handlers"),
+                    config_work=read_config_work(raw, sources, source, _context_names),
                     order=read_order(raw, sources, source))
 
 

@@ -120,8 +120,9 @@ def read_kvm_data(text: str, source: str = KVM_FILE) -> KvmData:
              "guards", "storage", "ops", "lifecycle", "round_trips", "constants", "loaders",
              "late_saved", "exit_window",
              "file_eras", "reenable", "sync_scope", "erratum_sequences",
+             "reach", "config_work", "hyp_state", "e2h_state",
              "releases",
-             "snapshot_files")
+             "snapshot_files", "regvalues", "kconfig")
     if raw.get("schema") != 1:
         raise top.fail("schema", "must be 1")
     src = _Toml(raw.get("sources", {}), "sources", source)

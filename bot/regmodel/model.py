@@ -529,8 +529,8 @@ class RegisterModel:
 
     def snapshot_files(self, version: str | tuple[int, ...] | None) -> tuple[str, ...]:
         """The files a snapshot of a kernel of `version` should hold besides the
-        series' own: the save/restore map's files of that era and the
-        headers listed in kvm.toml."""
+        series' own: the save/restore map's files of that era, the
+        headers listed in kvm.toml and the Kconfig files of [kconfig]."""
         ver = parse_version(version) if isinstance(version, str) else version
         layout = "post-5.9" if ver is None or ver[:2] >= (5, 9) else "pre-5.9"
         out: dict[str, None] = {}
@@ -541,7 +541,7 @@ class RegisterModel:
                 continue
             for path in fr.files:
                 out[path] = None
-        for path in self._snapshot_files:
+        for path in (*self._snapshot_files, *self.facts.kconfig.files):
             out[path] = None
         return tuple(p for p in out if ver is None or not any(
             e.matches(p) and not e.macro and not era_contains(e.era, ver)

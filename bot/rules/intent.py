@@ -13,7 +13,7 @@ import re
 
 from bot.data import Series
 from bot.regmodel import Field, Register, RegisterModel
-from bot.rules import hostvalues, neverset
+from bot.rules import entrystate, hostvalues, keepmask, neverset
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
@@ -91,6 +91,10 @@ def polarity(series: Series, ctx: Context) -> list[Finding]:
             sem = semantics(sv, pv, ctx)
             if sem is not None:
                 neverset.check(emit, pv, sem)
+    # Values of the other registers (PSTATE, SPSR, SCTLR), in patches these
+    # checks pick themselves.
+    keepmask.check(emit, sv, ctx)
+    entrystate.check(emit, sv, ctx)
     return emit.out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bot.data import Series
 from bot.regmodel import RegisterModel, Role
 from bot.regmodel.facts import EL1
-from bot.rules import exitwindow, initorder, loadedcopy
+from bot.rules import exitwindow, initorder, loadedcopy, onepath
 from bot.rules.analysis import Emit, PatchView, view
 from bot.rules.core import Category, Context, Finding, Severity, rule
 from bot.rules.flow import changed_line, line_at, semantics
@@ -53,6 +53,7 @@ def init_order(series: Series, ctx: Context) -> list[Finding]:
     if not isinstance(mdl, RegisterModel):
         return emit.out
     for pv in sv.relevant():
+        onepath.check_state(emit, sv, pv, mdl.facts, ctx.memo)
         sem = semantics(sv, pv, ctx)
         if sem is not None:
             initorder.check(emit, pv, sem)

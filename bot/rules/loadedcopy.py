@@ -20,16 +20,9 @@ import re
 
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import Ctx
-from bot.rules.analysis import (
-    Emit,
-    FileView,
-    Line,
-    PatchView,
-    SeriesView,
-    alternatives,
-    loaded_copy_use,
-)
+from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.core import Severity
+from bot.rules.relevance import alternatives, loaded_copy_use
 
 
 @functools.lru_cache(maxsize=4)

@@ -13,7 +13,7 @@ import re
 from bot.data import Series
 from bot.regmodel import RegisterModel
 from bot.regmodel.facts import EL1, Ctx
-from bot.rules import capmerge, redirect, sides, width
+from bot.rules import capmerge, e2honly, kconfigsym, onepath, redirect, sides, width
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView, view
 from bot.rules.bits import Bits
@@ -75,6 +75,8 @@ def vhe_nvhe(series: Series, ctx: Context) -> list[Finding]:
         return emit.out
     changed_modes: dict[str, list[tuple[PatchView, Pair, str]]] = {}
     for pv in sv.relevant():
+        onepath.check_ops(emit, sv, pv, mdl.facts, ctx.memo)
+        e2honly.check(emit, pv, mdl.facts)
         sem = semantics(sv, pv, ctx)
         if sem is None:
             continue
@@ -374,4 +376,5 @@ def register_width(series: Series, ctx: Context) -> list[Finding]:
                     emit(Severity.WARNING, pv, fv, ln, register=d.register,
                          message="%s %s %s in a %s, but %s is a 64-bit register: use u64." % (
                              d.name, what, d.register, d.type, d.register), existed=existed)
+    kconfigsym.check(emit, sv, ctx)
     return emit.out

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from bot.regmodel.evaluate import Evaluator
 from bot.regmodel.facts import KvmFacts
-from bot.rules.bits import Bits
+from bot.rules.bits import MASK64, Bits
 from bot.rules.cexpr import (
     Assign,
     Binary,
@@ -40,6 +40,9 @@ from bot.rules.trace import Ev, Event, PathState, Written, type_width
 
 # The language's own constants (a pointer set to NULL tests false later).
 _C_CONSTANTS = {"NULL": 0, "false": 0, "true": 1}
+# What a comparison, a logical operator or `!` gives: 0 or 1.
+_TESTS = frozenset({"==", "!=", "<", ">", "<=", ">=", "&&", "||"})
+_TRUTH = Bits(zeros=MASK64 & ~1)
 
 
 class Values(abc.ABC):
@@ -127,6 +130,8 @@ class Values(abc.ABC):
             inner = self._eval(expr.operand, st, fn, depth, line)
             if expr.op == "-" and inner.value is not None:
                 return Bits.const(-inner.value)
+            if expr.op == "!":
+                return _TRUTH
             return Bits.unknown()
         if isinstance(expr, Cast):
             inner = self._eval(expr.operand, st, fn, depth, line)
@@ -167,6 +172,8 @@ class Values(abc.ABC):
                 return Bits.const(value)
         if op == ",":
             return right
+        if op in _TESTS:
+            return _TRUTH
         return Bits.unknown()
 
     def _storage(self, expr: Expr) -> tuple[str, str] | None:
