@@ -82,7 +82,12 @@ def test_compare_to_a_real_earlier_revision_in_another_thread(tmp_path):
     proc = cli(tmp_path, "--compare-to", str(OPTIN_V1), str(OPTIN_V2), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     (v2,) = json.loads(proc.stdout)["series"]
-    assert v2["message_id"] == OPTIN_V2_MID and v2["findings"] == []
+    # What v2 still says is only the question on the isbs after the host
+    # flags at init (Marc Zyngier on v2: "Why the ISB?"), new in v2.
+    assert v2["message_id"] == OPTIN_V2_MID
+    assert [(f["rule"], f["file"], f["line"], f["revision_status"]) for f in v2["findings"]] == [
+        ("barrier", "arch/arm64/kvm/hyp/nvhe/hyp-init.S", 94, "new"),
+        ("barrier", "arch/arm64/kvm/hyp/nvhe/hyp-init.S", 236, "new")]
     assert v2["compared_to"] == {"message_id": OPTIN_V1_MID, "revision": 1,
                                  "source": "compare-to"}
     (gone,) = v2["resolved"]
@@ -90,7 +95,9 @@ def test_compare_to_a_real_earlier_revision_in_another_thread(tmp_path):
         "register-width", 23, "arch/arm64/kvm/arm.c", 1867)
     assert (gone["revision"], gone["first_seen"], gone["resolved_in"]) == (1, 1, 2)
     assert gone["status"] == "open"
-    assert v2["drafts"] == []  # nothing is said about what was fixed
+    # Nothing is said about what was fixed: the one draft asks about the isbs.
+    assert [("register-width" in d["body"], "isb" in d["body"]) for d in v2["drafts"]] == [
+        (False, True)]
 
 
 def test_a_bad_compare_to_source_is_refused_in_one_line(tmp_path):
@@ -107,8 +114,11 @@ def test_compare_to_the_rfc_whose_subject_changed(tmp_path):
     assert v1["compared_to"]["message_id"] == "20201104183630.27513-1-dbrazdil@google.com"
     width = by_rule(v1)["register-width"]
     assert (width["revision_status"], width["first_seen"]) == ("new", 1)
+    # The RFC's isb after the host flags at init is asked about; v1 patches
+    # the flags into that mov_q at boot (alternative_cb), a value the
+    # barrier rule does not claim to know, so it no longer asks.
     assert [(r["rule"], r["patch"], r["fields"]) for r in v1["resolved"]] == [
-        ("host-flags", 25, ["TSC"])]
+        ("host-flags", 25, ["TSC"]), ("barrier", 25, [])]
     assert len(v1["drafts"]) == 1 and "Still present" not in v1["drafts"][0]["body"]
 
 
@@ -402,15 +412,18 @@ def test_the_poller_compares_a_new_revision_with_the_stored_one(migrated, public
         finally:
             database.close()
 
+    def width_finding() -> Finding:
+        # v2 also gets the barrier questions on its isbs after the host flags.
+        (found,) = [f for f in rows(cfg, Finding) if f.rule == "register-width"]
+        return found
+
     inbox.deliver(OPTIN_V1)
     if polls == "v1 then v2":
         poll()
-        (width,) = rows(cfg, Finding)
-        assert width.resolved_in_id is None
+        assert width_finding().resolved_in_id is None
     inbox.deliver(OPTIN_V2)
     poll()
-    (width,) = rows(cfg, Finding)
-    assert width.resolved_in_id == series_id(cfg, OPTIN_V2_MID)
+    assert width_finding().resolved_in_id == series_id(cfg, OPTIN_V2_MID)
 
 
 ERRATA_V2_MID = "20191019095521.31722-1-maz@kernel.org"

@@ -213,13 +213,14 @@ def _one(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: RegisterM
         return
     if _return_carries(sv, pv, fact):
         return
-    where = ("%s()" % access.function) if access.function else "this helper, which any caller"
+    where = ("%s() can run" % access.function) if access.function else \
+        "a caller of this helper can run it"
     emit(Severity.QUESTION, pv, fv, access, register=fact.register,
          message="With %s, the %s before this %s %s must have nothing between them, but %s "
-         "can run with interrupts unmasked (%s): an interrupt taken between the two can do "
-         "what the %s keeps apart, and nothing the bot sees puts the %s on the exception "
-         "return (%s). Should the exception return carry it, or the sequence run with "
-         "interrupts masked?" % (
+         "with interrupts unmasked (%s): an interrupt taken between the two can do what the "
+         "%s keeps apart, and nothing the bot sees puts the %s on the exception return "
+         "(%s). Should the exception return carry it, or the sequence run with interrupts "
+         "masked?" % (
              fact.capability, fact.barrier, fact.register, fact.access, where,
              modes(open_ctxs), fact.barrier, fact.barrier, ", ".join(fact.exception_return)),
          evidence=(barrier.text.strip(), access.text.strip()))
