@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.regmodel.ordering import OrderFacts, read_order
 from bot.regmodel.reach import ConfigWork, read_config_work
 from bot.regmodel.tomlcheck import TomlTable
 from bot.regmodel.valuefacts import KconfigFacts, RegValueFacts, read_kconfig, read_regvalues
@@ -207,7 +208,7 @@ class KvmFacts:
     config_work: ConfigWork = field(default_factory=ConfigWork)
     # What must come before what, and which writes need an isb
     # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
-    order: OrderFacts = field(default_factory=lambda: OrderFacts())  # noqa: PLW0108 (defined below)
+    order: OrderFacts = field(default_factory=OrderFacts)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
@@ -314,7 +315,7 @@ def read_facts(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) 
                     exit_handlers=TomlTable(raw.get("exit_window", {}), "exit_window",
                                             source).texts("handlers"),
                     config_work=read_config_work(raw, sources, source, _context_names),
-                    order=read_order(raw, sources, source))
+                    order=read_order(raw, sources, source, _context_names))
 
 
 def _pattern(t: TomlTable, key: str) -> re.Pattern[str]:
@@ -419,104 +420,3 @@ def _items(raw: Mapping[str, Any], key: str, source: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError("%s: %s: expected an array of tables ([[%s]])" % (source, key, key))
     return value
-
-# -- ordering facts ([[reenable]], [[sync_scope]], [[erratum_sequences]]) -------
-# What must come before what, and which synchronisation a register write
-# needs (kvm.toml's ordering section says what each key means):
-# [[reenable]], something an erratum makes the world switch turn off,
-# turned back on only once the state it uses is in place; [[sync_scope]],
-# the fields only code at EL1/EL0 sees; [[erratum_sequences]], a barrier an
-# erratum needs right before an access, which an exception must not split.
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reenable:
-    """[[reenable]]: a write that turns something back on (the value of
-    `register` without every bit of `disabled_by` set), in the
-    configuration with one of `capabilities`, must come after the writes
-    of `after_writes` and after an isb that follows the writes of
-    `after_sync`, on the same path."""
-
-    name: str
-    capabilities: tuple[str, ...]
-    tests: tuple[str, ...]
-    contexts: frozenset[Ctx]
-    register: str
-    disabled_by: str
-    after_writes: tuple[str, ...]
-    after_sync: tuple[str, ...]
-    source: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SyncScope:
-    """[[sync_scope]]: the fields of `register` that only EL1/EL0 see."""
-
-    register: str
-    lower: tuple[str, ...]
-    source: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErratumSequence:
-    """[[erratum_sequences]]: with `capability`, `barrier` must come right
-    before each `access` of `register`; `masked` are the contexts that
-    always run with interrupts masked, `exception_return` the files whose
-    exception return must carry the barrier when the sequence can be
-    interrupted."""
-
-    capability: str
-    barrier: str
-    register: str
-    access: str
-    masked: frozenset[Ctx]
-    exception_return: tuple[str, ...]
-    source: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderFacts:
-    """Everything kvm.toml says about ordering and synchronisation needs."""
-
-    reenables: tuple[Reenable, ...] = ()
-    sync_scopes: tuple[SyncScope, ...] = ()
-    sequences: tuple[ErratumSequence, ...] = ()
-
-    def scope(self, register: str) -> SyncScope | None:
-        return next((s for s in self.sync_scopes if s.register == register), None)
-
-
-def read_order(raw: Mapping[str, Any], sources: Mapping[str, str], source: str) -> OrderFacts:
-    """The ordering sections of kvm.toml; problems name the dotted key."""
-    reenables = []
-    for i, item in enumerate(_items(raw, "reenable", source)):
-        t = TomlTable(item, "reenable[%d]" % i, source)
-        t.only("name", "capabilities", "tests", "contexts", "register", "disabled_by",
-               "after_writes", "after_sync", "source", "note")
-        reenables.append(Reenable(
-            name=t.text("name"), capabilities=t.texts("capabilities", True),
-            tests=t.texts("tests", True), contexts=_contexts(t, "contexts", True),
-            register=t.text("register"), disabled_by=t.text("disabled_by"),
-            after_writes=t.texts("after_writes"), after_sync=t.texts("after_sync"),
-            source=t.sources("source", sources), note=t.text("note", "")))
-    scopes = []
-    for i, item in enumerate(_items(raw, "sync_scope", source)):
-        t = TomlTable(item, "sync_scope[%d]" % i, source)
-        t.only("register", "lower", "source", "note")
-        scopes.append(SyncScope(register=t.text("register"), lower=t.texts("lower", True),
-                                source=t.sources("source", sources), note=t.text("note", "")))
-    sequences = []
-    for i, item in enumerate(_items(raw, "erratum_sequences", source)):
-        t = TomlTable(item, "erratum_sequences[%d]" % i, source)
-        t.only("capability", "barrier", "register", "access", "masked", "exception_return",
-               "source", "note")
-        sequences.append(ErratumSequence(
-            capability=t.text("capability"), barrier=t.text("barrier"),
-            register=t.text("register"), access=t.choice("access", ("read", "write")),
-            masked=_contexts(t, "masked", True), exception_return=t.texts("exception_return", True),
-            source=t.sources("source", sources), note=t.text("note", "")))
-    return OrderFacts(reenables=tuple(reenables), sync_scopes=tuple(scopes),
-                      sequences=tuple(sequences))

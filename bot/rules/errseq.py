@@ -25,7 +25,8 @@ import re
 from bot.data import LineKind
 from bot.parse.csource import line_facts
 from bot.regmodel import RegisterModel, Role
-from bot.regmodel.facts import ErratumSequence
+from bot.regmodel.facts import Ctx
+from bot.regmodel.ordering import ErratumSequence
 from bot.rules import model as M
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.core import Severity
@@ -206,7 +207,7 @@ def _dropped(emit: Emit, pv: PatchView, fv: FileView, fact: ErratumSequence) -> 
 
 def _one(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, mdl: RegisterModel,
          fact: ErratumSequence, barrier: Line, access: Line) -> None:
-    open_ctxs = mdl.facts.contexts_of(fv.path) - fact.masked
+    open_ctxs = mdl.facts.contexts_of(fv.path) - {Ctx(c) for c in fact.masked}
     if not open_ctxs or M.role(mdl, access.function, fv.path) in _MASKED_ROLES:
         return
     if _masked_before(fv, mdl, barrier):

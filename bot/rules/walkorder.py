@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from bot.regmodel.facts import Ctx, Guard, KvmFacts, Reenable
+from bot.regmodel.facts import Ctx, Guard, KvmFacts
+from bot.regmodel.ordering import Reenable
 from bot.rules.analysis import Emit, Line, PatchView
 from bot.rules.core import Severity
 from bot.rules.flow import changed_line, decided, modes
@@ -54,20 +55,25 @@ def erratum_facts(facts: KvmFacts, fact: Reenable) -> KvmFacts:
     return out
 
 
+def contexts(fact: Reenable) -> frozenset[Ctx]:
+    """Where the fact holds, as contexts."""
+    return frozenset(Ctx(c) for c in fact.contexts)
+
+
 def possible(facts: KvmFacts, fact: Reenable, cap: str) -> frozenset[Ctx]:
     """The fact's contexts where a CPU can have `cap` (a [[guards]] entry of
     one of its tests narrows them: an erratum of CPUs without VHE)."""
     for test in fact.tests:
         g = facts.guard(test, cap)
         if g is not None and g.arg == cap:
-            return fact.contexts & (g.true_in | g.maybe_in)
-    return fact.contexts
+            return contexts(fact) & (g.true_in | g.maybe_in)
+    return contexts(fact)
 
 
 def _tested(trace: Trace, facts: KvmFacts, fact: Reenable) -> frozenset[Ctx]:
     """The contexts where every capability of the fact the function tests
     can be present."""
-    out = fact.contexts
+    out = contexts(fact)
     for e in trace.events:
         if e.kind is Ev.GUARD:
             arg = e.name.partition("(")[2].rstrip(")")
@@ -179,7 +185,7 @@ def check(emit: Emit, pv: PatchView, sem: PatchSemantics) -> None:
 
 def _pair(emit: Emit, pv: PatchView, sem: PatchSemantics, pair: Pair, fact: Reenable,
           facts: KvmFacts, mask: int, done: set[tuple[str, int]]) -> None:
-    ctxs = sem.contexts(pair.key) & fact.contexts
+    ctxs = sem.contexts(pair.key) & contexts(fact)
     after = _trace(sem, "new", pair.key, facts, ctxs)
     if after is None:
         return
