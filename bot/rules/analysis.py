@@ -90,6 +90,9 @@ class FileView:
     new_path: str | None
     lines: tuple[Line, ...]
     diff: FileDiff | None = None
+    # What several checks derive from these lines alike (the functions the
+    # hunks show), computed once (bot.rules.semantic.hunk_functions).
+    derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def asm(self) -> bool:

@@ -57,12 +57,22 @@ def _stems(facts: KvmFacts) -> tuple[str, ...]:
     return tuple(sorted({e.register.split("_EL")[0].lower() for e in facts.regvalues.on_entry}))
 
 
+def _changes(body: str, stems: tuple[str, ...]) -> bool:
+    """A line the patch adds or removes names one of the registers (the
+    test or the PSTATE bit it sets is what changes, or nothing does)."""
+    low = body.lower()
+    if not any(s in low for s in stems):
+        return False
+    return any(line[:1] in "+-" and not line.startswith(("+++", "---"))
+               and any(s in line for s in stems) for line in low.splitlines())
+
+
 def check(emit: Emit, sv: SeriesView, ctx: Context) -> None:
     model = ctx.regmodel
     if model is None or not model.facts.regvalues.on_entry:
         return
     stems = _stems(model.facts)
-    for pv in patches(sv, ctx, lambda body: any(s in body.lower() for s in stems)):
+    for pv in patches(sv, ctx, lambda body: _changes(body, stems)):
         sem = patch_semantics(sv, pv, ctx)
         if sem is None:
             continue

@@ -29,6 +29,7 @@ does not see. Pure.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,32 @@ def _host(facts: KvmFacts, path: str) -> bool:
     return any(c.el == 1 for c in facts.contexts_of(path))
 
 
+def _deciders(facts: KvmFacts) -> re.Pattern[str]:
+    """What can put host code on one configuration's path when only the
+    hunks are seen: a configuration test of [[guards]], or a function of
+    [[reach]] (compiled once per facts object)."""
+    got = _DECIDERS.get(id(facts))
+    if got is None or got[0] is not facts:
+        names = {g.name for g in facts.guards} | {g.arg for g in facts.guards if g.arg}
+        names |= {n for e in facts.config_work.edges for n in (e.caller, e.callee)}
+        got = _DECIDERS[id(facts)] = (facts, re.compile(r"\b(%s)\b" % "|".join(
+            sorted(map(re.escape, names), key=len, reverse=True))))
+    return got[1]
+
+
+_DECIDERS: dict[int, tuple[KvmFacts, re.Pattern[str]]] = {}
+
+
+def _worth(sv: SeriesView, pv: PatchView, facts: KvmFacts) -> bool:
+    """Host C code changed and, without a kernel tree, a configuration test
+    or a [[reach]] function named in the patch: otherwise no statement of it
+    can be on one configuration's path only."""
+    if not any(_host(facts, fv.path) and not fv.asm for fv in pv.files):
+        return False
+    return bool(getattr(sv.tree, "files", None)) \
+        or _deciders(facts).search(pv.patch.mail.body) is not None
+
+
 def _added_sites(prog: Program, pv: PatchView) -> list[tuple[Site, FileView, Line]]:
     """Statements of host code with a line the patch adds."""
     out: list[tuple[Site, FileView, Line]] = []
@@ -108,7 +135,7 @@ def check_state(emit: Emit, sv: SeriesView, pv: PatchView, facts: KvmFacts,
                 memo: dict[Any, Any]) -> None:
     """State the patch sets up on one configuration's path only, that code
     the other configuration runs reads (init-order)."""
-    if not any(_host(facts, fv.path) and not fv.asm for fv in pv.files):
+    if not _worth(sv, pv, facts):
         return
     new = _programs(sv, pv, facts, memo, "new")
     hits: list[_Hit] = []
@@ -211,7 +238,7 @@ def check_ops(emit: Emit, sv: SeriesView, pv: PatchView, facts: KvmFacts,
               memo: dict[Any, Any]) -> None:
     """Maintenance both configurations' guests rely on, that the patch puts
     on one configuration's path only (vhe-nvhe)."""
-    if not any(_host(facts, fv.path) and not fv.asm for fv in pv.files):
+    if not _worth(sv, pv, facts):
         return
     new = _programs(sv, pv, facts, memo, "new")
     hits: list[_Hit] = []

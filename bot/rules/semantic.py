@@ -91,7 +91,16 @@ def _def_line(name: str) -> re.Pattern[str]:
 
 
 def hunk_functions(fv: FileView, side: str) -> list[Function]:
-    """The functions one side of a file's hunks shows, as far as it shows them."""
+    """The functions one side of a file's hunks shows, as far as it shows
+    them (worked out once per file view and side)."""
+    key = ("hunk_functions", side)
+    got = fv.derived.get(key)
+    if not isinstance(got, tuple):
+        got = fv.derived[key] = tuple(_hunk_functions(fv, side))
+    return [fn for fn in got if isinstance(fn, Function)]
+
+
+def _hunk_functions(fv: FileView, side: str) -> list[Function]:
     out: list[Function] = []
     for name, lines in _group(list(fv.lines), side).items():
         numbered = [((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in lines]
