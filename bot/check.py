@@ -199,15 +199,16 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
         reporter.add(result)
 
     try:
-        # Threads ahead: the next ones are read and assembled (and their
-        # rules started, in the rules worker when there is one) before this
-        # one is finished, stored and reported; whatever stops the reading,
-        # the threads in hand are reported first, in order.
+        # With a rules worker, threads ahead: the next ones are read,
+        # assembled and their rules started there before this one is
+        # finished, stored and reported; whatever stops the reading, the
+        # threads in hand are reported first, in order.
         pending: deque[Started] = deque()
+        ahead = AHEAD if checker.pool is not None else 0
         try:
             for raws in inputs.threads():
                 pending.append(checker.start_thread(raws))
-                if len(pending) > AHEAD:
+                if len(pending) > ahead:
                     finish(pending.popleft())
         finally:
             while pending:

@@ -119,9 +119,10 @@ class RulesConfig:
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Worker processes the rules run in beside the main one (0: in the main
     # process). One lets the poller and `bot check` assemble and store one
-    # thread while the rules run on another (bot.rulepool); it is started
-    # with the second thread, so checking one thread never waits for it.
-    workers: int = 1
+    # thread while the rules run on another (bot.rulepool), on a machine
+    # with a core to spare; it is started with the second thread, so
+    # checking one thread never waits for it.
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
