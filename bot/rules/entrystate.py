@@ -32,11 +32,9 @@ from bot.rules.regvalue import (
     Point,
     Recorder,
     holds,
-    patch_semantics,
-    patches,
     register_expr,
     register_of_source,
-    run,
+    traced,
     written_as,
 )
 from bot.rules.semantic import PatchSemantics
@@ -72,19 +70,11 @@ def check(emit: Emit, sv: SeriesView, ctx: Context) -> None:
     if model is None or not model.facts.regvalues.on_entry:
         return
     stems = _stems(model.facts)
-    for pv in patches(sv, ctx, lambda body: _changes(body, stems)):
-        sem = patch_semantics(sv, pv, ctx)
-        if sem is None:
-            continue
-        for key in sorted(sem.changed, key=lambda k: (k.path, k.name)):
-            got = run(sem, key)
-            if got is None:
-                continue
-            trace, rec = got
-            local = holds(trace.function, sem.facts)
-            for point in rec.points:
-                if point.kind == "if":
-                    _point(emit, pv, sem, rec, point, local)
+    for t in traced(sv, ctx, lambda body: _changes(body, stems)):
+        local = holds(t.trace.function, t.sem.facts)
+        for point in t.rec.points:
+            if point.kind == "if":
+                _point(emit, t.pv, t.sem, t.rec, point, local)
 
 
 def _point(emit: Emit, pv: PatchView, sem: PatchSemantics, rec: Recorder, point: Point,

@@ -29,10 +29,8 @@ from bot.rules.regvalue import (
     Recorder,
     bit_list,
     header_params,
-    patch_semantics,
-    patches,
     register_of_source,
-    run,
+    traced,
     written_as,
 )
 from bot.rules.semantic import PatchSemantics
@@ -43,18 +41,10 @@ _KEEP = re.compile(r"(?m)^\+(?!\+).*(?:[^&|^!<>=]&=\s*[\w(]|\b(\w+)\s*=\s*\1\s*&
 
 
 def check(emit: Emit, sv: SeriesView, ctx: Context) -> None:
-    for pv in patches(sv, ctx, lambda body: _KEEP.search(body) is not None):
-        sem = patch_semantics(sv, pv, ctx)
-        if sem is None:
-            continue
-        for key in sorted(sem.changed, key=lambda k: (k.path, k.name)):
-            got = run(sem, key)
-            if got is None:
-                continue
-            trace, rec = got
-            for point in rec.points:
-                if point.kind == "and":
-                    _point(emit, pv, sem, trace, rec, point)
+    for t in traced(sv, ctx, lambda body: _KEEP.search(body) is not None):
+        for point in t.rec.points:
+            if point.kind == "and":
+                _point(emit, t.pv, t.sem, t.trace, t.rec, point)
 
 
 def _point(emit: Emit, pv: PatchView, sem: PatchSemantics, trace: Trace, rec: Recorder,

@@ -126,6 +126,34 @@ def _and_mask(expr: Assign) -> Expr | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Traced:
+    """One changed function of a patch, traced with its points kept."""
+
+    pv: PatchView
+    sem: PatchSemantics
+    trace: Trace
+    rec: Recorder
+
+
+def traced(sv: SeriesView, ctx: Context, wanted: Callable[[str], bool]) -> Iterator[Traced]:
+    """The changed functions of the patches `patches()` gives, each traced
+    once per series however many checks ask (keep-mask, entry state)."""
+    for pv in patches(sv, ctx, wanted):
+        sem = patch_semantics(sv, pv, ctx)
+        if sem is None:
+            continue
+        for key in sorted(sem.changed, key=lambda k: (k.path, k.name)):
+            memo_key = ("regvalue-trace", id(sv), pv.index, key)
+            got = ctx.memo.get(memo_key)
+            if not isinstance(got, Traced) or got.sem is not sem:
+                ran = run(sem, key)
+                if ran is None:
+                    continue
+                got = ctx.memo[memo_key] = Traced(pv, sem, ran[0], ran[1])
+            yield got
+
+
 def run(sem: PatchSemantics, key: FnKey) -> tuple[Trace, Recorder] | None:
     """The function after the patch, traced with its points kept."""
     fn = sem.after.get(key)
