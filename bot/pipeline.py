@@ -71,7 +71,7 @@ NO_REPO = "no kernel repository configured (kernel.repo)"
 # finishing the oldest: enough that the main process has work while the
 # worker checks a run of heavy series, few enough that memory stays flat.
 # (The poller starts one: it stores each thread once the next one is in.)
-AHEAD = 4
+AHEAD = 64
 
 
 def load_regmodel(cfg: Config) -> RegisterModel:

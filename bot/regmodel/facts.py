@@ -212,10 +212,14 @@ class KvmFacts:
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
-        for place in self.places:
-            if place.matches(path):
-                return place.contexts
-        return ALL
+        known = self._memo().contexts
+        got = known.get(path)
+        if got is None:
+            if len(known) > _MEMO_MAX:   # paths come from mail: bounded
+                known.clear()
+            got = known[path] = next((place.contexts for place in self.places
+                                      if place.matches(path)), ALL)
+        return got
 
     def guard(self, name: str, arg: str | None = None) -> Guard | None:
         for g in self.guards:
@@ -228,11 +232,18 @@ class KvmFacts:
         any of the spellings C allows for one field: `F(a)->b` for `*F(a.b)`
         with a per-CPU pointer accessor F (host_data_ptr), `(*p).b` for
         `p->b`."""
+        known = self._memo().storage
+        if compact in known:
+            return known[compact]
+        found = None
         for text in dict.fromkeys((compact, _canonical(compact))):
-            for st in self.storage:
-                if st.pattern.match(text):
-                    return st
-        return None
+            found = next((st for st in self.storage if st.pattern.match(text)), None)
+            if found is not None:
+                break
+        if len(known) > _MEMO_MAX:
+            known.clear()
+        known[compact] = found
+        return found
 
     def op(self, kind: str, name: str) -> bool:
         return name in self.ops.get(kind, frozenset())
@@ -242,19 +253,35 @@ class KvmFacts:
         return self._op_index().get(name)
 
     def _op_index(self) -> dict[str, str]:
-        index = _OP_INDEX.get(id(self))
-        if index is None or index[0] is not self:
+        memo = self._memo()
+        if memo.ops is None:
             table: dict[str, str] = {}
             for kind in _OPS:
                 for name in self.ops.get(kind, ()):
                     table.setdefault(name, kind)
-            index = (self, table)
-            _OP_INDEX[id(self)] = index
-        return index[1]
+            memo.ops = table
+        return memo.ops
+
+    def _memo(self) -> _FactsMemo:
+        hit = _MEMO.get(id(self))
+        if hit is None or hit[0] is not self:
+            hit = _MEMO[id(self)] = (self, _FactsMemo())
+        return hit[1]
 
 
-# One index per facts object (frozen dataclasses cannot cache on themselves).
-_OP_INDEX: dict[int, tuple[KvmFacts, dict[str, str]]] = {}
+@dataclass(slots=True)
+class _FactsMemo:
+    """Answers worked out once per facts object: the [ops] index, each
+    path's contexts, each storage spelling's storage."""
+
+    ops: dict[str, str] | None = None
+    contexts: dict[str, frozenset[Ctx]] = field(default_factory=dict)
+    storage: dict[str, Storage | None] = field(default_factory=dict)
+
+
+# One memo per facts object (frozen dataclasses cannot cache on themselves).
+_MEMO: dict[int, tuple[KvmFacts, _FactsMemo]] = {}
+_MEMO_MAX = 65536
 
 
 def _contexts(t: TomlTable, key: str, required: bool) -> frozenset[Ctx]:

@@ -68,12 +68,14 @@ class Pair:
     reaches: tuple[FnKey, ...]      # changed functions it reaches through calls
     from_tree: bool
 
-    @property
-    def anchor(self) -> Line | None:
-        """The changed line a finding about this pair is quoted at."""
-        added = [ln for ln in self.changed if ln.added]
-        pick = added or list(self.changed)
-        return pick[0] if pick else None
+    # The changed line a finding about this pair is quoted at: the first
+    # added line, or the first changed one (set by __post_init__).
+    anchor: Line | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        first = next((ln for ln in self.changed if ln.added),
+                     self.changed[0] if self.changed else None)
+        object.__setattr__(self, "anchor", first)
 
 
 def _group(lines: list[Line], side: str) -> dict[str, list[Line]]:
@@ -176,8 +178,23 @@ def file_functions(path: str, text: str) -> tuple[Function, ...]:
     return tuple(out)
 
 
-def calls_of(fn: Function) -> set[str]:
-    """Names of the functions `fn` calls."""
+def calls_of(fn: Function) -> frozenset[str]:
+    """Names of the functions `fn` calls (worked out once per function:
+    parsed functions are shared by content, bot.rules.stmtparse)."""
+    hit = _CALLS.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    if len(_CALLS) > 4096:
+        _CALLS.clear()
+    names = frozenset(_calls_of(fn))
+    _CALLS[id(fn)] = (fn, names)
+    return names
+
+
+_CALLS: dict[int, tuple[Function, frozenset[str]]] = {}
+
+
+def _calls_of(fn: Function) -> set[str]:
     out: set[str] = set()
     for stmt in walk(fn.body):
         if isinstance(stmt, ExprStmt):
@@ -292,8 +309,7 @@ class PatchSemantics:
                     self.changed.setdefault(FnKey(path=fv.path, name=ln.function), []).append(ln)
         self._pairs: list[Pair] | None = None
         self._contexts: dict[FnKey, frozenset[Ctx]] = {}
-        self._graphs: dict[str, dict[FnKey, set[str]]] = {}
-        self._calls: dict[int, tuple[Function, set[str]]] = {}
+        self._graphs: dict[str, dict[FnKey, frozenset[str]]] = {}
         self._side_lines: dict[tuple[str, str], list[tuple[int, str]]] = {}
 
     def evaluator(self, side: str) -> Evaluator:
@@ -347,19 +363,12 @@ class PatchSemantics:
                 out.append(caller)
         return out
 
-    def _graph(self, side: str) -> dict[FnKey, set[str]]:
+    def _graph(self, side: str) -> dict[FnKey, frozenset[str]]:
         if side not in self._graphs:
             functions = (self.after if side == "new" else self.before).functions
-            self._graphs[side] = {FnKey(path=fn.path, name=fn.name): self._calls_of(fn)
+            self._graphs[side] = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
                                   for fns in functions.values() for fn in fns}
         return self._graphs[side]
-
-    def _calls_of(self, fn: Function) -> set[str]:
-        """calls_of(fn), once per function of this patch's sides."""
-        got = self._calls.get(id(fn))
-        if got is None or got[0] is not fn:
-            got = self._calls[id(fn)] = (fn, calls_of(fn))
-        return got[1]
 
     def _lines_before(self, path: str, start: int, side: str) -> list[str]:
         if self.from_tree:
@@ -438,11 +447,11 @@ class PatchSemantics:
         changed_names = {k.name for k in self.changed}
         out: dict[FnKey, set[FnKey]] = {k: {k} for k in self.changed}
         for side in (self.before, self.after):
-            graph = {FnKey(path=fn.path, name=fn.name): self._calls_of(fn)
+            graph = {FnKey(path=fn.path, name=fn.name): calls_of(fn)
                      for fns in side.functions.values() for fn in fns}
             memo: dict[FnKey, set[str]] = {}
 
-            def reach(key: FnKey, seen: frozenset[FnKey], g: dict[FnKey, set[str]] = graph,
+            def reach(key: FnKey, seen: frozenset[FnKey], g: dict[FnKey, frozenset[str]] = graph,
                       m: dict[FnKey, set[str]] = memo, s: _Side = side) -> set[str]:
                 if key in m:
                     return m[key]

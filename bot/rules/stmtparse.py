@@ -10,6 +10,7 @@ raises: what it cannot read becomes an Unknown expression.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from bot.rules.cexpr import TYPE_WORDS, Expr, Tok, Unknown, parse_expr, tokenize
@@ -416,6 +417,15 @@ def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
                         has_start: bool, has_end: bool, gaps: bool = False) -> Function:
     """A `Function` from its numbered lines (the whole function, or the part
     of it a hunk side shows)."""
+    return _function(name, path, tuple(lines), has_start, has_end, gaps)
+
+
+# The same function text comes back in every revision of a series and in
+# the pull request that carries it: parsed once per process (by content,
+# bounded; a Function is immutable, so sharing one is safe).
+@functools.lru_cache(maxsize=2048)
+def _function(name: str, path: str, lines: tuple[tuple[int, str], ...], has_start: bool,
+              has_end: bool, gaps: bool) -> Function:
     if not lines:
         return Function(name=name, path=path, params=(), returns="", qualifiers=(), body=(),
                         start=0, end=0, has_start=False, has_end=False)

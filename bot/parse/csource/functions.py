@@ -20,6 +20,7 @@ is not a function.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -167,11 +168,18 @@ def function_spans(lines: list[str], section: str, path: str) -> list[FuncSpan]:
 
 def attribute(lines: list[str], section: str, path: str) -> list[str | None]:
     """The enclosing function of each line of a fragment (one hunk side)."""
+    return list(_attribute(tuple(lines), section, path))
+
+
+# Revisions of a series, and pull requests, repeat the same hunks: a hunk
+# side is scanned once per process (by content; bounded).
+@functools.lru_cache(maxsize=4096)
+def _attribute(lines: tuple[str, ...], section: str, path: str) -> tuple[str | None, ...]:
     out: list[str | None] = [None] * len(lines)
-    for span in function_spans(lines, section, path):
+    for span in function_spans(list(lines), section, path):
         for i in range(span.start, span.end + 1):
             out[i] = span.name or None
-    return out
+    return tuple(out)
 
 
 def c_functions(text: str) -> list[FuncSpan]:
