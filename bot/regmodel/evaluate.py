@@ -57,9 +57,18 @@ class Evaluator:
             self._table.update(defines)
         self._memo: dict[str, int | None] = {}
 
+    @staticmethod
+    def of(model: RegisterModel, era: str | None = None) -> Evaluator:
+        """The evaluator of the kernel's own names for an era: one per model
+        and era, so that what it has worked out serves every patch."""
+        return _shared(model, era)
+
     def with_defines(self, text: str) -> Evaluator:
-        """This evaluator plus the `#define`s in `text` (a patch side)."""
+        """This evaluator plus the `#define`s in `text` (a patch side); this
+        one itself when `text` defines nothing."""
         defined = evaluate_defines(text, self._table)
+        if not defined:
+            return self
         return Evaluator(self.model, self.era, {**self._table, **defined})
 
     def macro(self, name: str) -> Macro | None:
@@ -70,5 +79,15 @@ class Evaluator:
         of known names."""
         key = " ".join(expr.split())
         if key not in self._memo:
+            if len(self._memo) > _MEMO_MAX:   # expressions come from mail: bounded
+                self._memo.clear()
             self._memo[key] = evaluate_expression(key, self._table)
         return self._memo[key]
+
+
+_MEMO_MAX = 65536
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(model: RegisterModel, era: str | None) -> Evaluator:
+    return Evaluator(model, era)

@@ -299,7 +299,7 @@ class PatchSemantics:
                     self.before.add(fn)
                 for fn in hunk_functions(fv, "new"):
                     self.after.add(fn)
-        base = Evaluator(model, era)
+        base = Evaluator.of(model, era)
         self.before.evaluator = base.with_defines(_side_text(files, "old"))
         self.after.evaluator = base.with_defines(_side_text(files, "new"))
         self.changed: dict[FnKey, list[Line]] = {}

@@ -178,7 +178,7 @@ def check(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView,
     added = [ln for ln in fv.changed if ln.added and _ISB.match(_code(ln.code))]
     if not added:
         return
-    ev = Evaluator(mdl, sv.base_version).with_defines("\n".join(
+    ev = Evaluator.of(mdl, sv.base_version).with_defines("\n".join(
         x.text for f in pv.files if f.path.endswith(".h") for x in f.lines if x.new_side))
     contexts = mdl.facts.contexts_of(fv.path)
     for ln in added:
