@@ -9,8 +9,11 @@ two cores does both at once. The worker loads the register model itself
 (from the same cache) and receives each series with its tree snapshot; the
 findings come back pickled, equal to what the main process would compute.
 
-A worker that dies (killed, out of memory) is replaced, and the series it
-held is checked again in the main process: a broken worker never loses or
+The main process never waits idle while series are queued for the worker:
+it takes back the newest one the worker has not started and checks it
+itself (`RulesPool.result`), so both processes stay busy whichever is
+behind. A worker that dies (killed, out of memory) is replaced, and the
+series it held is checked again in the main process: a broken worker never loses or
 quarantines a thread; a main process killed outright leaves no worker
 behind (it stops itself within a second). Exceptions the rules raise come
 back as themselves, and the caller handles them as if the rules had run in
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import Config
-from bot.data import RuleResult, Series, TreeSnapshot
+from bot.data import PatchBody, RuleResult, Series, TreeSnapshot
+from bot.parse.diff import split_body
 from bot.regmodel import load_model
 from bot.rules import Context, run
 
@@ -66,11 +70,26 @@ def _watch_parent(parent: int) -> None:
 
 
 _PARENT_POLL = 0.5   # seconds
+_NO_DIFF = PatchBody(message="", diffstat="", files=())
 
 
 def _rules(series: Series, tree: TreeSnapshot) -> RuleResult:
     context = dataclasses.replace(_WORKER["context"], tree=tree)
-    return run(series, context, _WORKER["cfg"].rules)
+    return run(_with_diffs(series), context, _WORKER["cfg"].rules)
+
+
+# A patch's parsed diff is most of what a series pickles to (and unpickling
+# it cost the worker more than parsing the text again): it is handed over
+# as the text it came from, the mail's body (bot.lore.assemble splits each
+# patch's body out of its mail's body), and parsed again in the worker.
+def _without_diffs(series: Series) -> Series:
+    return dataclasses.replace(series, patches=tuple(
+        dataclasses.replace(p, body=_NO_DIFF) for p in series.patches))
+
+
+def _with_diffs(series: Series) -> Series:
+    return dataclasses.replace(series, patches=tuple(
+        dataclasses.replace(p, body=split_body(p.mail.body)) for p in series.patches))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,11 @@ class RulesPool:
         self.cfg = cfg
         self._here = here            # the rules in this process: the fallback
         self._pool: cf.ProcessPoolExecutor | None = None
+        # Jobs handed to the worker and not yet asked for, oldest first; and
+        # the results of those this process took back and checked itself.
+        self._queued: list[Job] = []
+        self._taken: dict[int, RuleResult] = {}
+        self.taken_back = 0          # series this process took back from the queue
 
     def submit(self, series: Series, tree: TreeSnapshot) -> Job:
         if self._pool is None:
@@ -100,7 +124,9 @@ class RulesPool:
                 initializer=_start_worker, initargs=(self.cfg, os.getpid()))
         pool = self._pool
         try:
-            return Job(series, tree, pool.submit(_rules, series, tree), pool)
+            job = Job(series, tree, pool.submit(_rules, _without_diffs(series), tree), pool)
+            self._queued.append(job)
+            return job
         except BrokenProcessPool:
             self._replace(pool, "it had stopped before %s was handed over" % series.message_id)
             return Job(series, tree, None)
@@ -108,11 +134,37 @@ class RulesPool:
     def result(self, job: Job) -> RuleResult:
         if job.future is None:   # checked here (the first thread, or no worker)
             return self._here(job.series, job.tree)
+        self._queued = [j for j in self._queued if j is not job]
+        taken = self._taken.pop(id(job.future), None)
+        if taken is not None:
+            return taken
+        # Rather than wait for the worker, this process checks the newest
+        # series still queued there (the one it will need last), as often
+        # as it would otherwise wait: both keep busy whichever is behind.
+        while not job.future.done():
+            other = self._take_back()
+            if other is None:
+                break
+            assert other.future is not None
+            self._taken[id(other.future)] = self._here(other.series, other.tree)
         try:
             return job.future.result()
         except BrokenProcessPool:
             self._replace(job.pool, "it stopped while checking %s" % job.series.message_id)
             return self._here(job.series, job.tree)
+
+    def _take_back(self) -> Job | None:
+        """The newest job the worker has not started, withdrawn from it."""
+        for k in range(len(self._queued) - 1, -1, -1):
+            job = self._queued[k]
+            assert job.future is not None
+            if job.future.cancel():
+                del self._queued[k]
+                self.taken_back += 1
+                return job
+            if job.future.running() or job.future.done():
+                return None   # it has started everything older too
+        return None
 
     def _replace(self, pool: cf.ProcessPoolExecutor | None, why: str) -> None:
         """Let go of a broken pool (once: the series it held each fail)."""

@@ -49,6 +49,20 @@ def test_the_worker_finds_what_the_main_process_finds() -> None:
         [d for tr in expected for r in tr.results for d in r.drafts]
 
 
+def test_the_main_process_takes_back_what_it_would_wait_for() -> None:
+    # Every thread is started before the first is finished: the worker,
+    # still starting, has them all queued, so the main process checks the
+    # newest ones itself instead of waiting. Findings and order unchanged.
+    with Checker(_config(0)) as here:
+        expected = _findings(_check_all(here))
+    with Checker(_config(1)) as checker:
+        started = [checker.start_thread(raws)
+                   for raws in InputSet(INPUTS, checker.cfg.input).threads()]
+        got = _findings([checker.finish_thread(s) for s in started])
+        assert checker.pool is not None and checker.pool.taken_back >= 1
+    assert got == expected
+
+
 def test_one_thread_is_checked_without_a_worker_process() -> None:
     before = set(multiprocessing.active_children())
     with Checker(_config(1)) as checker:

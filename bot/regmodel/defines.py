@@ -90,8 +90,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 class _Evaluator:
-    def __init__(self, table: dict[str, Macro], raw: dict[str, tuple[str, tuple[str, ...] | None]]):
-        self.table = table      # known and already-evaluated macros
+    def __init__(self, table: Mapping[str, Macro],
+                 raw: dict[str, tuple[str, tuple[str, ...] | None]]):
+        self.table = table      # known and already-evaluated macros (only read)
         self.raw = raw          # this fragment's definitions: name -> (body, params)
         self.active: set[str] = set()
         self.memo: dict[str, int] = {}
@@ -394,6 +395,8 @@ def evaluate_defines(text: str, known: Mapping[str, Macro] | None = None) -> dic
     `bot.regmodel.kvmarm.kernel_macros()` or an earlier `evaluate_defines` result) supplies
     the names they use.
     """
+    if "define" not in text:
+        return {}
     raw: dict[str, tuple[str, tuple[str, ...] | None]] = {}
     lines: dict[str, int] = {}
     for no, line in _logical_lines(text):
@@ -435,6 +438,6 @@ def evaluate_expression(expr: str, table: Mapping[str, Macro]) -> int | None:
     """The value of one C constant expression over the macros of `table`
     (64-bit unsigned), or None when it is not one."""
     try:
-        return _Evaluator(dict(table), {}).evaluate(_tokenize(expr))
+        return _Evaluator(table, {}).evaluate(_tokenize(expr))
     except (_Unevaluable, RecursionError, ValueError, OverflowError):
         return None

@@ -410,7 +410,23 @@ def expr_from_text(text: str) -> Expr:
 
 def expr_text(expr: Expr) -> str:
     """C text of an expression (normalised spacing), for messages and for
-    handing constant parts to the register model's evaluator."""
+    handing constant parts to the register model's evaluator (worked out
+    once per expression: parsed functions are shared by content, and the
+    interpreter asks for the same calls' text on every path)."""
+    hit = _TEXT.get(id(expr))
+    if hit is not None and hit[0] is expr:
+        return hit[1]
+    text = _expr_text(expr)
+    if len(_TEXT) > 65536:
+        _TEXT.clear()
+    _TEXT[id(expr)] = (expr, text)
+    return text
+
+
+_TEXT: dict[int, tuple[Expr, str]] = {}
+
+
+def _expr_text(expr: Expr) -> str:
     match expr:
         case Num(text=text):
             return text
@@ -419,16 +435,16 @@ def expr_text(expr: Expr) -> str:
         case Str(text=text):
             return text
         case Call(func=func, args=args):
-            return "%s(%s)" % (expr_text(func), ", ".join(expr_text(a) for a in args))
+            return "%s(%s)" % (_expr_text(func), ", ".join(_expr_text(a) for a in args))
         case Member(base=base, field=fld, arrow=arrow):
-            return "%s%s%s" % (expr_text(base), "->" if arrow else ".", fld)
+            return "%s%s%s" % (_expr_text(base), "->" if arrow else ".", fld)
         case Index(base=base, index=index):
-            return "%s[%s]" % (expr_text(base), expr_text(index))
+            return "%s[%s]" % (_expr_text(base), _expr_text(index))
         case Unary(op=op, operand=operand):
             if op.startswith("post"):
-                return "%s%s" % (expr_text(operand), op[4:])
+                return "%s%s" % (_expr_text(operand), op[4:])
             if op == "sizeof":
-                return "sizeof(%s)" % expr_text(operand)
+                return "sizeof(%s)" % _expr_text(operand)
             return "%s%s" % (op, _paren(operand))
         case Cast(type=typ, operand=operand):
             return "(%s)%s" % (typ, _paren(operand))
@@ -437,13 +453,13 @@ def expr_text(expr: Expr) -> str:
         case Ternary(cond=cond, then=then, other=other):
             return "%s ? %s : %s" % (_paren(cond), _paren(then), _paren(other))
         case Assign(op=op, target=target, value=value):
-            return "%s %s %s" % (expr_text(target), op, expr_text(value))
+            return "%s %s %s" % (_expr_text(target), op, _expr_text(value))
     assert isinstance(expr, Unknown)
     return expr.text
 
 
 def _paren(expr: Expr) -> str:
-    text = expr_text(expr)
+    text = _expr_text(expr)
     if isinstance(expr, (Binary, Ternary, Assign)):
         return "(%s)" % text
     return text

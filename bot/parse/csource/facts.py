@@ -14,6 +14,7 @@ whose type decides how many bits of such a value survive.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -246,6 +247,9 @@ def _decls(text: str) -> list[Decl]:
     return out
 
 
+# The same lines come back in every revision and pull request of a series
+# (and `}` or `return 0;` everywhere): each worked out once (bounded).
+@functools.lru_cache(maxsize=16384)
 def line_facts(text: str, *, asm_file: bool = False) -> LineFacts:
     """The register facts of one source line (comments are not removed here:
     callers pass code, and a register named in a comment is not accessed)."""
