@@ -417,7 +417,7 @@ def expr_text(expr: Expr) -> str:
     if hit is not None and hit[0] is expr:
         return hit[1]
     text = _expr_text(expr)
-    if len(_TEXT) > 65536:
+    if len(_TEXT) > 4096:
         _TEXT.clear()
     _TEXT[id(expr)] = (expr, text)
     return text

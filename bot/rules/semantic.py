@@ -184,7 +184,7 @@ def calls_of(fn: Function) -> frozenset[str]:
     hit = _CALLS.get(id(fn))
     if hit is not None and hit[0] is fn:
         return hit[1]
-    if len(_CALLS) > 4096:
+    if len(_CALLS) > 1024:
         _CALLS.clear()
     names = frozenset(_calls_of(fn))
     _CALLS[id(fn)] = (fn, names)

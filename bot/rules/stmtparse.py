@@ -423,7 +423,7 @@ def function_from_lines(name: str, path: str, lines: list[tuple[int, str]], *,
 # The same function text comes back in every revision of a series and in
 # the pull request that carries it: parsed once per process (by content,
 # bounded; a Function is immutable, so sharing one is safe).
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=512)
 def _function(name: str, path: str, lines: tuple[tuple[int, str], ...], has_start: bool,
               has_end: bool, gaps: bool) -> Function:
     if not lines:

@@ -249,7 +249,7 @@ def _decls(text: str) -> list[Decl]:
 
 # The same lines come back in every revision and pull request of a series
 # (and `}` or `return 0;` everywhere): each worked out once (bounded).
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=4096)
 def line_facts(text: str, *, asm_file: bool = False) -> LineFacts:
     """The register facts of one source line (comments are not removed here:
     callers pass code, and a register named in a comment is not accessed)."""

@@ -173,7 +173,7 @@ def attribute(lines: list[str], section: str, path: str) -> list[str | None]:
 
 # Revisions of a series, and pull requests, repeat the same hunks: a hunk
 # side is scanned once per process (by content; bounded).
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _attribute(lines: tuple[str, ...], section: str, path: str) -> tuple[str | None, ...]:
     out: list[str | None] = [None] * len(lines)
     for span in function_spans(list(lines), section, path):
