@@ -67,13 +67,12 @@ Lookup = Callable[[Series], Iterable[EarlierRevision | None]]
 
 NO_REPO = "no kernel repository configured (kernel.repo)"
 
-# Threads `bot check` starts (assembles, hands to the rules worker) before
-# finishing the oldest: enough that the main process has work while the
-# worker checks a run of heavy series (4 left it waiting: bench/check.py
-# over 7812 messages 36.1 -> 29.8 s), few enough that memory stays flat
-# (peak 58 -> 80 MiB, alike for half the archive and all of it). The
-# poller starts one: it stores each thread once the next one is in (64
-# measured no faster there: bench/ingest.py 164 -> 158 msg/s).
+# Threads `bot check` and the poller start (assemble, hand to the rules
+# worker) before finishing the oldest, when there is a worker: enough that
+# the main process has work while the worker checks a run of heavy series
+# (4 left it waiting: bench/check.py over 7812 messages 36.1 -> 29.8 s; the
+# poller's one ahead, bench/ingest.py 130 -> 160 msg/s), few enough that
+# memory stays flat. Without a worker the poller starts one ahead.
 AHEAD = 64
 
 

@@ -58,7 +58,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Carrier, Checker, Started
+from bot.pipeline import AHEAD, Carrier, Checker, Started
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -212,6 +212,9 @@ class Poller:
             self.progress(StoreStats())
         report.hits = len(hits)
         pending: deque[_Work] = deque()
+        # With a rules worker, further ahead: the main process fetches,
+        # assembles and stores while the worker checks (bot.pipeline.AHEAD).
+        ahead = AHEAD if self.checker.pool is not None else 1
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
@@ -219,12 +222,12 @@ class Poller:
                     continue
                 report.threads += 1
                 # This thread's rules start (in the rules worker, when there
-                # is one) while the one before it is finished and stored:
+                # is one) while the ones before it are finished and stored:
                 # a thread is finished only once the one before it is
                 # stored, so that a revision finds it there, and stored
                 # once the next one is in.
                 pending.append(self._start(*fetched))
-                if len(pending) > 1:
+                if len(pending) > ahead:
                     self._commit(self._finish(pending.popleft()), report)
         while len(pending) > 1:
             self._commit(self._finish(pending.popleft()), report)
