@@ -175,6 +175,16 @@ class Lifecycle:
         return self.rank(self.first_use.get(storage))
 
 
+@dataclass(slots=True)
+class _FactsMemo:
+    """Answers worked out once per facts object: the [ops] index, each
+    path's contexts, each storage spelling's storage."""
+
+    ops: dict[str, str] | None = None
+    contexts: dict[str, frozenset[Ctx]] = field(default_factory=dict)
+    storage: dict[str, Storage | None] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KvmFacts:
     """Everything kvm.toml says about how KVM's code runs and stores registers."""
@@ -209,10 +219,13 @@ class KvmFacts:
     # What must come before what, and which writes need an isb
     # ([[reenable]], [[sync_scope]], [[erratum_sequences]]).
     order: OrderFacts = field(default_factory=OrderFacts)
+    # Answers worked out once per facts object (not part of what it says).
+    memo: _FactsMemo = field(default_factory=_FactsMemo, init=False, compare=False,
+                             repr=False)
 
     def contexts_of(self, path: str) -> frozenset[Ctx]:
         """Where code in `path` may run (every context when no place says)."""
-        known = self._memo().contexts
+        known = self.memo.contexts
         got = known.get(path)
         if got is None:
             if len(known) > _MEMO_MAX:   # paths come from mail: bounded
@@ -232,7 +245,7 @@ class KvmFacts:
         any of the spellings C allows for one field: `F(a)->b` for `*F(a.b)`
         with a per-CPU pointer accessor F (host_data_ptr), `(*p).b` for
         `p->b`."""
-        known = self._memo().storage
+        known = self.memo.storage
         if compact in known:
             return known[compact]
         found = None
@@ -253,7 +266,7 @@ class KvmFacts:
         return self._op_index().get(name)
 
     def _op_index(self) -> dict[str, str]:
-        memo = self._memo()
+        memo = self.memo
         if memo.ops is None:
             table: dict[str, str] = {}
             for kind in _OPS:
@@ -262,25 +275,8 @@ class KvmFacts:
             memo.ops = table
         return memo.ops
 
-    def _memo(self) -> _FactsMemo:
-        hit = _MEMO.get(id(self))
-        if hit is None or hit[0] is not self:
-            hit = _MEMO[id(self)] = (self, _FactsMemo())
-        return hit[1]
 
 
-@dataclass(slots=True)
-class _FactsMemo:
-    """Answers worked out once per facts object: the [ops] index, each
-    path's contexts, each storage spelling's storage."""
-
-    ops: dict[str, str] | None = None
-    contexts: dict[str, frozenset[Ctx]] = field(default_factory=dict)
-    storage: dict[str, Storage | None] = field(default_factory=dict)
-
-
-# One memo per facts object (frozen dataclasses cannot cache on themselves).
-_MEMO: dict[int, tuple[KvmFacts, _FactsMemo]] = {}
 _MEMO_MAX = 65536
 
 

@@ -14,6 +14,7 @@ what depends on it. Pure: everything comes from the series and the model.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import re
@@ -310,7 +311,8 @@ class PatchSemantics:
         self._pairs: list[Pair] | None = None
         self._contexts: dict[FnKey, frozenset[Ctx]] = {}
         self._graphs: dict[str, dict[FnKey, frozenset[str]]] = {}
-        self._side_lines: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        # Each file side's lines: their numbers (ascending) and texts.
+        self._side_lines: dict[tuple[str, str], tuple[list[int], list[str]]] = {}
 
     def evaluator(self, side: str) -> Evaluator:
         """The register model's evaluator with the patch's own #defines on
@@ -374,13 +376,17 @@ class PatchSemantics:
         if self.from_tree:
             text = self.sv.file_after_index(self.pv.index - (side == "old"), path)
             return text.split("\n")[:max(start - 1, 0)] if text is not None else []
-        lines = self._side_lines.get((path, side))
-        if lines is None:
+        got = self._side_lines.get((path, side))
+        if got is None:
             fv = self.pv.file(path)
-            lines = self._side_lines[(path, side)] = [] if fv is None else [
-                ((ln.new_no if side == "new" else ln.old_no) or 0, ln.text) for ln in fv.lines
-                if (ln.new_side if side == "new" else ln.old_side)]
-        return [text for no, text in lines if no < start]
+            numbered = [] if fv is None else sorted(
+                ((ln.new_no if side == "new" else ln.old_no) or 0, k, ln.text)
+                for k, ln in enumerate(fv.lines)
+                if (ln.new_side if side == "new" else ln.old_side))
+            got = self._side_lines[(path, side)] = ([no for no, _, _ in numbered],
+                                                     [text for _, _, text in numbered])
+        numbers, texts = got
+        return texts[:bisect.bisect_left(numbers, start)]
 
     def _trace(self, side: _Side, key: FnKey,
                contexts: frozenset[Ctx] | None = None) -> Trace | None:
