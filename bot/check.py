@@ -27,14 +27,13 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, TextIO
 
 from bot.config import Config
 from bot.data import ThreadResult
 from bot.errors import BotError
-from bot.pipeline import AHEAD, Checker, Lookup, Started, carried
+from bot.pipeline import AHEAD, Checker, Lookup, Started, Window, carried
 from bot.report import B4_FORMATS, Reporter
 from bot.sources import InputSet, StreamInput
 
@@ -203,16 +202,15 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
         # assembled and their rules started there before this one is
         # finished, stored and reported; whatever stops the reading, the
         # threads in hand are reported first, in order.
-        pending: deque[Started] = deque()
-        ahead = AHEAD if checker.pool is not None else 0
+        pending: Window[Started] = Window(AHEAD if checker.pool is not None else 0)
         try:
             for raws in inputs.threads():
-                pending.append(checker.start_thread(raws))
-                if len(pending) > ahead:
-                    finish(pending.popleft())
+                pending.push(checker.start_thread(raws), raws)
+                while pending.over():
+                    finish(pending.pop())
         finally:
             while pending:
-                finish(pending.popleft())
+                finish(pending.pop())
     finally:
         checker.close()
         if database is not None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.config import Config
 from bot.data import (
@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the kernel repository's git plumbing is imported when one i
     from bot.kernel import KernelRepo
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Earlier revisions of a series known outside its thread (given with
 # --compare-to, stored in the database).
@@ -70,10 +71,40 @@ NO_REPO = "no kernel repository configured (kernel.repo)"
 # Threads `bot check` and the poller start (assemble, hand to the rules
 # worker) before finishing the oldest, when there is a worker: enough that
 # the main process has work while the worker checks a run of heavy series
-# (4 left it waiting: bench/check.py over 7812 messages 36.1 -> 29.8 s; the
-# poller's one ahead, bench/ingest.py 130 -> 160 msg/s), few enough that
-# memory stays flat. Without a worker the poller starts one ahead.
+# (4 left it waiting: bench/check.py over 7812 messages 36.1 -> 29.8 s, 16
+# took 27.8 s, 64 23.9 s; the poller's one ahead, bench/ingest.py 130 ->
+# 160 msg/s), and no more than AHEAD_BYTES of mail, so that memory stays
+# flat whatever the threads' sizes. Without a worker the poller starts one
+# ahead.
 AHEAD = 64
+AHEAD_BYTES = 8 << 20
+
+
+class Window(Generic[T]):
+    """Threads started and not yet finished, oldest first, with the bytes
+    of mail they hold: `over()` says when the oldest is to be finished."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[tuple[T, int]] = deque()
+        self._bytes = 0
+
+    def push(self, item: T, raws: Iterable[RawMessage]) -> None:
+        size = sum(len(r.data) for r in raws)
+        self._items.append((item, size))
+        self._bytes += size
+
+    def over(self) -> bool:
+        return len(self._items) > self.limit or (
+            len(self._items) > 1 and self._bytes > AHEAD_BYTES)
+
+    def pop(self) -> T:
+        item, size = self._items.popleft()
+        self._bytes -= size
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def load_regmodel(cfg: Config) -> RegisterModel:

@@ -48,7 +48,6 @@ import hashlib
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -58,7 +57,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import AHEAD, Carrier, Checker, Started
+from bot.pipeline import AHEAD, Carrier, Checker, Started, Window
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -211,10 +210,9 @@ class Poller:
         if self.progress is not None:
             self.progress(StoreStats())
         report.hits = len(hits)
-        pending: deque[_Work] = deque()
         # With a rules worker, further ahead: the main process fetches,
         # assembles and stores while the worker checks (bot.pipeline.AHEAD).
-        ahead = AHEAD if self.checker.pool is not None else 1
+        pending: Window[_Work] = Window(AHEAD if self.checker.pool is not None else 1)
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
@@ -226,12 +224,12 @@ class Poller:
                 # a thread is finished only once the one before it is
                 # stored, so that a revision finds it there, and stored
                 # once the next one is in.
-                pending.append(self._start(*fetched))
-                if len(pending) > ahead:
-                    self._commit(self._finish(pending.popleft()), report)
+                pending.push(self._start(*fetched), fetched[1])
+                while pending.over():
+                    self._commit(self._finish(pending.pop()), report)
         while len(pending) > 1:
-            self._commit(self._finish(pending.popleft()), report)
-        self._commit(self._finish(pending.popleft()) if pending else None, report, cursor=now)
+            self._commit(self._finish(pending.pop()), report)
+        self._commit(self._finish(pending.pop()) if pending else None, report, cursor=now)
         report.requests = self.client.requests_sent - requests_before
         return report
 

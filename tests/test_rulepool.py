@@ -145,3 +145,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_the_read_ahead_is_bounded_by_threads_and_by_bytes() -> None:
+    from bot.data import RawMessage
+    from bot.pipeline import AHEAD_BYTES, Window
+
+    def mail(size: int) -> list[RawMessage]:
+        return [RawMessage(origin="test", data=b"x" * size)]
+
+    none_ahead: Window[str] = Window(0)
+    none_ahead.push("a", mail(10))
+    assert none_ahead.over()
+    by_count: Window[str] = Window(2)
+    for name in "abc":
+        assert not by_count.over()
+        by_count.push(name, mail(10))
+    assert by_count.over() and by_count.pop() == "a" and not by_count.over()
+    by_bytes: Window[str] = Window(64)
+    by_bytes.push("huge", mail(AHEAD_BYTES + 1))
+    assert not by_bytes.over()            # the newest thread is always kept
+    by_bytes.push("next", mail(10))
+    assert by_bytes.over() and by_bytes.pop() == "huge"
+    assert not by_bytes.over() and len(by_bytes) == 1
