@@ -57,7 +57,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import AHEAD, Carrier, Checker, Started, Window
+from bot.pipeline import Carrier, Checker, Started, Window
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -210,9 +210,10 @@ class Poller:
         if self.progress is not None:
             self.progress(StoreStats())
         report.hits = len(hits)
-        # With a rules worker, further ahead: the main process fetches,
-        # assembles and stores while the worker checks (bot.pipeline.AHEAD).
-        pending: Window[_Work] = Window(AHEAD if self.checker.pool is not None else 1)
+        # One thread ahead, with or without a rules worker: further ahead,
+        # a cycle stopped (SIGTERM) or failing mid-way would have to finish
+        # and store, or lose, every thread in hand.
+        pending: Window[_Work] = Window(1)
         with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
             for fetched in fetcher.results():
                 if fetched is None:
