@@ -207,6 +207,11 @@ class PatchBody:
     files: tuple[FileDiff, ...]
 
 
+# A patch's body left out: what a series carries where only its mail is
+# wanted (handed to the rules worker, remembered for carrying trailers).
+NO_BODY = PatchBody(message="", diffstat="", files=())
+
+
 # -- parse: series ----------------------------------------------------------
 
 _PREFIX = re.compile(r"^\s*(\w{2,3}:\s*)*(\[[^\]]*\]\s*)+")

@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.config import Config
 from bot.data import (
+    NO_BODY,
     Base,
     BaseSource,
     Draft,
     EarlierRevision,
     EarlierSource,
     Mail,
-    PatchBody,
     RawMessage,
     RuleResult,
     Series,
@@ -294,9 +294,6 @@ def _digest(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
-_NO_BODY = PatchBody(message="", diffstat="", files=())
-
-
 def _bare(mail: Mail) -> Mail:
     # What carrying reads of a message: the headers b4 is given (Message-ID,
     # In-Reply-To, References, Date, Subject, From) and the decoded body.
@@ -325,7 +322,7 @@ class Carrier:
             series = res.series
             digests = tuple(_digest(m.raw) for m in series.messages)
             cover = _bare(series.cover) if series.cover is not None else None
-            patches = tuple(dataclasses.replace(p, mail=_bare(p.mail), body=_NO_BODY, trailers=())
+            patches = tuple(dataclasses.replace(p, mail=_bare(p.mail), body=NO_BODY, trailers=())
                             for p in series.patches)
             self._known[series.message_id] = (
                 digests, dataclasses.replace(series, cover=cover, patches=patches))

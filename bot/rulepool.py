@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import Config
-from bot.data import PatchBody, RuleResult, Series, TreeSnapshot
+from bot.data import NO_BODY, RuleResult, Series, TreeSnapshot
 from bot.parse.diff import split_body
 from bot.regmodel import load_model
 from bot.rules import Context, run
@@ -70,7 +70,6 @@ def _watch_parent(parent: int) -> None:
 
 
 _PARENT_POLL = 0.5   # seconds
-_NO_DIFF = PatchBody(message="", diffstat="", files=())
 
 
 def _rules(series: Series, tree: TreeSnapshot) -> RuleResult:
@@ -84,12 +83,25 @@ def _rules(series: Series, tree: TreeSnapshot) -> RuleResult:
 # patch's body out of its mail's body), and parsed again in the worker.
 def _without_diffs(series: Series) -> Series:
     return dataclasses.replace(series, patches=tuple(
-        dataclasses.replace(p, body=_NO_DIFF) for p in series.patches))
+        dataclasses.replace(p, body=NO_BODY) for p in series.patches))
 
 
 def _with_diffs(series: Series) -> Series:
     return dataclasses.replace(series, patches=tuple(
         dataclasses.replace(p, body=split_body(p.mail.body)) for p in series.patches))
+
+
+def _outcome(rules: Callable[[Series, TreeSnapshot], RuleResult],
+             job: Job) -> Callable[[], RuleResult]:
+    """The rules of `job` run now, as a call that returns their result or
+    raises what they raised."""
+    try:
+        result = rules(job.series, job.tree)
+    except Exception as exc:  # noqa: BLE001 - raised again at result(job)
+        def fail(exc: Exception = exc) -> RuleResult:
+            raise exc
+        return fail
+    return lambda: result
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +125,7 @@ class RulesPool:
         # Jobs handed to the worker and not yet asked for, oldest first; and
         # the results of those this process took back and checked itself.
         self._queued: list[Job] = []
-        self._taken: dict[int, RuleResult] = {}
+        self._taken: dict[int, Callable[[], RuleResult]] = {}
         self.taken_back = 0          # series this process took back from the queue
 
     def submit(self, series: Series, tree: TreeSnapshot) -> Job:
@@ -137,16 +149,18 @@ class RulesPool:
         self._queued = [j for j in self._queued if j is not job]
         taken = self._taken.pop(id(job.future), None)
         if taken is not None:
-            return taken
+            return taken()
         # Rather than wait for the worker, this process checks the newest
         # series still queued there (the one it will need last), as often
         # as it would otherwise wait: both keep busy whichever is behind.
+        # What those rules raise is raised when that series is asked for,
+        # so it lands on its own thread, not on the one waited for.
         while not job.future.done():
             other = self._take_back()
             if other is None:
                 break
             assert other.future is not None
-            self._taken[id(other.future)] = self._here(other.series, other.tree)
+            self._taken[id(other.future)] = _outcome(self._here, other)
         try:
             return job.future.result()
         except BrokenProcessPool:

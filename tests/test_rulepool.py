@@ -168,3 +168,38 @@ def test_the_read_ahead_is_bounded_by_threads_and_by_bytes() -> None:
     by_bytes.push("next", mail(10))
     assert by_bytes.over() and by_bytes.pop() == "huge"
     assert not by_bytes.over() and len(by_bytes) == 1
+
+
+def test_a_taken_back_series_raises_on_its_own_thread() -> None:
+    # A fault that cannot be caused for real: the engine guards each rule,
+    # so the main process's rules are replaced by ones that fail on one
+    # series. The worker is still starting when the first result is asked
+    # for, so the main process takes back the newest series (the failing
+    # one) first; its exception comes out when that series is asked for,
+    # and every series before it gets its own findings.
+    from bot.lore.assemble import assemble
+    from bot.rulepool import RulesPool
+
+    with Checker(_config(0)) as here:
+        series = [s for raws in InputSet(INPUTS, here.cfg.input).threads()
+                  for s in assemble(raws).series]
+        trees = [here.tree(s) for s in series]
+        expected = [here._rules(s, t) for s, t in zip(series, trees, strict=True)]
+        failing = series[-1].message_id
+
+        def rules(s, t):  # type: ignore[no-untyped-def]
+            if s.message_id == failing:
+                raise RuntimeError("planted failure in %s" % failing)
+            return here._rules(s, t)
+
+        pool = RulesPool(_config(1), rules)
+        try:
+            jobs = [pool.submit(s, t) for s, t in zip(series, trees, strict=True)]
+            got = [pool.result(job) for job in jobs[:-1]]
+            assert pool.taken_back >= 1
+            with pytest.raises(RuntimeError, match="planted failure in " + failing):
+                pool.result(jobs[-1])
+        finally:
+            pool.close()
+    assert len(series) >= 3
+    assert got == expected[:-1]
