@@ -9,7 +9,8 @@ time, and of the CPU time of the process and its rules worker, which a busy
 machine disturbs less) and peak resident memory (of the larger of the two
 processes). Streaming means the peak does not grow with the input.
 `--workers N` sets [rules] workers for the run (default: the configuration's,
-0 as shipped: the rules in the main process; 1 adds a worker process).
+1 as shipped: a rules worker beside the main process; 0 keeps the rules in
+the main process).
 """
 
 from __future__ import annotations

@@ -120,9 +120,10 @@ class RulesConfig:
     # Worker processes the rules run in beside the main one (0: in the main
     # process). One lets the poller and `bot check` assemble and store one
     # thread while the rules run on another (bot.rulepool), on a machine
-    # with a core to spare; it is started with the second thread, so
-    # checking one thread never waits for it.
-    workers: int = 0
+    # with a core to spare (with one core it is not started); it starts
+    # once a run has checked a few series itself (bot.pipeline.HERE_FIRST),
+    # so a short run never waits for it.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -105,6 +106,24 @@ class Window(Generic[T]):
         return len(self._items)
 
 
+# Series the rules read closely that a run checks in the main process
+# before it hands any to a rules worker: starting one (a Python process
+# loading the register model) costs about as much as checking a few.
+HERE_FIRST = 4
+
+
+def _use_workers(cfg: Config) -> bool:
+    """A rules worker is configured and the process may run on another
+    core: with one, a worker would only take turns with the main process."""
+    if cfg.rules.workers <= 0:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2:
+        logger.debug("one core: the rules run in the main process (rules.workers ignored)")
+        return False
+    return True
+
+
 def load_regmodel(cfg: Config) -> RegisterModel:
     """The register model, loaded once per Checker."""
     return load_model(cfg.regmodel.kernel_tree or None)
@@ -138,8 +157,8 @@ class Checker:
         self.context = context if context is not None else Context(regmodel=load_regmodel(cfg))
         self.drafts = drafts
         self.repo = open_repo(cfg, strict=strict_repo)
-        self.pool = RulesPool(cfg, self._rules) if cfg.rules.workers > 0 else None
-        self._threads = 0
+        self.pool = RulesPool(cfg, self._rules) if _use_workers(cfg) else None
+        self._closely = 0   # series read closely so far
 
     def close(self) -> None:
         if self.repo is not None:
@@ -218,19 +237,19 @@ class Checker:
         process when there is one, so that the caller can store or print
         the thread before this one meanwhile (`finish_thread` then waits)."""
         thread = assemble(raws)
-        # The first thread is checked here: one thread alone (a b4 check, a
-        # single patch) never waits for a worker process to start.
-        pool = self.pool if self._threads else None
-        self._threads += 1
         jobs = []
         for series in thread.series:
             tree = self.tree(series)
             # Only a series the rules read closely is worth handing over:
             # the rest take less time here than copying them there would.
-            if pool is not None and read_closely(series, self.context):
-                jobs.append(pool.submit(_for_rules(series), tree))
-            else:
-                jobs.append(Job(series, tree, None))
+            # The first few are checked here, so a short run (a b4 check,
+            # a poll finding a few threads) never starts a worker process.
+            if self.pool is not None and read_closely(series, self.context):
+                self._closely += 1
+                if self._closely > HERE_FIRST:
+                    jobs.append(self.pool.submit(_for_rules(series), tree))
+                    continue
+            jobs.append(Job(series, tree, None))
         return Started(thread=thread, jobs=tuple(jobs))
 
     def finish_thread(self, started: Started, lookup: Lookup | None = None) -> ThreadResult:

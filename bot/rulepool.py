@@ -126,6 +126,7 @@ class RulesPool:
         # the results of those this process took back and checked itself.
         self._queued: list[Job] = []
         self._taken: dict[int, Callable[[], RuleResult]] = {}
+        self.handed = 0              # series handed to the worker
         self.taken_back = 0          # series this process took back from the queue
 
     def submit(self, series: Series, tree: TreeSnapshot) -> Job:
@@ -138,6 +139,7 @@ class RulesPool:
         try:
             job = Job(series, tree, pool.submit(_rules, _without_diffs(series), tree), pool)
             self._queued.append(job)
+            self.handed += 1
             return job
         except BrokenProcessPool:
             self._replace(pool, "it had stopped before %s was handed over" % series.message_id)

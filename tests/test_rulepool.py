@@ -14,14 +14,12 @@ import pytest
 
 from bot.config import Config, RulesConfig
 from bot.data import ThreadResult
-from bot.pipeline import Checker
+from bot.pipeline import HERE_FIRST, Checker
 from bot.sources import InputSet
 from tests.conftest import DATA
 
 # Real threads with findings of several rules (tests/data/labelled).
 INPUTS = sorted(str(p) for p in (DATA / "labelled").glob("problem-*.mbox"))
-_HCR = str(DATA / "labelled" / "problem-polarity-drop-fb.mbox")
-ORDER = [INPUTS[0], _HCR] + [p for p in INPUTS[1:] if p != _HCR]
 
 
 def _config(workers: int) -> Config:
@@ -42,7 +40,7 @@ def test_the_worker_finds_what_the_main_process_finds() -> None:
         expected = _check_all(here)
     with Checker(_config(1)) as pooled:
         got = _check_all(pooled)
-        assert pooled.pool is not None
+        assert pooled.pool is not None and pooled.pool.handed >= 10
     assert sum(len(r.findings) for r in _findings(expected)) >= 10
     assert _findings(got) == _findings(expected)
     assert [d for tr in got for r in tr.results for d in r.drafts] == \
@@ -63,12 +61,26 @@ def test_the_main_process_takes_back_what_it_would_wait_for() -> None:
     assert got == expected
 
 
-def test_one_thread_is_checked_without_a_worker_process() -> None:
+def test_a_short_run_never_starts_a_worker_process() -> None:
+    # The first HERE_FIRST series the rules read closely are checked in
+    # the main process: one patch, or a poll finding a few threads, never
+    # waits for a worker to start; the next one goes to the worker.
+    from bot.lore.assemble import assemble
+    from bot.rules.relevance import read_closely
+
     before = set(multiprocessing.active_children())
     with Checker(_config(1)) as checker:
-        [raws] = list(InputSet(INPUTS[:1], checker.cfg.input).threads())
-        assert checker.check_thread(raws).results
-        assert set(multiprocessing.active_children()) == before
+        assert checker.pool is not None
+        closely = 0
+        for raws in InputSet(INPUTS, checker.cfg.input).threads():
+            assert checker.check_thread(raws).results
+            closely += sum(read_closely(s, checker.context) for s in assemble(raws).series)
+            if closely <= HERE_FIRST:
+                assert checker.pool.handed == 0
+                assert set(multiprocessing.active_children()) == before
+            else:
+                break
+        assert closely > HERE_FIRST and checker.pool.handed == closely - HERE_FIRST
 
 
 def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> None:
@@ -76,21 +88,23 @@ def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> No
     # while it holds a thread's rules; that thread is checked in the main
     # process instead, and the next threads get a new worker.
     with Checker(_config(0)) as here:
-        expected = _findings(_check_all(here, ORDER))
+        expected = _findings(_check_all(here))
     with Checker(_config(1)) as checker:
-        # The second thread names HCR_EL2, so the rules read it closely and
-        # it goes to the worker.
-        threads = list(InputSet(ORDER, checker.cfg.input).threads())
-        results = [checker.check_thread(threads[0])]
+        assert checker.pool is not None
+        results = []
+        workers: set[multiprocessing.process.BaseProcess] = set()
         before = set(multiprocessing.active_children())
-        started = checker.start_thread(threads[1])        # handed to the worker
-        workers = set(multiprocessing.active_children()) - before
-        assert workers, "no worker process was started for the second thread"
-        for proc in workers:
-            assert proc.pid is not None
-            os.kill(proc.pid, signal.SIGKILL)
-        results.append(checker.finish_thread(started))
-        results.extend(checker.check_thread(raws) for raws in threads[2:])
+        for raws in InputSet(INPUTS, checker.cfg.input).threads():
+            handed = checker.pool.handed
+            started = checker.start_thread(raws)
+            if checker.pool.handed > handed and not workers:   # the first one handed over
+                workers = set(multiprocessing.active_children()) - before
+                assert workers, "no worker process was started for the thread handed over"
+                for proc in workers:
+                    assert proc.pid is not None
+                    os.kill(proc.pid, signal.SIGKILL)
+            results.append(checker.finish_thread(started))
+        assert workers, "no thread was handed to a worker"
         after = set(multiprocessing.active_children()) - before - workers
         assert after, "no new worker process after the first one died"
     assert _findings(results) == expected
