@@ -34,6 +34,7 @@ from bot.parse.csource import (
 from bot.rules.core import Category, Context, Finding, Severity, Status
 from bot.rules.relevance import (
     KERNEL_PREFIXES,
+    CopyUse,
     hyp_register_names,
     loaded_copy_use,
     mapped_names,
@@ -251,7 +252,7 @@ def _next_new_numbers(hunk: Hunk) -> list[int]:
 
 def patch_view(patch: Patch, mapped: frozenset[str] = frozenset(),
                hyp: frozenset[str] = frozenset(),
-               copy_use: re.Pattern[str] | None = None) -> PatchView:
+               copy_use: CopyUse | None = None) -> PatchView:
     if not relevant(patch, mapped, hyp, copy_use):
         return PatchView(patch=patch, relevant=False)
     return read_patch(patch)

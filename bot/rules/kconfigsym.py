@@ -24,7 +24,10 @@ from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.core import Context, Severity
 from bot.rules.regvalue import patches
 
-_WANTED = re.compile(r"(?m)^\+\s*#\s*(if|elif)|^\+.*\bIS_(ENABLED|BUILTIN|MODULE|REACHABLE)\s*\(")
+# Matched after a newline put in front of the body: a pattern that starts
+# with a literal newline is scanned for it, where `(?m)^` is tried at every
+# character of every mail body.
+_WANTED = re.compile(r"\n\+\s*#\s*(if|elif)|\n\+.*\bIS_(ENABLED|BUILTIN|MODULE|REACHABLE)\s*\(")
 _PP = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
 _ENABLED = re.compile(r"\bIS_(?:ENABLED|BUILTIN|MODULE|REACHABLE)\s*\(\s*(\w+)\s*\)")
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)")
@@ -37,7 +40,7 @@ def check(emit: Emit, sv: SeriesView, ctx: Context) -> None:
     kc = model.facts.kconfig if model is not None else None
     if kc is None or kc.halves is None:
         return
-    for pv in patches(sv, ctx, lambda body: _WANTED.search(body) is not None):
+    for pv in patches(sv, ctx, lambda body: _WANTED.search("\n" + body) is not None):
         symbols = _symbols(sv, pv, kc, ctx)
         defined = {m.group(1) for fv in pv.files for ln in fv.lines if ln.new_side
                    for m in [_DEFINE.match(ln.text)] if m is not None}

@@ -37,11 +37,19 @@ from bot.rules.semantic import PatchSemantics
 from bot.rules.trace import Ev, Trace
 
 # An added line that ANDs in place with no `~`: `x &= mask`, `x = x & mask`.
-_KEEP = re.compile(r"(?m)^\+(?!\+).*(?:[^&|^!<>=]&=\s*[\w(]|\b(\w+)\s*=\s*\1\s*&\s*[\w(])")
+# Only added lines holding a `&` are tried (the pattern over every line of
+# every mail body cost more than the rest of this check).
+_AND_LINE = re.compile(r"\n\+(?!\+)([^\n]*&[^\n]*)")
+_KEEP = re.compile(r"[^&|^!<>=]&=\s*[\w(]|\b(\w+)\s*=\s*\1\s*&\s*[\w(]")
+
+
+def _keeps(body: str) -> bool:
+    return any(_KEEP.search(m.group(1)) is not None
+               for m in _AND_LINE.finditer("\n" + body))
 
 
 def check(emit: Emit, sv: SeriesView, ctx: Context) -> None:
-    for t in traced(sv, ctx, lambda body: _KEEP.search(body) is not None):
+    for t in traced(sv, ctx, _keeps):
         for point in t.rec.points:
             if point.kind == "and":
                 _point(emit, t.pv, t.sem, t.trace, t.rec, point)

@@ -22,7 +22,7 @@ from bot.regmodel import RegisterModel
 from bot.regmodel.facts import Ctx
 from bot.rules.analysis import Emit, FileView, Line, PatchView, SeriesView
 from bot.rules.core import Severity
-from bot.rules.relevance import alternatives, loaded_copy_use
+from bot.rules.relevance import CopyUse, alternatives, loaded_copy_use
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,7 +51,7 @@ def check(emit: Emit, sv: SeriesView, pv: PatchView, mdl: RegisterModel) -> None
 
 
 def _function(emit: Emit, sv: SeriesView, pv: PatchView, fv: FileView, name: str,
-              use: re.Pattern[str], accessors: tuple[re.Pattern[str], frozenset[str]],
+              use: CopyUse, accessors: tuple[re.Pattern[str], frozenset[str]],
               test: re.Pattern[str] | None) -> None:
     aware, names = accessors
     body = [text for _, text in sv.function(pv, fv, name).lines]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 from bot.data import LineKind, Patch, Series
 from bot.regmodel import RegisterModel
@@ -25,7 +26,7 @@ _IDENT = re.compile(r"[A-Za-z_]\w{3,}")
 
 def relevant(patch: Patch, mapped: frozenset[str] = frozenset(),
               hyp: frozenset[str] = frozenset(),
-              copy_use: re.Pattern[str] | None = None) -> bool:
+              copy_use: CopyUse | None = None) -> bool:
     """The patch can matter to these registers: it names them, changes the
     TLB switch helpers, or its changed lines name a function of the model's
     save/restore map (a call to a vcpu-init function removed from an
@@ -128,8 +129,23 @@ def hyp_register_names(model: RegisterModel | None) -> frozenset[str]:
     return frozenset(names)
 
 
+@dataclass(frozen=True, slots=True)
+class CopyUse:
+    """The pattern of a use of a loaded register's memory copy, with the
+    accessor names it starts with: text naming none of them (nearly every
+    mail body) is passed over without running the pattern."""
+
+    pattern: re.Pattern[str]
+    accessors: tuple[str, ...]
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if not any(a in text for a in self.accessors):
+            return None
+        return self.pattern.search(text)
+
+
 @functools.lru_cache(maxsize=4)
-def loaded_copy_use(model: RegisterModel | None) -> re.Pattern[str] | None:
+def loaded_copy_use(model: RegisterModel | None) -> CopyUse | None:
     """A use of the memory copy of a register VHE keeps loaded while the
     vcpu runs (`__vcpu_sys_reg(vcpu, TCR_EL1)`, an assignment to it
     included): [ops] memory_copy of a register of [ops] vhe_loaded."""
@@ -137,8 +153,8 @@ def loaded_copy_use(model: RegisterModel | None) -> re.Pattern[str] | None:
     copy, loaded = ops.get("memory_copy", frozenset()), ops.get("vhe_loaded", frozenset())
     if not copy or not loaded:
         return None
-    return re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
-        alternatives(copy), alternatives(loaded)))
+    return CopyUse(re.compile(r"\b(%s)\s*\(\s*\w+\s*,\s*(%s)\s*\)(\s*[|&^+-]?=(?!=))?" % (
+        alternatives(copy), alternatives(loaded))), tuple(sorted(copy)))
 
 
 def alternatives(words: frozenset[str]) -> str:
@@ -146,7 +162,7 @@ def alternatives(words: frozenset[str]) -> str:
     return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
 
 
-def _copy_used(patch: Patch, use: re.Pattern[str]) -> bool:
+def _copy_used(patch: Patch, use: CopyUse) -> bool:
     """An added line uses the memory copy of a loaded register."""
     return any(ln.kind is LineKind.ADDED and use.search(ln.text)
                for fd in patch.files for hunk in fd.hunks for ln in hunk.lines)
