@@ -251,6 +251,13 @@ class Checker:
                                                choose(series.revision, candidates)))
         return ThreadResult(thread=started.thread, results=tuple(results))
 
+    def cancel_thread(self, started: Started) -> None:
+        """Let go of a started thread that will not be finished: what of its
+        rules the worker has not started is not run, nor kept."""
+        if self.pool is not None:
+            for job in started.jobs:
+                self.pool.cancel(job)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Started:
