@@ -69,12 +69,15 @@ Lookup = Callable[[Series], Iterable[EarlierRevision | None]]
 
 NO_REPO = "no kernel repository configured (kernel.repo)"
 
-# Threads `bot check` starts (assembles, hands to the rules worker) before
-# finishing the oldest, when there is a worker: enough that the main
-# process has work while the worker checks a run of heavy series (4 left it
-# waiting: bench/check.py over 7812 messages 36.1 -> 29.8 s, 16 took 27.8
-# s, 64 23.9 s), and no more than AHEAD_BYTES of mail, so that memory
-# stays flat whatever the threads' sizes. The poller starts one ahead.
+# Threads `bot check` and the poller start (assemble, hand to the rules
+# worker) before finishing the oldest, when there is a worker: enough that
+# the main process has work while the worker checks a run of heavy series
+# (4 left it waiting: bench/check.py over 7812 messages 36.1 -> 29.8 s, 16
+# took 27.8 s, 64 23.9 s), and no more than AHEAD_BYTES of mail, so that
+# memory stays flat whatever the threads' sizes. Without a worker, `bot
+# check` starts none ahead and the poller one. A poll cycle cut short
+# stores, or lets go of, the threads in hand (`bot.poller`,
+# `Checker.cancel_thread`).
 AHEAD = 64
 AHEAD_BYTES = 8 << 20
 
@@ -269,6 +272,13 @@ class Checker:
             results.append(self._finish_series(series, job.tree, rules,
                                                choose(series.revision, candidates)))
         return ThreadResult(thread=started.thread, results=tuple(results))
+
+    def cancel_thread(self, started: Started) -> None:
+        """Let go of a started thread that will not be finished: what of its
+        rules the worker has not started is not run, nor kept."""
+        if self.pool is not None:
+            for job in started.jobs:
+                self.pool.cancel(job)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

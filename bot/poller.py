@@ -15,8 +15,9 @@ reply is kept only when it answers a stored message or another new hit.
 
 Threads are fetched by a background thread, still one request at a time,
 so that waiting for the archive overlaps with checking and storing; with a
-rules worker ([rules] workers), the rules of one thread run while the one
-before it is stored.
+rules worker ([rules] workers), the poller reads up to `bot.pipeline.AHEAD`
+threads ahead, so that their rules run in the worker while this process
+fetches, assembles and stores.
 
 A thread fetch answers more than the thread: public-inbox adds every
 message whose subject equals the requested one's (a pull request
@@ -30,7 +31,9 @@ with the bookkeeping that says it was (`poll_seen`: every message of the
 thread), and the cursor (the time the search was sent) is written in the
 transaction of the last thread of the cycle. A cycle cut short (lore
 unavailable, the database gone, SIGKILL, stop) leaves every thread stored
-whole or not at all and the cursor where it was, so the next cycle
+whole or not at all and the cursor where it was (lore failing mid-cycle,
+the threads already fetched are stored first; a stop comes right after
+the thread being stored), so the next cycle
 searches the same window again and fetches every hit not recorded as
 seen: nothing is lost or stored twice, whatever else (`bot check
 --store`, a merged thread) put some of its messages in the database.
@@ -57,7 +60,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
-from bot.pipeline import Carrier, Checker, Started, Window
+from bot.pipeline import AHEAD, Carrier, Checker, Started, Window
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
 from bot.store.models import utcnow
@@ -210,27 +213,47 @@ class Poller:
         if self.progress is not None:
             self.progress(StoreStats())
         report.hits = len(hits)
-        # One thread ahead, with or without a rules worker: further ahead,
-        # a cycle stopped (SIGTERM) or failing mid-way would have to finish
-        # and store, or lose, every thread in hand.
-        pending: Window[_Work] = Window(1)
-        with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
-            for fetched in fetcher.results():
-                if fetched is None:
-                    report.skipped += 1
-                    continue
-                report.threads += 1
-                # This thread's rules start (in the rules worker, when there
-                # is one) while the ones before it are finished and stored:
-                # a thread is finished only once the one before it is
-                # stored, so that a revision finds it there, and stored
-                # once the next one is in.
-                pending.push(self._start(*fetched), fetched[1])
-                while pending.over():
-                    self._commit(self._finish(pending.pop()), report)
-        while len(pending) > 1:
-            self._commit(self._finish(pending.pop()), report)
-        self._commit(self._finish(pending.pop()) if pending else None, report, cursor=now)
+        # Threads in hand (fetched and started, not yet stored): with a
+        # rules worker up to AHEAD of them (and AHEAD_BYTES of mail), so
+        # that the worker checks while this process fetches, assembles and
+        # stores; without one, one (nothing to overlap). A thread is
+        # finished only once the one before it is stored, so that a
+        # revision finds it there. While the archive has sent nothing new,
+        # all but the newest are stored meanwhile, so that few are in hand
+        # when a cycle is cut short. Each thread stored is a step: a stop
+        # request is honoured after the thread being stored (Stopped; the
+        # next cycle fetches those in hand again), and an archive failing
+        # mid-cycle has those in hand stored before the cycle fails. Either
+        # way the cursor stays where it was.
+        pending: Window[_Work] = Window(AHEAD if self.checker.pool is not None else 1)
+        try:
+            with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
+                try:
+                    for fetched in fetcher.results(
+                            meanwhile=lambda: self._store_oldest(pending, report, keep=1)):
+                        if fetched is None:
+                            report.skipped += 1
+                            continue
+                        report.threads += 1
+                        pending.push(self._start(*fetched), fetched[1])
+                        while pending.over():
+                            self._store_oldest(pending, report)
+                except Exception as exc:
+                    if exc is not fetcher.error or isinstance(exc, Stopped):
+                        raise
+                    logger.info("the archive failed mid-cycle: storing the %d threads "
+                                "fetched before it", len(pending))
+                    while self._store_oldest(pending, report):
+                        pass
+                    raise
+            while self._store_oldest(pending, report, keep=1):
+                pass
+            # The cursor goes with the last thread (alone when none was fetched).
+            if not self._store_oldest(pending, report, cursor=now):
+                self._commit(None, report, cursor=now)
+        finally:
+            while pending:  # a cycle cut short: their rules are not waited for
+                self._drop(pending.pop())
         report.requests = self.client.requests_sent - requests_before
         return report
 
@@ -318,6 +341,28 @@ class Poller:
             work.quarantine("pipeline failed", exc)
         return work
 
+    def _store_oldest(self, pending: Window[_Work], report: CycleReport, keep: int = 0,
+                      cursor: dt.datetime | None = None) -> bool:
+        """Finish and store the oldest thread in hand, unless only `keep`
+        are; False when none was stored. A stop request raises Stopped
+        before it (after the thread stored before)."""
+        if len(pending) <= keep:
+            return False
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped()
+        work = pending.pop()
+        try:
+            self._commit(self._finish(work), report, cursor)
+        finally:
+            self._drop(work)
+        return True
+
+    def _drop(self, work: _Work) -> None:
+        """Let go of the rules of a thread not finished (a cycle cut short)."""
+        if work.started is not None:
+            self.checker.cancel_thread(work.started)
+            work.started = None
+
     def _finish(self, work: _Work) -> _Work:
         if work.started is None:
             return work   # quarantined already
@@ -402,6 +447,7 @@ class _Fetcher:
         self._groups = groups
         self._queue: queue.Queue[object] = queue.Queue(maxsize=_AHEAD)
         self._cancel = threading.Event()
+        self.error: BaseException | None = None   # what the fetch raised, if it did
         self._thread = threading.Thread(target=self._run, name="lore-fetch", daemon=True)
 
     def __enter__(self) -> _Fetcher:
@@ -441,17 +487,28 @@ class _Fetcher:
         except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which raises it
             self._put(exc)
 
-    def results(self) -> Iterator[tuple[str, list[RawMessage]] | None]:
+    def results(self, meanwhile: Callable[[], bool] = lambda: False,
+                ) -> Iterator[tuple[str, list[RawMessage]] | None]:
+        """The fetched threads in order (None for one skipped), then the
+        end, or the fetch's error, raised (and kept in `error`). While no
+        thread is waiting, `meanwhile` is called until it says it did
+        nothing; a stop request raises Stopped."""
         stop = self._poller.stop
         while True:
             if stop is not None and stop.is_set():
                 raise Stopped()
             try:
-                item = self._queue.get(timeout=0.1)
+                item = self._queue.get_nowait()
             except queue.Empty:
-                continue
+                if meanwhile():
+                    continue
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
+                self.error = item
                 raise item
             yield item  # type: ignore[misc]

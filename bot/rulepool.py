@@ -123,9 +123,10 @@ class RulesPool:
         self._here = here            # the rules in this process: the fallback
         self._pool: cf.ProcessPoolExecutor | None = None
         # Jobs handed to the worker and not yet asked for, oldest first; and
-        # the results of those this process took back and checked itself.
+        # the results of those this process took back and checked itself,
+        # by future (held, so that no other job's can be taken for it).
         self._queued: list[Job] = []
-        self._taken: dict[int, Callable[[], RuleResult]] = {}
+        self._taken: dict[cf.Future[RuleResult], Callable[[], RuleResult]] = {}
         self.handed = 0              # series handed to the worker
         self.taken_back = 0          # series this process took back from the queue
 
@@ -149,7 +150,7 @@ class RulesPool:
         if job.future is None:   # checked here (the first thread, or no worker)
             return self._here(job.series, job.tree)
         self._queued = [j for j in self._queued if j is not job]
-        taken = self._taken.pop(id(job.future), None)
+        taken = self._taken.pop(job.future, None)
         if taken is not None:
             return taken()
         # Rather than wait for the worker, this process checks the newest
@@ -162,12 +163,22 @@ class RulesPool:
             if other is None:
                 break
             assert other.future is not None
-            self._taken[id(other.future)] = _outcome(self._here, other)
+            self._taken[other.future] = _outcome(self._here, other)
         try:
             return job.future.result()
         except BrokenProcessPool:
             self._replace(job.pool, "it stopped while checking %s" % job.series.message_id)
             return self._here(job.series, job.tree)
+
+    def cancel(self, job: Job) -> None:
+        """Let go of a job whose result will not be asked for (the poll
+        cycle that started it was cut short): the worker does not run it if
+        it has not started it, and nothing of it is kept."""
+        if job.future is None:
+            return
+        self._queued = [j for j in self._queued if j is not job]
+        self._taken.pop(job.future, None)
+        job.future.cancel()
 
     def _take_back(self) -> Job | None:
         """The newest job the worker has not started, withdrawn from it."""

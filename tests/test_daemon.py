@@ -297,12 +297,15 @@ def test_a_stop_signal_ends_even_a_stalled_request_within_seconds(sig, inbox, pu
         proxy.close()
 
 
-def test_sigterm_mid_cycle_leaves_whole_threads_and_exits_0(inbox, tmp_path, bots):
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_sigterm_mid_cycle_leaves_whole_threads_and_exits_0(inbox, tmp_path, bots, workers):
+    # With a rules worker the daemon reads threads ahead; a stop still
+    # comes between two stored threads, never after the cursor moved.
     cfg = make_config(tmp_path, BOT_DATABASE_URL="sqlite:///%s" % (tmp_path / "d.sqlite3"),
                       BOT_LORE_URL=inbox.url)
     assert run_bot(cfg, "db", "upgrade").returncode == 0
     inbox.deliver(*INITIAL)
-    daemon = bots(cfg, "daemon", BOT_LORE_MIN_INTERVAL="0.5")
+    daemon = bots(cfg, "daemon", BOT_LORE_MIN_INTERVAL="0.5", BOT_RULES_WORKERS=workers)
     daemon.wait_for(": stored ")
     code, took = daemon.stop()
     assert code == 0 and took < 10, daemon.log

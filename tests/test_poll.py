@@ -20,11 +20,12 @@ from sqlalchemy import func, select
 
 from bot import cli
 from bot.config import Config
-from bot.lore.client import LoreClient
+from bot.lore.client import LoreClient, Stopped
 from bot.pipeline import Checker
 from bot.poller import Poller, cursor_name
 from bot.store.db import Database
 from bot.store.models import Draft, Finding, Message, Patch, PollCursor, Quarantine, Series, Trailer
+from bot.store.queries import StoreStats
 from tests.conftest import DATA, make_config
 from tests.pi import messages, public_inbox  # noqa: F401  (the module's server)
 
@@ -299,18 +300,27 @@ class _OnLog(logging.Handler):
                 self.action()
 
 
+_THREAD_OF = {ACTLR[0]: set(ACTLR), SP_EL0: {SP_EL0}, ANNOTATE_V1[0]: set(ANNOTATE_V1)}
+
+
+def _kill_at_second_thread(public_inbox) -> _OnLog:
+    """The server is killed once the second thread is downloaded."""
+    return _OnLog(r": thread \S+: \d+ bytes in ", 2, lambda: public_inbox.stop(signal.SIGKILL))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
 def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
-        migrated, inbox, public_inbox, monkeypatch, capsys):
+        migrated, inbox, public_inbox, monkeypatch, capsys, workers):
     inbox.deliver(*INITIAL)
     cfg = with_lore(migrated, inbox)
     for name, value in (("BOT_CONFIG", str(DATA / "config" / "test.toml")),
                         ("BOT_STATE_DIR", cfg.state_dir), ("BOT_DATABASE_URL", cfg.database_url),
-                        ("BOT_LORE_URL", inbox.url)):
+                        ("BOT_LORE_URL", inbox.url), ("BOT_RULES_WORKERS", str(workers))):
         monkeypatch.setenv(name, value)
-    # The server dies once the second thread is downloaded: the
-    # first is then stored (a thread is stored once the next one is in),
-    # the third cannot be fetched.
-    hook = _OnLog(r": thread \S+: \d+ bytes in ", 2, lambda: public_inbox.stop(signal.SIGKILL))
+    # The server dies once the second thread is downloaded: the third
+    # cannot be fetched, and both threads fetched before are stored (with
+    # a rules worker, read ahead) before the cycle fails.
+    hook = _kill_at_second_thread(public_inbox)
     client_log = logging.getLogger("bot.lore.client")
     level = client_log.level
     client_log.setLevel(logging.DEBUG)
@@ -326,17 +336,64 @@ def test_server_stopped_mid_cycle_is_transient_and_the_next_cycle_catches_up(
     assert "bot: error: %s unavailable: thread " % inbox.url in err
     rows = snapshot(cfg)
     assert rows["cursors"] == set()  # the window is not covered yet
-    assert 0 < len(rows["series"]) < 3
-    for mid, _revision, _, _ in rows["series"]:  # every stored thread is whole
-        thread = {"20200529150656.7339-1-james.morse@arm.com": set(ACTLR),
-                  SP_EL0: {SP_EL0}, ANNOTATE_V1[0]: set(ANNOTATE_V1)}[mid]
-        assert thread <= rows["messages"]
+    assert len(rows["series"]) == 2, err  # the two threads fetched, each whole
+    assert rows["messages"] == set().union(*(_THREAD_OF[mid] for mid, *_ in rows["series"]))
 
     assert cli.main(["poll"]) == 0
     assert "poll: window from " in capsys.readouterr().out
     rows = snapshot(cfg)
     assert rows["messages"] == INITIAL_MESSAGES
     assert {(mid, rev) for mid, rev, _, _ in rows["series"]} == INITIAL_SERIES
+    assert count_rows(cfg, Message) == len(INITIAL_MESSAGES)  # nothing stored twice
+    assert len(rows["cursors"]) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_stop_between_stores_leaves_whole_threads_and_the_cursor(
+        migrated, inbox, public_inbox, workers):
+    # The archive dies once the second thread is downloaded, and a stop is
+    # requested as soon as the first thread is stored: whether that was
+    # while the archive was awaited or while the threads in hand were
+    # stored after its failure, the cycle stops right after it (Stopped,
+    # not the archive's error), leaving the cursor where it was.
+    inbox.deliver(*INITIAL)
+    cfg = with_lore(migrated, inbox)
+    cfg = dataclasses.replace(cfg, rules=dataclasses.replace(cfg.rules, workers=workers))
+    stop = threading.Event()
+
+    def progress(stats: StoreStats) -> None:
+        if stats.messages:
+            stop.set()
+
+    hook = _kill_at_second_thread(public_inbox)
+    client_log = logging.getLogger("bot.lore.client")
+    level = client_log.level
+    client_log.setLevel(logging.DEBUG)
+    client_log.addHandler(hook)
+    database = Database(cfg)
+    try:
+        with LoreClient(cfg.lore) as client, Checker(cfg) as checker:
+            assert (checker.pool is not None) == bool(workers)
+            poller = Poller(cfg, database, client, checker=checker, stop=stop,
+                            progress=progress)
+            with pytest.raises(Stopped):
+                poller.cycle()
+    finally:
+        database.close()
+        client_log.removeHandler(hook)
+        client_log.setLevel(level)
+        public_inbox.start()
+    assert hook.fired
+    rows = snapshot(cfg)
+    assert rows["cursors"] == set() and len(rows["series"]) == 1
+    [(mid, *_)] = rows["series"]
+    assert rows["messages"] == _THREAD_OF[mid]
+
+    poll(cfg)
+    rows = snapshot(cfg)
+    assert rows["messages"] == INITIAL_MESSAGES
+    assert {(mid, rev) for mid, rev, _, _ in rows["series"]} == INITIAL_SERIES
+    assert count_rows(cfg, Message) == len(INITIAL_MESSAGES)
     assert len(rows["cursors"]) == 1
 
 

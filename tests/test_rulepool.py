@@ -61,6 +61,24 @@ def test_the_main_process_takes_back_what_it_would_wait_for() -> None:
     assert got == expected
 
 
+def test_a_thread_let_go_is_not_run_and_leaves_nothing_behind() -> None:
+    # A poll cycle cut short lets go of the threads it started: the worker,
+    # still starting, does not run what it has not started, and the threads
+    # checked next get their own findings.
+    with Checker(_config(0)) as here:
+        expected = _findings(_check_all(here))
+    with Checker(_config(1)) as checker:
+        threads = list(InputSet(INPUTS, checker.cfg.input).threads())
+        dropped = [checker.start_thread(raws) for raws in threads]
+        for started in dropped:
+            checker.cancel_thread(started)
+        futures = [j.future for s in dropped for j in s.jobs if j.future is not None]
+        assert futures and any(f.cancelled() for f in futures)
+        got = _findings([checker.finish_thread(checker.start_thread(raws))
+                         for raws in threads])
+    assert got == expected
+
+
 def test_a_short_run_never_starts_a_worker_process() -> None:
     # The first HERE_FIRST series the rules read closely are checked in
     # the main process: one patch, or a poll finding a few threads, never
