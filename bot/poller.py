@@ -49,9 +49,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -60,6 +59,7 @@ from bot.data import MessageError, RawMessage, ThreadResult
 from bot.errors import BadInput, BotError, NotFound
 from bot.history import stored_lookup
 from bot.lore.client import LoreClient, Stopped
+from bot.lore.prefetch import Prefetcher
 from bot.pipeline import AHEAD, Carrier, Checker, Started, Window
 from bot.sources import StreamInput, read_stream
 from bot.store.db import Database
@@ -227,7 +227,9 @@ class Poller:
         # way the cursor stays where it was.
         pending: Window[_Work] = Window(AHEAD if self.checker.pool is not None else 1)
         try:
-            with _Fetcher(self, self._wanted_groups(hits, report)) as fetcher:
+            groups = [[h.message_id for h in group]
+                      for group in self._wanted_groups(hits, report)]
+            with Prefetcher(self.fetch, groups, self.stop) as fetcher:
                 try:
                     for fetched in fetcher.results(
                             meanwhile=lambda: self._store_oldest(pending, report, keep=1)):
@@ -428,87 +430,3 @@ class Poller:
             if cursor is not None:
                 advance_cursor(session, self.name, cursor)
         return stats
-
-
-_DONE = object()
-# Threads fetched ahead of the checks: enough to keep the archive busy while
-# a thread is checked and stored, few enough to bound memory.
-_AHEAD = 4
-
-
-class _Fetcher:
-    """Fetches the cycle's threads in a background thread, one request at a
-    time as always, so that waiting for the archive overlaps with checking
-    and storing the previous thread. A thread whose hits all came with an
-    earlier one is not fetched again. Errors reach the cycle in order."""
-
-    def __init__(self, poller: Poller, groups: list[list[_Hit]]) -> None:
-        self._poller = poller
-        self._groups = groups
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=_AHEAD)
-        self._cancel = threading.Event()
-        self.error: BaseException | None = None   # what the fetch raised, if it did
-        self._thread = threading.Thread(target=self._run, name="lore-fetch", daemon=True)
-
-    def __enter__(self) -> _Fetcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._cancel.set()
-        # A request in flight ends within the client's timeouts; the thread
-        # is a daemon, so a stopping process does not wait for it.
-        self._thread.join(timeout=1.0)
-
-    def _put(self, item: object) -> None:
-        while not self._cancel.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _run(self) -> None:
-        covered: set[str] = set()
-        try:
-            for group in self._groups:
-                for hit in group:
-                    if self._cancel.is_set():
-                        return
-                    if hit.message_id in covered:
-                        continue
-                    raws = self._poller.fetch(hit.message_id)
-                    if raws is None:
-                        self._put(None)
-                        break  # the group's thread is not to be had this cycle
-                    covered.update(r.message_id for r in raws if r.message_id is not None)
-                    self._put((hit.message_id, raws))
-            self._put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the cycle, which raises it
-            self._put(exc)
-
-    def results(self, meanwhile: Callable[[], bool] = lambda: False,
-                ) -> Iterator[tuple[str, list[RawMessage]] | None]:
-        """The fetched threads in order (None for one skipped), then the
-        end, or the fetch's error, raised (and kept in `error`). While no
-        thread is waiting, `meanwhile` is called until it says it did
-        nothing; a stop request raises Stopped."""
-        stop = self._poller.stop
-        while True:
-            if stop is not None and stop.is_set():
-                raise Stopped()
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                if meanwhile():
-                    continue
-                try:
-                    item = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                self.error = item
-                raise item
-            yield item  # type: ignore[misc]

@@ -29,7 +29,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "base": (("bot", "bot.errors", "bot.config", "bot.data"), ("base",)),
     # Reading mail (files, stdin, lore over HTTP), grouping it into threads,
     # reading a kernel git repository (bot.kernel: base inference, whole files).
-    "input": (("bot.sources", "bot.threads", "bot.lore", "bot.lore.client", "bot.kernel",
+    "input": (("bot.sources", "bot.threads", "bot.lore", "bot.lore.client",
+               "bot.lore.prefetch", "bot.kernel",
                "bot.kernel.*"),
               ("base", "input")),
     # Mail and diffs into our types; b4's series assembly (and the modules b4
