@@ -130,6 +130,12 @@ class RulesPool:
         self.handed = 0              # series handed to the worker
         self.taken_back = 0          # series this process took back from the queue
 
+    @property
+    def started(self) -> bool:
+        """A worker process is running, or starting (started by the first
+        series handed over; replaced when lost)."""
+        return self._pool is not None
+
     def submit(self, series: Series, tree: TreeSnapshot) -> Job:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
