@@ -153,7 +153,7 @@ class RulesPool:
             return Job(series, tree, None)
 
     def result(self, job: Job) -> RuleResult:
-        if job.future is None:   # checked here (the first thread, or no worker)
+        if job.future is None:   # checked here (not read closely, or one of the first few)
             return self._here(job.series, job.tree)
         self._queued = [j for j in self._queued if j is not job]
         taken = self._taken.pop(job.future, None)

@@ -276,7 +276,6 @@ class KvmFacts:
         return memo.ops
 
 
-
 _MEMO_MAX = 65536
 
 
