@@ -105,11 +105,12 @@ class CompareTo:
 
 def stored_lookup(database: Database) -> Lookup:
     """A lookup of the revision stored before a series, each in its own
-    short transaction."""
+    short transaction (read-only: nothing for the disk to keep, so it asks
+    for none, and SQLite does not switch to synchronous commits for it)."""
     from bot.store.revisions import stored_earlier
 
     def lookup(series: Series) -> list[EarlierRevision | None]:
-        with database.transaction() as session:
+        with database.transaction(durable=False) as session:
             return [stored_earlier(session, series)]
 
     return lookup

@@ -112,7 +112,11 @@ class Window(Generic[T]):
 # Series the rules read closely that a run checks in the main process
 # before it hands any to a rules worker: starting one (a Python process
 # loading the register model) costs about as much as checking a few.
+# Unless the run knows it has many threads ahead (MANY_THREADS, a poll
+# cycle catching up): then the worker is started at once, and loads while
+# the first threads are fetched and assembled.
 HERE_FIRST = 4
+MANY_THREADS = 16
 
 
 def _use_workers(cfg: Config) -> bool:
@@ -175,6 +179,14 @@ class Checker:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def expect(self, threads: int) -> None:
+        """Told how many threads a run is about to check: with many, the
+        rules worker (if configured) is started now and is handed every
+        series read closely from the first (see HERE_FIRST)."""
+        if self.pool is not None and threads >= MANY_THREADS:
+            self.pool.start()
+            self._closely = max(self._closely, HERE_FIRST)
 
     def tree(self, series: Series) -> TreeSnapshot:
         """The series' base and, when it has a commit and applies, its files."""

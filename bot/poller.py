@@ -229,6 +229,7 @@ class Poller:
         try:
             groups = [[h.message_id for h in group]
                       for group in self._wanted_groups(hits, report)]
+            self.checker.expect(len(groups))
             with Prefetcher(self.fetch, groups, self.stop) as fetcher:
                 try:
                     for fetched in fetcher.results(

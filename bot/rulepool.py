@@ -136,13 +136,19 @@ class RulesPool:
         series handed over; replaced when lost)."""
         return self._pool is not None
 
-    def submit(self, series: Series, tree: TreeSnapshot) -> Job:
+    def start(self) -> cf.ProcessPoolExecutor:
+        """The worker process, started now if it is not running: it loads
+        the register model while this process goes on."""
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 max_workers=self.cfg.rules.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker, initargs=(self.cfg, os.getpid()))
-        pool = self._pool
+            self._pool.submit(int)   # a process is spawned with the first call
+        return self._pool
+
+    def submit(self, series: Series, tree: TreeSnapshot) -> Job:
+        pool = self.start()
         try:
             job = Job(series, tree, pool.submit(_rules, _without_diffs(series), tree), pool)
             self._queued.append(job)

@@ -14,7 +14,7 @@ import pytest
 
 from bot.config import Config, RulesConfig
 from bot.data import ThreadResult
-from bot.pipeline import HERE_FIRST, Checker
+from bot.pipeline import HERE_FIRST, MANY_THREADS, Checker
 from bot.sources import InputSet
 from tests.conftest import DATA
 
@@ -99,6 +99,34 @@ def test_a_short_run_never_starts_a_worker_process() -> None:
             else:
                 break
         assert closely > HERE_FIRST and checker.pool.handed == closely - HERE_FIRST
+
+
+def test_a_run_with_many_threads_ahead_starts_the_worker_at_once() -> None:
+    # A poll cycle catching up (MANY_THREADS or more to fetch) starts the
+    # worker before the first thread, and hands it every series read
+    # closely from the first; a few threads ahead change nothing.
+    from bot.lore.assemble import assemble
+    from bot.rules.relevance import read_closely
+
+    threads = list(InputSet(INPUTS, Config().input).threads())
+    with Checker(_config(1)) as checker:
+        assert checker.pool is not None
+        before = set(multiprocessing.active_children())
+        checker.expect(MANY_THREADS - 1)
+        assert not checker.pool.started
+        assert set(multiprocessing.active_children()) == before
+        checker.expect(MANY_THREADS)
+        assert checker.pool.started
+        assert set(multiprocessing.active_children()) - before, "no worker process started"
+        closely = 0
+        for raws in threads:
+            assert checker.check_thread(raws).results
+            closely += sum(read_closely(s, checker.context) for s in assemble(raws).series)
+            assert checker.pool.handed == closely
+        assert closely > HERE_FIRST
+    with Checker(_config(0)) as alone:
+        alone.expect(MANY_THREADS)   # no worker configured: nothing to start
+        assert alone.pool is None
 
 
 def test_a_killed_worker_loses_no_thread(caplog: pytest.LogCaptureFixture) -> None:

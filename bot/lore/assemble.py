@@ -122,9 +122,16 @@ def _patch_hash(body: str, diff: re.Match[str] | None) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
 
 
-def _patch_id(mail: Mail) -> str:
-    """The patch-id b4 is given for `mail` when it has a diff (`_add_to_mailbox`)."""
-    return _patch_hash(mail.body, _DIFF_LINE.search(mail.body))
+def _patch_ids(mails: Sequence[Mail]) -> dict[str, str]:
+    """The patch-id b4 is given (`_add_to_mailbox`) for each of `mails`
+    that has a diff, by Message-ID: b4 matches trailers to patches by it,
+    and a message without a diff has none."""
+    ids: dict[str, str] = {}
+    for mail in mails:
+        diff = _DIFF_LINE.search(mail.body)
+        if diff is not None:
+            ids[mail.message_id] = _patch_hash(mail.body, diff)
+    return ids
 
 
 def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
@@ -150,10 +157,11 @@ def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
 
 
 def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool,
-                    diff: re.Match[str] | None) -> None:
+                    diff: re.Match[str] | None, patch_id: str | None = None) -> None:
     """Hand one message to b4, with only the part of its body b4 uses: b4
     scans every line of a body for trailers, which would cost more than
-    the rest of the pipeline. (`diff`: where its diff starts, if it has one.)"""
+    the rest of the pipeline. (`diff`: where its diff starts, if it has one;
+    `patch_id`: its patch-id, when already known.)"""
     body = mail.body
     if diff is not None and not reply:
         # A patch: b4 needs to know it is one (the first file header of its
@@ -171,7 +179,7 @@ def _add_to_mailbox(lmbox: b4.LoreMailbox, mail: Mail, reply: bool,
     lmbox.add_message(_for_b4(mail, body))  # type: ignore[arg-type]
     lmsg = lmbox.msgid_map.get(mail.message_id)
     if lmsg is not None and lmsg.has_diff and getattr(lmsg, "_git_patch_id", "") is None:
-        lmsg._git_patch_id = _patch_hash(mail.body, diff)
+        lmsg._git_patch_id = patch_id or _patch_hash(mail.body, diff)
 
 
 def assemble(raws: list[RawMessage]) -> Thread:
@@ -286,20 +294,23 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
     # b4 carries a trailer to a patch whose patch-id is that of the earlier
     # patch it was given to (b4.LoreMailbox.get_series): with none in
     # common, it carries nothing, and is not asked.
-    if not ({_patch_id(m) for _r, m, _reply in given}
-            & {_patch_id(m) for m in series.messages}):
+    ids = _patch_ids([m for _r, m, _reply in given])
+    later = _patch_ids(series.messages)
+    if not set(ids.values()) & set(later.values()):
         return series
+    ids.update(later)
     lmbox = b4.LoreMailbox()
     for raw, mail, reply in given:
         try:
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, mail, reply, _DIFF_LINE.search(mail.body))
+            _add_to_mailbox(lmbox, mail, reply, _DIFF_LINE.search(mail.body),
+                            ids.get(mail.message_id))
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
         _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply,
-                        _DIFF_LINE.search(mail.body))
+                        _DIFF_LINE.search(mail.body), ids.get(mail.message_id))
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried

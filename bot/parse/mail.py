@@ -178,7 +178,7 @@ _PLAIN_ONE = re.compile(r"^\s*(?:([^<>@,]*?)\s*<([^<>\s@]+@[^<>\s@]+)>|([^<>\s@]
 _NOT_PLAIN = re.compile(r"[\"()\\;:\[\]]|=\?")
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def addresses(value: str) -> tuple[tuple[str, str], ...]:
     """(display name, address) pairs of an address header as sent: parsed
     first, names decoded after; what is not a plain addr-spec is dropped.
