@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Throughput and peak memory of `bot check` over a real archive.
 
-    bench/check.py [--workers N] [MBOX]   (default: ../shared/corpus/kvmarm-2019-2020.mbox.gz)
+    bench/check.py [--workers N] [--repeat N] [MBOX]
+                   (default MBOX: ../shared/corpus/kvmarm-2019-2020.mbox.gz)
 
 Runs `bot check --format json` over the first half of the archive and over
 all of it, each in a fresh process, and prints messages per second (of wall
@@ -10,11 +11,14 @@ machine disturbs less) and peak resident memory (of the larger of the two
 processes). Streaming means the peak does not grow with the input.
 `--workers N` sets [rules] workers for the run (default: the configuration's,
 1 as shipped: a rules worker beside the main process; 0 keeps the rules in
-the main process).
+the main process). `--repeat N` runs each N times and ends with the median
+run of each (the wall clock of one run varies by a tenth on a quiet
+machine).
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import os
@@ -60,7 +64,7 @@ sys.exit(proc.returncode)
 """
 
 
-def run(path: Path, messages: int, workers: str | None) -> None:
+def run(path: Path, messages: int, workers: str | None) -> tuple[float, str]:
     env = dict(os.environ, BOT_STATE_DIR=tempfile.mkdtemp(prefix="bench-check-"))
     if workers is not None:
         env["BOT_RULES_WORKERS"] = workers
@@ -76,19 +80,33 @@ def run(path: Path, messages: int, workers: str | None) -> None:
     peak_kib, cpu = proc.stdout.split()[-2:]
     doc = json.loads(out.read_bytes())
     # CPU time too: on a busy machine the wall clock measures the neighbours.
-    print("%-10s %6d messages %5d series %7.1f s %7.0f msg/s  peak RSS %6.1f MiB  "
-          "CPU %6.1f s %5.0f msg/CPU-s"
-          % (path.name, messages, len(doc["series"]), elapsed, messages / elapsed,
-             int(peak_kib) / 1024, float(cpu), messages / float(cpu)))
+    line = ("%-10s %6d messages %5d series %7.1f s %7.0f msg/s  peak RSS %6.1f MiB  "
+            "CPU %6.1f s %5.0f msg/CPU-s"
+            % (path.name, messages, len(doc["series"]), elapsed, messages / elapsed,
+               int(peak_kib) / 1024, float(cpu), messages / float(cpu)))
+    print(line, flush=True)
+    return elapsed, line
+
+
+def median_run(path: Path, messages: int, workers: str | None, repeat: int) -> str:
+    """Run `repeat` times; the line of the median run by wall time."""
+    runs = sorted((run(path, messages, workers) for _ in range(repeat)), key=lambda r: r[0])
+    return runs[len(runs) // 2][1]
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    workers = None
-    if args[:1] == ["--workers"] and len(args) > 1:
-        workers, args = args[1], args[2:]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", help="[rules] workers for the run (default: config.toml's)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each N times and end with the median (default: 1)")
+    ap.add_argument("mbox", nargs="?", type=Path, default=DEFAULT)
+    args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
+    workers = args.workers
+    if workers is not None:
         print("rules workers: %s" % workers)
-    src = Path(args[0]) if args else DEFAULT
+    src = args.mbox
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.mbox"
         n_half = split_half(src, half)
@@ -97,8 +115,11 @@ def main() -> None:
         with opener(src, "rb") as fh:
             full.write_bytes(fh.read())
         n_full = full.read_bytes().count(b"\nFrom mboxrd@z") + 1
-        run(half, n_half, workers)
-        run(full, n_full, workers)
+        medians = [median_run(half, n_half, workers, args.repeat),
+                   median_run(full, n_full, workers, args.repeat)]
+        if args.repeat > 1:
+            print("median of %d runs:" % args.repeat)
+            print("\n".join(medians))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 """Ingest throughput of the poller against a local public-inbox holding a real archive.
 
     bench/ingest.py [--archive MBOX] [--database-url URL] [--steady-days N]
-                    [--keep DIR] [--polls NAME,...] [--profile cprofile|py-spy]
+                    [--keep DIR] [--polls NAME,...] [--repeat N]
+                    [--profile cprofile|py-spy]
 
 Default archive: ../shared/corpus/kvmarm-2019-2020.mbox.gz (all of it).
 With --keep, the imported inboxes (and the polls' databases) stay in DIR,
 and a later run with the same DIR polls them again without importing:
 what a change to the poller is measured with (--polls picks the polls;
 --profile runs each under cProfile, or under py-spy when it is installed,
-and writes the profile beside its database). Without --keep, the
+and writes the profile beside its database; --repeat N runs each poll N
+times, each from an empty database, and prints the median run after the
+runs: one run's wall clock varies by a tenth on a quiet machine). Without --keep, the
 temporary directory is removed at the end. The polls run with the shipped
 config.toml; BOT_RULES_WORKERS=0 in the environment runs their rules in the
 main process instead of the rules worker.
@@ -219,8 +222,14 @@ def polls(tmp: Path, inbox: Inbox, label: str, args: argparse.Namespace,
         name = "%s-%s" % (qlabel.split()[0], label)
         if name not in args.polls:
             continue
-        r = poll_once(tmp, name, inbox.url, query, args.database_url, lookback, args.profile)
-        show_poll("%s, %s" % (qlabel, label), r)
+        runs = []
+        for _ in range(args.repeat):
+            runs.append(poll_once(tmp, name, inbox.url, query, args.database_url, lookback,
+                                  args.profile))
+            show_poll("%s, %s" % (qlabel, label), runs[-1])
+        if args.repeat > 1:
+            show_poll("  median of %d" % args.repeat,
+                      sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
 
 
 def poll_names(value: str) -> list[str]:
@@ -259,10 +268,14 @@ def main() -> int:
                     "steady state")
     ap.add_argument("--polls", type=poll_names, default=list(POLLS),
                     help="the polls to run, comma-separated (default: %s)" % ",".join(POLLS))
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each poll N times and print the median run too (default: 1)")
     ap.add_argument("--profile", choices=("cprofile", "py-spy"),
                     help="run each poll under cProfile (STATE/poll.prof beside its database) "
                     "or py-spy (STATE/poll.stacks: collapsed stacks of every thread); slower")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
     print("rules workers: %s" % os.environ.get("BOT_RULES_WORKERS", "as config.toml says"))
 
     if args.keep is not None:
