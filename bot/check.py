@@ -203,6 +203,7 @@ def _run(cfg: Config, inputs: InputSet, reporter: Reporter, *, store: bool,
         # finished, stored and reported; whatever stops the reading, the
         # threads in hand are reported first, in order.
         pending: Window[Started] = Window(AHEAD if checker.pool is not None else 0)
+        checker.expect(inputs.thread_count)
         try:
             for raws in inputs.threads():
                 pending.push(checker.start_thread(raws), raws)

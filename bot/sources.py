@@ -400,6 +400,10 @@ class InputSet:
     def message_count(self) -> int:
         return len(self.index)
 
+    @property
+    def thread_count(self) -> int:
+        return self.index.thread_count
+
     def threads(self) -> Iterator[list[RawMessage]]:
         """Each thread's messages, in input order, as soon as it is complete."""
         open_threads: dict[int, list[RawMessage]] = {}

@@ -55,5 +55,10 @@ def test_maildir(tmp_path):
         (tmp_path / "md" / sub).mkdir(parents=True)
     (tmp_path / "md" / "new" / "1").write_bytes(b"Message-ID: <a@x>\n\nhello\n")
     (tmp_path / "md" / "cur" / "2:2,S").write_bytes(b"Message-ID: <b@x>\nIn-Reply-To: <a@x>\n\nre\n")
-    threads = list(InputSet([str(tmp_path / "md")], InputConfig()).threads())
-    assert len(threads) == 1 and len(threads[0]) == 2
+    (tmp_path / "md" / "new" / "3").write_bytes(b"Message-ID: <c@x>\n\nanother topic\n")
+    inputs = InputSet([str(tmp_path / "md")], InputConfig())
+    # Counted before any thread is read (`bot check` starts its rules
+    # worker at once when many are ahead: Checker.expect).
+    assert (inputs.message_count, inputs.thread_count) == (3, 2)
+    threads = sorted(inputs.threads(), key=len)
+    assert [len(t) for t in threads] == [1, 2]
