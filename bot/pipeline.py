@@ -112,9 +112,9 @@ class Window(Generic[T]):
 # Series the rules read closely that a run checks in the main process
 # before it hands any to a rules worker: starting one (a Python process
 # loading the register model) costs about as much as checking a few.
-# Unless the run knows it has many threads ahead (MANY_THREADS, a poll
-# cycle catching up): then the worker is started at once, and loads while
-# the first threads are fetched and assembled.
+# Unless the run knows it has many threads ahead (MANY_THREADS: a poll
+# cycle catching up, `bot check` of a list's mailbox): then the worker is
+# started at once, and loads while the first threads are read and assembled.
 HERE_FIRST = 4
 MANY_THREADS = 16
 
