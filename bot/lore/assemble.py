@@ -122,16 +122,13 @@ def _patch_hash(body: str, diff: re.Match[str] | None) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8", "replace")).hexdigest()
 
 
-def _patch_ids(mails: Sequence[Mail]) -> dict[str, str]:
+def _patch_ids(mails: Sequence[Mail],
+               diffs: dict[str, re.Match[str] | None]) -> dict[str, str]:
     """The patch-id b4 is given (`_add_to_mailbox`) for each of `mails`
-    that has a diff, by Message-ID: b4 matches trailers to patches by it,
-    and a message without a diff has none."""
-    ids: dict[str, str] = {}
-    for mail in mails:
-        diff = _DIFF_LINE.search(mail.body)
-        if diff is not None:
-            ids[mail.message_id] = _patch_hash(mail.body, diff)
-    return ids
+    that has a diff (`diffs`: where each one's starts), by Message-ID: b4
+    matches trailers to patches by it, and a message without a diff has none."""
+    return {m.message_id: _patch_hash(m.body, diff) for m in mails
+            if (diff := diffs[m.message_id]) is not None}
 
 
 def _needed_by_b4(mails: list[Mail], replies: dict[str, bool],
@@ -294,8 +291,11 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
     # b4 carries a trailer to a patch whose patch-id is that of the earlier
     # patch it was given to (b4.LoreMailbox.get_series): with none in
     # common, it carries nothing, and is not asked.
-    ids = _patch_ids([m for _r, m, _reply in given])
-    later = _patch_ids(series.messages)
+    earlier_mails = [m for _r, m, _reply in given]
+    diffs = {m.message_id: _DIFF_LINE.search(m.body)
+             for m in (*earlier_mails, *series.messages)}
+    ids = _patch_ids(earlier_mails, diffs)
+    later = _patch_ids(series.messages, diffs)
     if not set(ids.values()) & set(later.values()):
         return series
     ids.update(later)
@@ -303,14 +303,14 @@ def carry_trailers(series: Series, earlier: Sequence[RawMessage]) -> Series:
     for raw, mail, reply in given:
         try:
             by_id[mail.message_id] = mail
-            _add_to_mailbox(lmbox, mail, reply, _DIFF_LINE.search(mail.body),
+            _add_to_mailbox(lmbox, mail, reply, diffs[mail.message_id],
                             ids.get(mail.message_id))
         except Exception as exc:  # noqa: BLE001 - untrusted mail: this message is skipped
             logger.debug("%s: not used for trailers: %s", raw.origin, exc)
     for mail in series.messages:
         by_id[mail.message_id] = mail
         _add_to_mailbox(lmbox, mail, b4.LoreSubject(mail.subject).reply,
-                        _DIFF_LINE.search(mail.body), ids.get(mail.message_id))
+                        diffs[mail.message_id], ids.get(mail.message_id))
     try:
         lser = lmbox.get_series(series.revision, reroll=False, codereview_trailers=False)
     except Exception as exc:  # noqa: BLE001 - b4 cannot assemble it: no trailers carried
